@@ -1,0 +1,2 @@
+export { TandemError, ErrorCodes, isTandemError } from './errors.js';
+export type { ErrorCode } from './errors.js';
