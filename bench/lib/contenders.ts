@@ -1,0 +1,88 @@
+// Starts the shared backend and the peers (HAProxy, NGINX) from the templates in bench/configs.
+import { join } from 'node:path';
+import { mkdirSync, readFileSync, existsSync } from 'node:fs';
+import { renderConfig } from './templates.js';
+import { startService, waitForTcp, waitForHttp, runCommand, type Proc } from './procs.js';
+import { BACKEND, BACKEND_HOST, HAPROXY, NGINX, PEER_HOST } from './ports.js';
+import type { ToolSet } from './tools.js';
+
+export type Started = { ok: true; procs: Proc[] } | { ok: false; reason: string; procs: Proc[] };
+
+const READY_MS = 10_000;
+
+function nginxArgs(conf: string, dir: string): string[] {
+  return ['-e', 'stderr', '-p', dir, '-c', conf, '-g', 'daemon off;'];
+}
+
+/**
+ * The shared backend: nginx with one worker, HTTP `return 200` and UDP `return "pong"`.
+ */
+export async function startBackend(dir: string, tools: ToolSet): Promise<Proc> {
+  const nginx = tools.nginx;
+  if (!nginx) throw new Error('nginx not found');
+  const sub = join(dir, 'backend');
+  mkdirSync(sub, { recursive: true });
+  const conf = renderConfig('backend-nginx.conf', sub, {
+    LOAD_STREAM: tools.nginxStreamLoad ?? '', DIR: sub, HOST: BACKEND_HOST, HTTP_PORT: BACKEND.http, UDP_PORT: BACKEND.udp,
+  });
+  const p = startService('backend nginx', nginx, nginxArgs(conf, sub), { cpu: 'load', logFile: join(sub, 'backend-nginx.log') });
+  await waitForHttp(`http://${BACKEND_HOST}:${BACKEND.http}/`, READY_MS, p);
+  return p;
+}
+
+const peerVars = (dir: string) => ({
+  DIR: dir, HOST: PEER_HOST, BACKEND_HOST, BACKEND_HTTP_PORT: BACKEND.http, BACKEND_UDP_PORT: BACKEND.udp, BACKEND_IPERF_PORT: BACKEND.iperf,
+});
+
+export async function startHaproxy(dir: string, tools: ToolSet): Promise<Started> {
+  if (!tools.haproxy) return { ok: false, reason: 'haproxy not found', procs: [] };
+  const sub = join(dir, 'haproxy');
+  mkdirSync(sub, { recursive: true });
+  const conf = renderConfig('haproxy.cfg', sub, {
+    ...peerVars(sub), HTTP_PORT: HAPROXY.http, TCP_CONN_PORT: HAPROXY.tcpConn, TCP_BULK_PORT: HAPROXY.tcpBulk,
+  });
+  const check = await runCommand(tools.haproxy, ['-c', '-q', '-f', conf], { cpu: 'none', timeoutMs: 10_000 });
+  if (check.code !== 0) return { ok: false, reason: `haproxy -c: ${(check.stderr || check.stdout).trim().slice(0, 300)}`, procs: [] };
+  const p = startService('haproxy', tools.haproxy, ['-db', '-f', conf], { cpu: 'proxy', logFile: join(sub, 'haproxy.log') });
+  try {
+    await waitForHttp(`http://${PEER_HOST}:${HAPROXY.http}/`, READY_MS, p);
+    return { ok: true, procs: [p] };
+  } catch (e) {
+    return { ok: false, reason: `haproxy did not start: ${(e as Error).message}`, procs: [p] };
+  }
+}
+
+export async function startNginxPeer(dir: string, tools: ToolSet): Promise<Started> {
+  if (!tools.nginx) return { ok: false, reason: 'nginx not found', procs: [] };
+  const sub = join(dir, 'nginx');
+  mkdirSync(sub, { recursive: true });
+  const conf = renderConfig('nginx.conf', sub, {
+    ...peerVars(sub), LOAD_STREAM: tools.nginxStreamLoad ?? '',
+    HTTP_PORT: NGINX.http, TCP_CONN_PORT: NGINX.tcpConn, TCP_BULK_PORT: NGINX.tcpBulk, UDP_PORT: NGINX.udp,
+  });
+  const p = startService('nginx', tools.nginx, nginxArgs(conf, sub), { cpu: 'proxy', logFile: join(sub, 'nginx.log') });
+  try {
+    await waitForHttp(`http://${PEER_HOST}:${NGINX.http}/`, READY_MS, p);
+    await waitForTcp(PEER_HOST, NGINX.tcpConn, READY_MS, p);
+    return { ok: true, procs: [p] };
+  } catch (e) {
+    return { ok: false, reason: `nginx did not start: ${(e as Error).message}`, procs: [p] };
+  }
+}
+
+/** A one-test iperf3 server on the backend port (a fresh one per measurement: none gets stuck). */
+export async function startIperfServer(dir: string, tools: ToolSet, tag: string): Promise<Proc> {
+  if (!tools.iperf3) throw new Error('iperf3 not found');
+  const log = join(dir, `iperf3-server-${tag}.log`);
+  const p = startService('iperf3 server', tools.iperf3, ['-s', '-1', '-B', BACKEND_HOST, '-p', String(BACKEND.iperf), '--forceflush'], {
+    cpu: 'load', logFile: log,
+  });
+  // A TCP probe would count as a test, so wait for the "Server listening" line instead.
+  const deadline = Date.now() + 5000;
+  while (Date.now() < deadline) {
+    if (p.hasExited()) throw new Error(`iperf3 server exited: ${existsSync(log) ? readFileSync(log, 'utf8').trim() : ''}`);
+    if (existsSync(log) && readFileSync(log, 'utf8').includes('listening')) return p;
+    await new Promise((r) => setTimeout(r, 50));
+  }
+  return p;
+}

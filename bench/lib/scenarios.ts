@@ -1,0 +1,199 @@
+// The network scenarios: what each contender is sent and how each figure is measured.
+import { join } from 'node:path';
+import type { ContenderId } from './types.js';
+import type { ToolSet } from './tools.js';
+import type { Started } from './contenders.js';
+import { startIperfServer } from './contenders.js';
+import type { RouteKey, TandemHandle } from './tandem.js';
+import { ROOT } from './tandem.js';
+import { runCommand, stopProc } from './procs.js';
+import { parseWrk, wrkArgs } from './wrk.js';
+import { BACKEND, BACKEND_HOST, DEFAULT_CLIENT, HAPROXY, NGINX, PEER_HOST, TANDEM, TANDEM_INGRESS } from './ports.js';
+
+export interface Target { host: string; port: number; local: string; header: string }
+export type Plan = { kind: 'run'; target: Target } | { kind: 'unavailable' | 'n/a'; reason: string };
+export interface MetricSpec { key: string; metric: string; unit: string; better: 'higher' | 'lower'; headline?: boolean }
+export interface RunOpts { durationSec: number; dir: string; tools: ToolSet; tag: string }
+export interface Measurement { figures: Record<string, number>; raw: unknown; warning?: string }
+export interface PlanCtx { haproxy: Started; nginx: Started; tandem: TandemHandle }
+
+export interface Scenario {
+  id: string;
+  title: string;
+  short: string;
+  needs: Array<'wrk' | 'iperf3' | 'haproxy' | 'nginx' | 'stream'>;
+  metrics: MetricSpec[];
+  notes: string[];
+  plan(ctx: PlanCtx): Record<ContenderId, Plan>;
+  measure(t: Target, o: RunOpts): Promise<Measurement>;
+}
+
+interface Ports { route: RouteKey; tandem: number; haproxy: number | string; nginx: number; direct: number }
+
+function plans(ctx: PlanCtx, p: Ports): Record<ContenderId, Plan> {
+  const run = (host: string, port: number, local = DEFAULT_CLIENT, header = 'bench'): Plan => ({ kind: 'run', target: { host, port, local, header } });
+  const peer = (s: Started, port: number | string): Plan => {
+    if (typeof port === 'string') return { kind: 'n/a', reason: port };
+    return s.ok ? run(PEER_HOST, port) : { kind: 'unavailable', reason: s.reason };
+  };
+  const tandem = (hops: 'one' | 'two'): Plan => {
+    if (ctx.tandem.status !== 'ok') return { kind: 'unavailable', reason: ctx.tandem.reason ?? 'tandem did not start' };
+    const route = ctx.tandem.routes[p.route];
+    const v = route?.[hops];
+    if (!v) return { kind: 'unavailable', reason: route?.note ?? 'no flow found for this hop count' };
+    return p.route === 'http' ? run(TANDEM_INGRESS.host, p.tandem, DEFAULT_CLIENT, v) : run(TANDEM_INGRESS.host, p.tandem, v);
+  };
+  return {
+    tandem1: tandem('one'),
+    tandem2: tandem('two'),
+    haproxy: peer(ctx.haproxy, p.haproxy),
+    nginx: peer(ctx.nginx, p.nginx),
+    direct: run(BACKEND_HOST, p.direct),
+  };
+}
+
+function wrkScenario(close: boolean): Scenario['measure'] {
+  return async (t, o) => {
+    const headers = [`x-bench: ${t.header}`];
+    if (close) headers.push('Connection: close');
+    const args = wrkArgs({ url: `http://${t.host}:${t.port}/`, connections: close ? 32 : 64, durationSec: o.durationSec, headers });
+    const r = await runCommand(o.tools.wrk ?? 'wrk', args, { cpu: 'load', timeoutMs: (o.durationSec + 15) * 1000 });
+    if (r.code !== 0) throw new Error(`wrk exited ${r.code ?? r.signal}: ${(r.stderr || r.stdout).trim().slice(0, 200)}`);
+    const w = parseWrk(r.stdout);
+    if (w.requests === 0) throw new Error('wrk completed no request');
+    const errs = w.errors.connect + w.errors.read + w.errors.write + w.errors.timeout + w.errors.non2xx3xx;
+    // Mostly errors: the rate is not a rate of served requests, so the round counts as failed.
+    if (errs > w.requests / 2) throw new Error(`${errs} errors in ${w.requests} requests (${JSON.stringify(w.errors)})`);
+    const warning = errs > w.requests * 0.01 ? `${errs} errors in ${w.requests} requests (${JSON.stringify(w.errors)})` : undefined;
+    return {
+      figures: { rps: w.requestsPerSec, p50: w.latencyMs.p50 ?? NaN, p99: w.latencyMs.p99 ?? NaN },
+      raw: w,
+      warning,
+    };
+  };
+}
+
+const LOADGEN = join(ROOT, 'bench/loadgen');
+
+async function nodeLoadgen(script: string, t: Target, o: RunOpts, extra: string[]): Promise<Record<string, unknown>> {
+  const args = ['--import', 'tsx', join(LOADGEN, script), '--host', t.host, '--port', String(t.port), '--local', t.local,
+    '--duration', String(o.durationSec), ...extra];
+  const r = await runCommand(process.execPath, args, { cpu: 'load', cwd: ROOT, timeoutMs: (o.durationSec + 20) * 1000 });
+  const line = r.stdout.trim().split('\n').filter((l) => l.startsWith('{')).pop();
+  if (r.code !== 0 || !line) throw new Error(`${script} exited ${r.code ?? r.signal}: ${r.stderr.trim().split('\n').slice(-2).join(' ').slice(0, 200)}`);
+  return JSON.parse(line) as Record<string, unknown>;
+}
+
+const ms = (x: unknown, k: string) => Number((x as Record<string, unknown> | undefined)?.[k] ?? NaN);
+
+export const SCENARIOS: Scenario[] = [
+  {
+    id: 'http-keepalive',
+    title: 'HTTP keep-alive, small requests',
+    short: 'HTTP keep-alive',
+    needs: ['wrk', 'haproxy', 'nginx'],
+    metrics: [
+      { key: 'rps', metric: 'requests/s', unit: 'req/s', better: 'higher', headline: true },
+      { key: 'p50', metric: 'p50 latency', unit: 'ms', better: 'lower' },
+      { key: 'p99', metric: 'p99 latency', unit: 'ms', better: 'lower' },
+    ],
+    notes: ['wrk -t1 -c64 --latency, GET / answered by the backend nginx `return 200`.'],
+    plan: (ctx) => plans(ctx, { route: 'http', tandem: TANDEM.http, haproxy: HAPROXY.http, nginx: NGINX.http, direct: BACKEND.http }),
+    measure: wrkScenario(false),
+  },
+  {
+    id: 'http-close',
+    title: 'HTTP, new connection per request',
+    short: 'HTTP conn/request',
+    needs: ['wrk', 'haproxy', 'nginx'],
+    metrics: [
+      { key: 'rps', metric: 'requests/s', unit: 'req/s', better: 'higher', headline: true },
+      { key: 'p50', metric: 'p50 latency', unit: 'ms', better: 'lower' },
+      { key: 'p99', metric: 'p99 latency', unit: 'ms', better: 'lower' },
+    ],
+    notes: ["wrk -t1 -c32 -H 'Connection: close': every request on a new client connection (backend connections stay pooled)."],
+    plan: (ctx) => plans(ctx, { route: 'http', tandem: TANDEM.http, haproxy: HAPROXY.http, nginx: NGINX.http, direct: BACKEND.http }),
+    measure: wrkScenario(true),
+  },
+  {
+    id: 'tcp-bulk',
+    title: 'TCP bulk throughput',
+    short: 'TCP bulk',
+    needs: ['iperf3', 'haproxy', 'nginx', 'stream'],
+    metrics: [{ key: 'mbps', metric: 'throughput', unit: 'MB/s', better: 'higher', headline: true }],
+    notes: ['iperf3 client → proxy → iperf3 server (one stream, client sending); MB/s = 10^6 bytes/s received.'],
+    plan: (ctx) => plans(ctx, { route: 'tcpBulk', tandem: TANDEM.tcpBulk, haproxy: HAPROXY.tcpBulk, nginx: NGINX.tcpBulk, direct: BACKEND.iperf }),
+    async measure(t, o) {
+      const server = await startIperfServer(o.dir, o.tools, o.tag);
+      try {
+        const args = ['-c', t.host, '-p', String(t.port), '-B', t.local, '-t', String(Math.max(1, Math.round(o.durationSec))), '-J', '--connect-timeout', '3000'];
+        const r = await runCommand(o.tools.iperf3 ?? 'iperf3', args, { cpu: 'load', timeoutMs: (o.durationSec + 15) * 1000 });
+        let j: { error?: string; end?: { sum_received?: { bits_per_second?: number; bytes?: number } } };
+        try {
+          j = JSON.parse(r.stdout) as typeof j;
+        } catch {
+          throw new Error(`iperf3 exited ${r.code ?? r.signal}: ${(r.stderr || r.stdout).trim().slice(0, 200)}`);
+        }
+        if (j.error) throw new Error(`iperf3: ${j.error}`);
+        const bps = j.end?.sum_received?.bits_per_second;
+        if (!bps) throw new Error('iperf3 reported no throughput');
+        return { figures: { mbps: bps / 8e6 }, raw: { bitsPerSecond: bps, bytes: j.end?.sum_received?.bytes } };
+      } finally {
+        await stopProc(server, 1000);
+      }
+    },
+  },
+  {
+    id: 'tcp-connrate',
+    title: 'TCP connection rate',
+    short: 'TCP conn. rate',
+    needs: ['haproxy', 'nginx', 'stream'],
+    metrics: [
+      { key: 'cps', metric: 'connections/s', unit: 'conn/s', better: 'higher', headline: true },
+      { key: 'p50', metric: 'p50 connection time', unit: 'ms', better: 'lower' },
+      { key: 'p99', metric: 'p99 connection time', unit: 'ms', better: 'lower' },
+    ],
+    notes: ['bench/loadgen/tcp-connrate.ts, 32 concurrent loops of connect → HTTP/1.0 request → reply → close (backend: nginx).'],
+    plan: (ctx) => plans(ctx, { route: 'tcpConn', tandem: TANDEM.tcpConn, haproxy: HAPROXY.tcpConn, nginx: NGINX.tcpConn, direct: BACKEND.http }),
+    async measure(t, o) {
+      const j = await nodeLoadgen('tcp-connrate.ts', t, o, ['--concurrency', '32']);
+      const n = Number(j.connections);
+      if (!n) throw new Error(`no connection completed (${JSON.stringify(j.errorSamples)})`);
+      const errs = Number(j.errors);
+      if (errs > n) throw new Error(`${errs} failed connections, ${n} completed (${JSON.stringify(j.errorSamples)})`);
+      return {
+        figures: { cps: Number(j.connectionsPerSec), p50: ms(j.latencyMs, 'p50'), p99: ms(j.latencyMs, 'p99') },
+        raw: j,
+        warning: errs > n * 0.01 ? `${errs} failed connections of ${n + errs} (${JSON.stringify(j.errorSamples)})` : undefined,
+      };
+    },
+  },
+  {
+    id: 'udp-rr',
+    title: 'UDP request/response',
+    short: 'UDP req/resp',
+    needs: ['nginx', 'stream'],
+    metrics: [
+      { key: 'dps', metric: 'datagrams/s', unit: 'dgram/s', better: 'higher', headline: true },
+      { key: 'p50', metric: 'p50 round trip', unit: 'ms', better: 'lower' },
+      { key: 'p99', metric: 'p99 round trip', unit: 'ms', better: 'lower' },
+      { key: 'loss', metric: 'lost', unit: '%', better: 'lower' },
+    ],
+    notes: ['bench/loadgen/udp-rr.ts, 32 sockets with one datagram outstanding each (lost after 200 ms); backend: nginx stream `return`.'],
+    plan: (ctx) => plans(ctx, {
+      route: 'udp', tandem: TANDEM.udp, haproxy: 'HAProxy 2.6 (Debian 12) does not proxy UDP', nginx: NGINX.udp, direct: BACKEND.udp,
+    }),
+    async measure(t, o) {
+      const j = await nodeLoadgen('udp-rr.ts', t, o, ['--concurrency', '32', '--timeout-ms', '200']);
+      const n = Number(j.responses);
+      if (!n) throw new Error(`no reply received (${Number(j.lost)} datagrams lost)`);
+      const lossPct = (100 * Number(j.lost)) / Math.max(1, Number(j.sent));
+      if (lossPct > 50) throw new Error(`${lossPct.toFixed(0)}% of datagrams lost`);
+      return {
+        figures: { dps: Number(j.datagramsPerSec), p50: ms(j.latencyMs, 'p50'), p99: ms(j.latencyMs, 'p99'), loss: lossPct },
+        raw: j,
+        warning: lossPct > 1 ? `${lossPct.toFixed(1)}% datagrams lost` : undefined,
+      };
+    },
+  },
+];

@@ -1,0 +1,71 @@
+/**
+ * `tandem start --config FILE --node ID`: one node in the foreground.
+ * SIGTERM (and SIGINT) drain and exit 0; SIGHUP reloads the config file, refusing an invalid one
+ * whole and keeping the running config.
+ */
+import { loadConfigFile, ConfigError, formatIssue } from '../config/load.js';
+import { TandemNode } from '../node/node.js';
+import type { Io } from './validate.js';
+
+export async function startCommand(args: { config: string; node: string; logLevel?: string }, io: Io): Promise<number> {
+  let config;
+  try {
+    config = loadConfigFile(args.config);
+  } catch (err) {
+    if (err instanceof ConfigError) {
+      for (const i of err.issues) io.err(formatIssue(i));
+      return 1;
+    }
+    throw err;
+  }
+  let node: TandemNode;
+  try {
+    node = new TandemNode(config, args.node, { logLevel: args.logLevel });
+  } catch (err) {
+    io.err(`tandem: ${(err as Error).message}`);
+    return 1;
+  }
+  try {
+    await node.start();
+  } catch (err) {
+    node.logger.fatal({ err }, 'node failed to start');
+    await node.stop().catch(() => undefined);
+    return 1;
+  }
+  return new Promise<number>((resolve) => {
+    let stopping = false;
+    const stop = (signal: string) => {
+      if (stopping) return;
+      stopping = true;
+      node.logger.info({ signal }, 'stopping');
+      node.shutdown().then(
+        () => resolve(0),
+        (err) => {
+          node.logger.error({ err }, 'shutdown failed');
+          resolve(1);
+        },
+      );
+    };
+    process.on('SIGTERM', () => stop('SIGTERM'));
+    process.on('SIGINT', () => stop('SIGINT'));
+    process.on('SIGHUP', () => {
+      void reload(node, args.config);
+    });
+    process.on('uncaughtException', (err) => {
+      // One bad input must not take the node down for everyone else: log and go on.
+      node.logger.error({ err }, 'uncaught exception');
+    });
+  });
+}
+
+export async function reload(node: TandemNode, file: string): Promise<{ ok: boolean; problems: string[] }> {
+  try {
+    const next = loadConfigFile(file);
+    await node.reload(next);
+    return { ok: true, problems: [] };
+  } catch (err) {
+    const problems = err instanceof ConfigError ? err.issues.map(formatIssue) : [(err as Error).message];
+    node.logger.error({ problems }, 'reload refused: the running config stays');
+    return { ok: false, problems };
+  }
+}

@@ -1,0 +1,258 @@
+/**
+ * The cluster layer's facade (DESIGN.md sections 3 and 5): N tandem processes, one replicated
+ * flow table. It wires
+ *   peer-transport.ts — the authenticated peer port (handshake.ts) and dialer, optional TLS;
+ *   membership.ts     — control links in a full mesh, heartbeats, alive/suspect/dead;
+ *   replication.ts    — sequenced, acknowledged, resumable replication of local changes;
+ *   snapshot.ts       — full resyncs and the ready rule.
+ * Wire format: docs/protocol.md.
+ *
+ * Routing view (decision): alive() returns the nodes NOT seen dead — alive and suspect, self
+ * included. A suspect node is still a rendezvous candidate so that one late heartbeat does not
+ * reshuffle the owners of new flows; the router demotes it (stateOf() === 'suspect': try the
+ * backup first) and a failed forward falls back to the backup anyway (DESIGN.md section 1,
+ * step 5). Only 'dead' removes a node from the candidates.
+ */
+import { EventEmitter } from 'node:events';
+import type { Socket } from 'node:net';
+import type { Logger } from 'pino';
+import type { Registry } from 'prom-client';
+import { ErrorCodes, TandemError } from '../errors.js';
+import type { FlowEntry } from './flow-entry.js';
+import { ClusterMetrics } from './cluster-metrics.js';
+import {
+  DEFAULT_SNAPSHOT_TIMEOUT_MS,
+  DEFAULT_TUNING,
+  type ChannelType,
+  type ClusterSettings,
+  type ClusterTuning,
+  type FlowTableLike,
+  type HlcLike,
+  type PeerState,
+} from './cluster-options.js';
+import type { Session } from './handshake.js';
+import { Membership } from './membership.js';
+import { PeerTransport } from './peer-transport.js';
+import { Replicator, newIncarnation } from './replication.js';
+import { Readiness } from './snapshot.js';
+
+export type { PeerState } from './cluster-options.js';
+export type DataChannel = Exclude<ChannelType, 'control'>;
+export type DataChannelHandler = (socket: Socket, peerId: string, session: Session) => void;
+
+export interface ClusterOptions {
+  /** `config.cluster`. */
+  readonly settings: ClusterSettings;
+  readonly selfId: string;
+  readonly table: FlowTableLike;
+  readonly hlc: HlcLike;
+  readonly logger: Logger;
+  readonly registry: Registry;
+  /** Internal knobs (tests); defaults in cluster-options.ts. */
+  readonly tuning?: Partial<ClusterTuning>;
+}
+
+export interface PeerStats {
+  readonly id: string;
+  readonly state: PeerState;
+  /** Since the last frame of any kind from the peer; null if never heard from. */
+  readonly lastHeartbeatAgoMs: number | null;
+  /** Age of the oldest batch the peer has not acknowledged; 0 when caught up. */
+  readonly replicationLagMs: number;
+  /** Entries in the retransmission log the peer has not acknowledged. */
+  readonly pendingEntries: number;
+  readonly connected: boolean;
+}
+
+export interface ClusterStats {
+  readonly self: string;
+  readonly ready: boolean;
+  readonly peers: PeerStats[];
+}
+
+export interface ClusterEvents {
+  'peer-state': [id: string, state: PeerState, prev: PeerState];
+  ready: [];
+  /** Entries from a peer that changed the local table (after the merge). */
+  'remote-entries': [entries: FlowEntry[], from: string];
+}
+
+export class Cluster extends EventEmitter<ClusterEvents> {
+  readonly #selfId: string;
+  readonly #settings: ClusterSettings;
+  readonly #log: Logger;
+  readonly #transport: PeerTransport;
+  readonly #membership: Membership;
+  readonly #replicator: Replicator;
+  readonly #readiness: Readiness;
+  readonly #nodeIds: readonly string[];
+  #state: 'new' | 'started' | 'stopped' = 'new';
+
+  constructor(opts: ClusterOptions) {
+    super();
+    const s = opts.settings;
+    if (!s.nodes.some((n) => n.id === opts.selfId)) throw new TandemError(ErrorCodes.UNKNOWN_NODE, `node "${opts.selfId}" is not in cluster.nodes`);
+    if (!(s.heartbeatMs > 0) || !(s.failureTimeoutMs > s.heartbeatMs)) {
+      throw new TandemError(ErrorCodes.CONFIG_INVALID, `cluster: need 0 < heartbeatMs < failureTimeoutMs, got ${s.heartbeatMs} and ${s.failureTimeoutMs}`);
+    }
+    this.#selfId = opts.selfId;
+    this.#settings = s;
+    this.#nodeIds = s.nodes.map((n) => n.id);
+    const tuning: ClusterTuning = { ...DEFAULT_TUNING, ...opts.tuning };
+    const log = opts.logger.child({ component: 'cluster', node: opts.selfId });
+    this.#log = log;
+    const metrics = new ClusterMetrics(opts.registry);
+    const peerIds = this.#nodeIds.filter((id) => id !== opts.selfId);
+    this.#transport = new PeerTransport({ settings: s, selfId: opts.selfId, logger: log, metrics, tuning });
+    this.#readiness = new Readiness(peerIds, s.snapshotTimeoutMs ?? DEFAULT_SNAPSHOT_TIMEOUT_MS, (why) => {
+      log.info({ why }, 'flow table synced: ready');
+      this.emit('ready');
+    });
+    this.#replicator = new Replicator({
+      selfId: opts.selfId,
+      peerIds,
+      table: opts.table,
+      hlc: opts.hlc,
+      metrics,
+      logger: log,
+      tuning,
+      incarnation: newIncarnation(),
+      isReady: () => this.#readiness.ready,
+      onRemoteEntries: (entries, from) => {
+        // A listener's bug must not be blamed on the peer (it would drop the control link).
+        try {
+          this.emit('remote-entries', entries, from);
+        } catch (err) {
+          log.error({ err }, "a 'remote-entries' listener threw");
+        }
+      },
+      onSnapshotComplete: (peerId, senderReady) => this.#readiness.snapshotComplete(peerId, senderReady),
+    });
+    metrics.setLagSource(() => this.#replicator.lagSeconds());
+    this.#membership = new Membership({
+      settings: s,
+      selfId: opts.selfId,
+      transport: this.#transport,
+      metrics,
+      logger: log,
+      tuning,
+      onLinkUp: (link) => this.#replicator.linkUp(link),
+      onLinkDown: (link) => this.#replicator.linkDown(link),
+      onFrame: (link, frame) => this.#replicator.handleFrame(link, frame),
+      onStateChange: (id, state, prev) => {
+        try {
+          this.emit('peer-state', id, state, prev);
+        } catch (err) {
+          log.error({ err }, "a 'peer-state' listener threw");
+        }
+      },
+    });
+  }
+
+  /** Listen on the peer port and start dialling peers. Resolves once listening. */
+  async start(): Promise<void> {
+    if (this.#state !== 'new') throw new Error(`Cluster.start() called on a ${this.#state} cluster`);
+    this.#state = 'started';
+    await this.#transport.listen();
+    this.#membership.start();
+    this.#readiness.start();
+  }
+
+  /** Close every link and socket, stop every timer. Idempotent. */
+  async stop(): Promise<void> {
+    if (this.#state === 'stopped') return;
+    this.#state = 'stopped';
+    this.#readiness.stop();
+    this.#membership.stop();
+    this.#replicator.close();
+    await this.#transport.close();
+  }
+
+  /**
+   * Send every published change now and wait until each connected peer acknowledged it, at most
+   * timeoutMs. Call before stop() in a graceful shutdown. Resolves true when all acknowledged.
+   */
+  flush(timeoutMs = 1000): Promise<boolean> {
+    if (this.#state !== 'started') return Promise.resolve(true);
+    return this.#replicator.flush(timeoutMs);
+  }
+
+  get selfId(): string {
+    return this.#selfId;
+  }
+
+  /** True once the table is synced (snapshot.ts, Readiness, for the rule). */
+  get ready(): boolean {
+    return this.#readiness.ready;
+  }
+
+  /** Every configured node id, self included, in config order. */
+  get nodeIds(): readonly string[] {
+    return this.#nodeIds;
+  }
+
+  /** Self is always alive. Throws UNKNOWN_NODE for an id not in cluster.nodes. */
+  stateOf(id: string): PeerState {
+    return this.#membership.stateOf(id);
+  }
+
+  /** Nodes not seen dead (alive or suspect), self included: the routing candidates. */
+  alive(): ReadonlySet<string> {
+    const out = new Set<string>();
+    for (const id of this.#nodeIds) if (id === this.#selfId || this.#membership.stateOf(id) !== 'dead') out.add(id);
+    return out;
+  }
+
+  /** A data-plane forward to the peer failed: suspect it now rather than at the next beat. */
+  markSuspect(id: string): void {
+    this.#membership.markSuspect(id);
+  }
+
+  /** Replicate a change this node made (already merged into its own table) to every peer. */
+  publish(entry: FlowEntry): void {
+    this.#replicator.publish(entry);
+  }
+
+  /** Own a data-plane channel type on the accepting side (peer-transport.ts for the contract). */
+  onChannel(channel: DataChannel, handler: DataChannelHandler): void {
+    if ((channel as ChannelType) === 'control') throw new TypeError('the control channel belongs to the cluster layer');
+    this.#transport.onChannel(channel, handler);
+  }
+
+  /** An authenticated data-plane connection to a peer (peer-transport.ts, dial()). */
+  dial(peerId: string, channel: DataChannel, opts?: { timeoutMs?: number }): Promise<Socket> {
+    return this.#transport.dial(peerId, channel, opts);
+  }
+
+  stats(): ClusterStats {
+    const peers: PeerStats[] = [];
+    for (const id of this.#membership.peerIds) {
+      const r = this.#replicator.peerStats(id);
+      peers.push({
+        id,
+        state: this.#membership.stateOf(id),
+        lastHeartbeatAgoMs: this.#membership.lastHeardAgoMs(id),
+        replicationLagMs: r.replicationLagMs,
+        pendingEntries: r.pendingEntries,
+        connected: this.#membership.link(id) !== null,
+      });
+    }
+    return { self: this.#selfId, ready: this.ready, peers };
+  }
+
+  /** For tests and diagnostics: the control link socket's remote end, or null. */
+  controlLinkRemote(id: string): string | null {
+    return this.#membership.link(id)?.remote ?? null;
+  }
+
+  /** For tests: drop the control link to a peer (it is redialled as after any failure). */
+  dropControlLink(id: string): void {
+    this.#membership.link(id)?.close();
+    this.#log.debug({ peer: id }, 'control link dropped on request');
+  }
+
+  /** Weight of a configured node (1 when not set). */
+  weightOf(id: string): number {
+    return this.#settings.nodes.find((n) => n.id === id)?.weight ?? 1;
+  }
+}

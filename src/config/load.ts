@@ -1,0 +1,319 @@
+/**
+ * Config loading: file → YAML → schema → cross-checks → resolved, frozen `Config`.
+ * Every problem is collected in one pass and reported as `<path>: <problem>`; a config is either
+ * valid whole or refused whole (reload relies on that).
+ */
+import { readFileSync, existsSync } from 'node:fs';
+import { resolve, dirname, isAbsolute } from 'node:path';
+import { parseDocument } from 'yaml';
+import type { ZodIssue } from 'zod';
+import { TandemError, ErrorCodes, type ErrorCode } from '../errors.js';
+import { rawConfigSchema, type Config, type RawConfig, type ServiceConfig, type Protocol } from './schema.js';
+import { parseHostPort } from './address.js';
+import { isFlowKeyAllowed, defaultFlowKey, flowKeysFor, formatFlowKeySpec } from '../flowkey/spec.js';
+
+export interface ConfigIssue {
+  readonly path: string;
+  readonly message: string;
+}
+
+export class ConfigError extends TandemError {
+  readonly issues: readonly ConfigIssue[];
+  constructor(code: ErrorCode, issues: readonly ConfigIssue[]) {
+    super(code, issues.map(formatIssue).join('\n'));
+    this.name = 'ConfigError';
+    this.issues = issues;
+  }
+}
+
+export function formatIssue(issue: ConfigIssue): string {
+  return `${issue.path}: ${issue.message}`;
+}
+
+/** ['services', 0, 'port'] → "services[0].port"; [] → "(root)". */
+export function formatPath(path: readonly (string | number)[]): string {
+  let out = '';
+  for (const p of path) out += typeof p === 'number' ? `[${p}]` : out ? `.${p}` : p;
+  return out || '(root)';
+}
+
+const DEFAULT_IDLE_MS: Record<Protocol, number> = { http: 600_000, tcp: 600_000, udp: 30_000 };
+
+/** Reads and validates a config file. Throws ConfigError listing every problem. */
+export function loadConfigFile(file: string): Config {
+  const path = resolve(file);
+  if (!existsSync(path)) throw new ConfigError(ErrorCodes.CONFIG_NOT_FOUND, [{ path: file, message: 'file not found' }]);
+  let text: string;
+  try {
+    text = readFileSync(path, 'utf8');
+  } catch (err) {
+    throw new ConfigError(ErrorCodes.CONFIG_NOT_FOUND, [{ path: file, message: `cannot read: ${(err as Error).message}` }]);
+  }
+  return parseConfigText(text, file, dirname(path));
+}
+
+/** Validates YAML text; `baseDir` resolves relative secretFile/tls paths. */
+export function parseConfigText(text: string, name = '(config)', baseDir = process.cwd()): Config {
+  if (text.trim() === '' || /^\s*(#.*)?(\n\s*(#.*)?)*$/.test(text)) {
+    throw new ConfigError(ErrorCodes.CONFIG_EMPTY, [{ path: name, message: 'file is empty' }]);
+  }
+  const doc = parseDocument(text, { prettyErrors: false, uniqueKeys: true });
+  if (doc.errors.length > 0) {
+    const issues = doc.errors.map((e) => {
+      const pos = e.linePos?.[0];
+      const where = pos ? ` (line ${pos.line}, column ${pos.col})` : '';
+      return { path: name, message: `not valid YAML: ${e.message.split('\n')[0]}${where}` };
+    });
+    throw new ConfigError(ErrorCodes.CONFIG_NOT_YAML, issues);
+  }
+  const raw: unknown = doc.toJS();
+  if (raw === null || raw === undefined) throw new ConfigError(ErrorCodes.CONFIG_EMPTY, [{ path: name, message: 'file is empty' }]);
+  return validateConfig(raw, { baseDir, source: name === '(config)' ? null : resolve(baseDir, name) });
+}
+
+/** Validates an already-parsed object (tests and the demo build configs in memory). */
+export function validateConfig(raw: unknown, opts: { baseDir?: string; source?: string | null } = {}): Config {
+  const baseDir = opts.baseDir ?? process.cwd();
+  const issues: ConfigIssue[] = [];
+  const parsed = rawConfigSchema.safeParse(raw);
+  if (!parsed.success) issues.push(...zodIssues(parsed.error.issues));
+  issues.push(...crossCheck(raw));
+  const secrets = resolveSecrets(raw, baseDir, issues);
+  if (issues.length > 0 || !parsed.success) throw new ConfigError(ErrorCodes.CONFIG_INVALID, dedupe(issues));
+  return freeze(build(parsed.data, secrets, baseDir, opts.source ?? null));
+}
+
+function zodIssues(list: readonly ZodIssue[]): ConfigIssue[] {
+  const out: ConfigIssue[] = [];
+  for (const issue of list) {
+    if (issue.code === 'invalid_union') {
+      for (const inner of issue.unionErrors) out.push(...zodIssues(inner.issues));
+      continue;
+    }
+    const message = issue.code === 'invalid_type' && issue.received === 'undefined' ? 'is required' : issue.message;
+    out.push({ path: formatPath(issue.path), message });
+  }
+  return out;
+}
+
+function dedupe(issues: ConfigIssue[]): ConfigIssue[] {
+  const seen = new Set<string>();
+  return issues.filter((i) => {
+    const k = formatIssue(i);
+    if (seen.has(k)) return false;
+    seen.add(k);
+    return true;
+  });
+}
+
+type Obj = Record<string, unknown>;
+const isObj = (v: unknown): v is Obj => v !== null && typeof v === 'object' && !Array.isArray(v);
+const list = (v: unknown): unknown[] => (Array.isArray(v) ? v : []);
+
+/**
+ * Checks that span several fields. They run on the raw input, independently of the schema pass,
+ * so that a type error elsewhere does not hide them; each looks only at values of the right shape.
+ */
+function crossCheck(raw: unknown): ConfigIssue[] {
+  const issues: ConfigIssue[] = [];
+  if (!isObj(raw)) return issues;
+  const cluster = isObj(raw.cluster) ? raw.cluster : {};
+  const nodes = list(cluster.nodes);
+  const services = list(raw.services);
+
+  const ids = new Map<string, number>();
+  const tcpPorts = new Map<string, string>(); // "host:port" → what uses it
+  nodes.forEach((n, i) => {
+    if (!isObj(n)) return;
+    if (typeof n.id === 'string') {
+      const first = ids.get(n.id);
+      if (first !== undefined) issues.push({ path: `cluster.nodes[${i}].id`, message: `duplicate node id "${n.id}" (also cluster.nodes[${first}].id)` });
+      else ids.set(n.id, i);
+    }
+    if (typeof n.host !== 'string') return;
+    for (const [key, dflt] of [['peerPort', 7000], ['adminPort', 9000]] as const) {
+      const p = n[key] ?? dflt;
+      if (typeof p !== 'number') continue;
+      const at = `${n.host}:${p}`;
+      const user = tcpPorts.get(at);
+      if (user) issues.push({ path: `cluster.nodes[${i}].${key}`, message: `${at} is already used by ${user}` });
+      else tcpPorts.set(at, `node ${String(n.id)} ${key}`);
+    }
+  });
+
+  const hb = typeof cluster.heartbeatMs === 'number' ? cluster.heartbeatMs : 100;
+  const ft = cluster.failureTimeoutMs;
+  if (typeof ft === 'number' && ft <= hb) {
+    issues.push({ path: 'cluster.failureTimeoutMs', message: `must be greater than heartbeatMs (${hb})` });
+  }
+
+  const names = new Map<string, number>();
+  const ports = new Map<string, string>();
+  const nodePorts = new Map<number, string>();
+  for (const n of nodes) {
+    if (!isObj(n)) continue;
+    nodePorts.set(typeof n.peerPort === 'number' ? n.peerPort : 7000, `the peerPort of node ${String(n.id)}`);
+    nodePorts.set(typeof n.adminPort === 'number' ? n.adminPort : 9000, `the adminPort of node ${String(n.id)}`);
+  }
+  services.forEach((s, i) => {
+    if (!isObj(s)) return;
+    const at = `services[${i}]`;
+    if (typeof s.name === 'string') {
+      const first = names.get(s.name);
+      if (first !== undefined) issues.push({ path: `${at}.name`, message: `duplicate service name "${s.name}" (also services[${first}].name)` });
+      else names.set(s.name, i);
+    }
+    const protocol = typeof s.protocol === 'string' && ['http', 'tcp', 'udp'].includes(s.protocol) ? (s.protocol as Protocol) : null;
+    if (typeof s.port === 'number' && protocol) {
+      // http and tcp both listen on TCP ports, so they clash with each other.
+      const transport = protocol === 'udp' ? 'udp' : 'tcp';
+      const k = `${transport}/${s.port}`;
+      const user = ports.get(k);
+      if (user) issues.push({ path: `${at}.port`, message: `port ${s.port}/${transport} is already used by service "${user}"` });
+      else ports.set(k, String(s.name));
+      const nodeUse = nodePorts.get(s.port);
+      if (nodeUse && (transport === 'tcp' || nodeUse.startsWith('the peerPort'))) {
+        issues.push({ path: `${at}.port`, message: `port ${s.port} is ${nodeUse}` });
+      }
+    }
+    if (protocol && typeof s.flowKey === 'string' && !isFlowKeyAllowed(protocol, s.flowKey)) {
+      issues.push({
+        path: `${at}.flowKey`,
+        message: `"${s.flowKey}" is not allowed for protocol ${protocol} (allowed: ${flowKeysFor(protocol).join(', ')})`,
+      });
+    }
+    if (protocol && protocol !== 'tcp' && s.proxyProtocol !== undefined) {
+      issues.push({ path: `${at}.proxyProtocol`, message: 'only allowed for protocol tcp' });
+    }
+    if (protocol && isObj(s.healthCheck)) {
+      const t = s.healthCheck.type;
+      if (t === 'udp' && protocol !== 'udp') issues.push({ path: `${at}.healthCheck.type`, message: 'udp checks are only for protocol udp' });
+      if ((t === 'http' || t === 'tcp') && protocol === 'udp') {
+        issues.push({ path: `${at}.healthCheck.type`, message: `${t} checks cannot probe a udp backend (use udp or none)` });
+      }
+      if (t === 'udp' && typeof s.healthCheck.payload !== 'string') {
+        issues.push({ path: `${at}.healthCheck.payload`, message: 'is required for udp checks' });
+      }
+    }
+    const seen = new Map<string, number>();
+    list(s.backends).forEach((b, j) => {
+      if (!isObj(b) || typeof b.address !== 'string') return;
+      if (!parseHostPort(b.address)) {
+        issues.push({ path: `${at}.backends[${j}].address`, message: `"${b.address}" is not "host:port" with a port from 1 to 65535` });
+        return;
+      }
+      const first = seen.get(b.address);
+      if (first !== undefined) issues.push({ path: `${at}.backends[${j}].address`, message: `duplicate backend (also backends[${first}])` });
+      else seen.set(b.address, j);
+    });
+  });
+  return issues;
+}
+
+interface Secrets {
+  secret: string;
+  adminToken: string | null;
+}
+
+function readSecretFile(path: string, baseDir: string, at: string, issues: ConfigIssue[]): string | null {
+  const full = isAbsolute(path) ? path : resolve(baseDir, path);
+  try {
+    return readFileSync(full, 'utf8').trim();
+  } catch {
+    issues.push({ path: at, message: `cannot read file "${path}"` });
+    return null;
+  }
+}
+
+function resolveSecrets(raw: unknown, baseDir: string, issues: ConfigIssue[]): Secrets {
+  const out: Secrets = { secret: '', adminToken: null };
+  if (!isObj(raw) || !isObj(raw.cluster)) return out;
+  const c = raw.cluster;
+  const hasSecret = typeof c.secret === 'string';
+  const hasFile = typeof c.secretFile === 'string';
+  if (hasSecret && hasFile) issues.push({ path: 'cluster.secretFile', message: 'set either secret or secretFile, not both' });
+  else if (!hasSecret && !hasFile && c.secret === undefined && c.secretFile === undefined) {
+    issues.push({ path: 'cluster.secret', message: 'is required (or cluster.secretFile)' });
+  } else {
+    const value = hasSecret ? (c.secret as string) : hasFile ? readSecretFile(c.secretFile as string, baseDir, 'cluster.secretFile', issues) : null;
+    if (value !== null) {
+      if (value.length < 16) issues.push({ path: hasSecret ? 'cluster.secret' : 'cluster.secretFile', message: 'must be at least 16 characters' });
+      out.secret = value;
+    }
+  }
+  if (typeof c.adminToken === 'string' && typeof c.adminTokenFile === 'string') {
+    issues.push({ path: 'cluster.adminTokenFile', message: 'set either adminToken or adminTokenFile, not both' });
+  } else if (typeof c.adminToken === 'string' || typeof c.adminTokenFile === 'string') {
+    const token = typeof c.adminToken === 'string' ? c.adminToken : readSecretFile(c.adminTokenFile as string, baseDir, 'cluster.adminTokenFile', issues);
+    if (token !== null && token.length < 16) {
+      issues.push({ path: typeof c.adminToken === 'string' ? 'cluster.adminToken' : 'cluster.adminTokenFile', message: 'must be at least 16 characters' });
+    }
+    out.adminToken = token;
+  }
+  if (isObj(c.tls)) {
+    for (const k of ['cert', 'key', 'ca'] as const) {
+      const p = c.tls[k];
+      if (typeof p === 'string' && !existsSync(isAbsolute(p) ? p : resolve(baseDir, p))) {
+        issues.push({ path: `cluster.tls.${k}`, message: `file not found: ${p}` });
+      }
+    }
+  }
+  return out;
+}
+
+function build(raw: RawConfig, secrets: Secrets, baseDir: string, source: string | null): Config {
+  const abs = (p: string) => (isAbsolute(p) ? p : resolve(baseDir, p));
+  const services: ServiceConfig[] = raw.services.map((s) => {
+    const { flowKey, flowIdleTimeoutMs, healthCheck, backends, ...rest } = s;
+    return {
+      ...rest,
+      flowKey: flowKey ?? formatFlowKeySpec(defaultFlowKey(s.protocol)),
+      flowIdleTimeoutMs: flowIdleTimeoutMs ?? DEFAULT_IDLE_MS[s.protocol],
+      backends: backends.map((b) => {
+        const hp = parseHostPort(b.address)!;
+        return { address: b.address, host: hp.host, port: hp.port, weight: b.weight };
+      }),
+      healthCheck: healthCheck ?? defaultHealthCheck(s.protocol),
+    };
+  });
+  const c = raw.cluster;
+  return {
+    cluster: {
+      name: c.name,
+      secret: secrets.secret,
+      adminToken: secrets.adminToken,
+      heartbeatMs: c.heartbeatMs,
+      failureTimeoutMs: c.failureTimeoutMs,
+      snapshotTimeoutMs: c.snapshotTimeoutMs,
+      drainTimeoutMs: c.drainTimeoutMs,
+      logLevel: c.logLevel,
+      tls: c.tls ? { cert: abs(c.tls.cert), key: abs(c.tls.key), ca: abs(c.tls.ca) } : null,
+      nodes: c.nodes,
+    },
+    services,
+    source,
+  };
+}
+
+function defaultHealthCheck(protocol: Protocol): ServiceConfig['healthCheck'] {
+  // A connect check is safe for any TCP backend; an HTTP path is not (many backends have none).
+  // UDP has no connect, and a probe needs a payload the backend answers, so none by default.
+  return {
+    type: protocol === 'udp' ? 'none' : 'tcp',
+    path: '/healthz',
+    method: 'GET',
+    expectStatus: '200-399',
+    intervalMs: 1000,
+    timeoutMs: 1000,
+    rise: 2,
+    fall: 3,
+  };
+}
+
+function freeze<T>(value: T): T {
+  if (value !== null && typeof value === 'object' && !Object.isFrozen(value)) {
+    Object.freeze(value);
+    for (const v of Object.values(value)) freeze(v);
+  }
+  return value;
+}

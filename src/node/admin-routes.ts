@@ -1,0 +1,132 @@
+/** The admin API's routes (DESIGN.md section 6), over a running node. */
+import type { AdminServer } from '../admin/server.js';
+import type { TandemNode } from './node.js';
+
+export function registerAdminRoutes(node: TandemNode, admin: AdminServer): void {
+  admin.get('/healthz', () => ({ status: 200, json: { status: 'ok', node: node.id } }));
+
+  admin.get('/readyz', () =>
+    node.ready
+      ? { status: 200, json: { ready: true, node: node.id } }
+      : { status: 503, json: { ready: false, node: node.id, reason: node.draining ? 'draining' : 'syncing' } },
+  );
+
+  admin.get('/api/cluster', () => {
+    const stats = new Map(node.cluster.stats().peers.map((p) => [p.id, p]));
+    return {
+      status: 200,
+      json: {
+        self: node.id,
+        cluster: node.config.cluster.name,
+        ready: node.ready,
+        nodes: node.config.cluster.nodes.map((n) => {
+          const s = stats.get(n.id);
+          return {
+            id: n.id,
+            state: node.stateOf(n.id),
+            weight: n.weight,
+            host: n.host,
+            peerPort: n.peerPort,
+            adminPort: n.adminPort,
+            ...(s ? { lastHeartbeatAgoMs: s.lastHeartbeatAgoMs, replicationLagMs: s.replicationLagMs, pendingEntries: s.pendingEntries } : {}),
+          };
+        }),
+      },
+    };
+  });
+
+  admin.get('/api/flows', (req) => {
+    const service = req.query.get('service');
+    const key = req.query.get('key');
+    if (!service) return { status: 400, json: { error: 'the service query parameter is required' } };
+    if (key === null) {
+      // A listing, for comparing tables across nodes: bounded, in the table's order.
+      const limit = Math.min(Math.max(Number(req.query.get('limit') ?? '1000') || 1000, 1), 1_000_000);
+      const flows = [];
+      for (const e of node.table.entries(service)) {
+        if (flows.length >= limit) break;
+        flows.push({ key: e.key, primary: e.primary, backup: e.backup, backend: e.backend, version: e.version, writer: e.writer });
+      }
+      return { status: 200, json: { service, count: node.table.size(service), flows } };
+    }
+    const e = node.table.get(service, key);
+    if (!e) return { status: 404, json: { error: 'no such flow on this node', service, key } };
+    return {
+      status: 200,
+      json: {
+        service: e.service,
+        key: e.key,
+        primary: e.primary,
+        backup: e.backup,
+        backend: e.backend,
+        version: e.version,
+        writer: e.writer,
+        lastActive: new Date(e.lastActive).toISOString(),
+      },
+    };
+  });
+
+  admin.get('/api/status', () => ({ status: 200, json: node.status() }));
+
+  admin.get('/api/ranking', (req) => {
+    const key = req.query.get('key');
+    if (key === null) return { status: 400, json: { error: 'key query parameter is required' } };
+    return { status: 200, json: { key, ranking: node.ranking(key), wouldOwn: node.wouldOwn(key) } };
+  });
+
+  admin.get('/api/backends', () => ({
+    status: 200,
+    json: {
+      services: node.config.services.map((s) => ({
+        name: s.name,
+        protocol: s.protocol,
+        policy: s.policy,
+        backends: (node.services.pool(s.name)?.backends ?? []).map((b) => ({
+          address: b.address,
+          weight: b.configWeight,
+          effectiveWeight: b.weight,
+          state: b.draining ? 'draining' : !b.healthy ? 'down' : b.ejectedUntil > Date.now() ? 'ejected' : 'up',
+          healthy: b.healthy,
+          draining: b.draining,
+          active: b.active,
+          total: b.total,
+          ejections: b.ejections,
+        })),
+      })),
+    },
+  }));
+
+  const drain = (on: boolean) => (req: { body: unknown }) => {
+    const b = (req.body ?? {}) as { service?: unknown; address?: unknown };
+    if (typeof b.service !== 'string' || typeof b.address !== 'string') {
+      return { status: 400, json: { error: 'body must be {"service": NAME, "address": "host:port"}' } };
+    }
+    if (!node.setDraining(b.service, b.address, on)) {
+      return { status: 404, json: { error: `no backend ${b.address} in service ${b.service}` } };
+    }
+    return { status: 200, json: { service: b.service, address: b.address, draining: on } };
+  };
+  admin.post('/api/backends/drain', drain(true));
+  admin.post('/api/backends/undrain', drain(false));
+
+  if (process.env.TANDEM_TEST_HOOKS === '1') {
+    // Test-only (issue 3 allows an internal API for creating flows before protocol services
+    // exist). Off unless the environment asks for it, and it still needs the admin token.
+    admin.post('/api/test/flows', (req) => {
+      const b = (req.body ?? {}) as { service?: string; keys?: string[]; backend?: string };
+      if (typeof b.service !== 'string' || !Array.isArray(b.keys)) return { status: 400, json: { error: 'service and keys required' } };
+      const out = b.keys.map((key) => {
+        const e = node.router.lookup(b.service as string, String(key));
+        const r = b.backend ? node.router.assign(e, () => true, () => b.backend as string) : { entry: e };
+        return { key: r.entry.key, primary: r.entry.primary, backup: r.entry.backup, backend: r.entry.backend };
+      });
+      return { status: 200, json: { flows: out } };
+    });
+  }
+
+  admin.get('/metrics', async () => ({
+    status: 200,
+    text: await node.registry.metrics(),
+    contentType: node.registry.contentType,
+  }));
+}

@@ -1,0 +1,308 @@
+/**
+ * One tandem node: the composition root. It owns the flow table, the cluster links, the router,
+ * the backend pools, the protocol proxies and the admin API, and wires them together. Everything
+ * here is glue; the behaviour lives in the modules it composes.
+ */
+import { pino, type Logger } from 'pino';
+import { Registry, collectDefaultMetrics } from 'prom-client';
+import { TandemError, ErrorCodes } from '../errors.js';
+import type { Config, NodeConfig, ServiceConfig } from '../config/schema.js';
+import { FlowTable } from '../cluster/flow-table.js';
+import { Hlc } from '../cluster/hlc.js';
+import { Rendezvous, type RendezvousNode } from '../cluster/rendezvous.js';
+import { Cluster } from '../cluster/cluster.js';
+import { FlowRouter } from '../cluster/router.js';
+import type { FlowEntry } from '../cluster/flow-entry.js';
+import { AdminServer } from '../admin/server.js';
+import { registerAdminRoutes } from './admin-routes.js';
+import { NodeMetrics } from './metrics.js';
+import { Services } from './services.js';
+import { CONTROL_SERVICE, drainEntry, isControl, parseDrain } from './drain.js';
+import type { PeerState } from '../proxy/context.js';
+
+export interface NodeOptions {
+  readonly logger?: Logger;
+  readonly logLevel?: string;
+}
+
+export class TandemNode {
+  #config: Config;
+  readonly self: NodeConfig;
+  readonly logger: Logger;
+  readonly registry = new Registry();
+  readonly table: FlowTable;
+  readonly hlc = new Hlc();
+  readonly cluster: Cluster;
+  readonly router: FlowRouter;
+  readonly admin: AdminServer;
+  readonly services: Services;
+  #rendezvous: Rendezvous;
+  #rankNodes: RendezvousNode[] = [];
+  #candidates: string[] = [];
+  #candidateNodes: RendezvousNode[] = [];
+  #timers: NodeJS.Timeout[] = [];
+  #draining = false;
+  /** Communications per second over the last few seconds (EWMA of router lookups). */
+  #rate = { last: 0, perSec: 0 };
+  #started = false;
+  readonly startedAt = Date.now();
+
+  constructor(config: Config, selfId: string, opts: NodeOptions = {}) {
+    const self = config.cluster.nodes.find((n) => n.id === selfId);
+    if (!self) {
+      throw new TandemError(ErrorCodes.UNKNOWN_NODE, `node "${selfId}" is not in the config (nodes: ${config.cluster.nodes.map((n) => n.id).join(', ')})`);
+    }
+    this.#config = config;
+    this.self = self;
+    this.logger = opts.logger ?? pino({ level: opts.logLevel ?? config.cluster.logLevel, base: { node: selfId } });
+    collectDefaultMetrics({ register: this.registry, prefix: 'tandem_process_' });
+    this.#rendezvous = new Rendezvous(config.cluster.secret);
+    this.#setNodes(config);
+    const metrics = new NodeMetrics(this.registry);
+    this.table = new FlowTable({
+      limits: (service) => {
+        // Drain states must outlive any idle timeout: they end only when undrained.
+        if (service === CONTROL_SERVICE) return { maxEntries: 100_000, idleTimeoutMs: 10 * 365 * 86_400_000 };
+        const s = this.service(service);
+        return s ? { maxEntries: s.maxFlows, idleTimeoutMs: s.flowIdleTimeoutMs } : { maxEntries: 100_000, idleTimeoutMs: 600_000 };
+      },
+      onEvict: (entry, reason) => metrics.evicted(entry.service, reason),
+    });
+    this.cluster = new Cluster({
+      settings: config.cluster,
+      selfId,
+      table: this.table,
+      hlc: this.hlc,
+      logger: this.logger.child({ component: 'cluster' }),
+      registry: this.registry,
+    });
+    this.router = new FlowRouter({
+      selfId,
+      owners: (key) => this.#rendezvous.owners(key, this.#candidateNodes),
+      rank: (_service, key) => this.#rendezvous.rank(key, this.#rankNodes),
+      candidates: () => this.#candidates,
+      state: (id) => this.stateOf(id),
+      publish: (e) => this.cluster.publish(e),
+      merge: (e) => this.table.merge(e),
+      get: (s, k) => this.table.get(s, k),
+      version: () => this.hlc.now(),
+      now: Date.now,
+    });
+    this.cluster.on('peer-state', (id: string, state: PeerState, prev: PeerState) => this.#onPeerState(id, state, prev));
+    this.cluster.on('remote-entries', (entries: readonly FlowEntry[]) => {
+      for (const e of entries) if (isControl(e)) this.#applyDrain(e);
+    });
+    this.services = new Services({
+      self,
+      nodes: () => this.#config.cluster.nodes,
+      router: this.router,
+      dataPlane: this.cluster,
+      secret: config.cluster.secret,
+      logger: this.logger,
+      registry: this.registry,
+      service: (name) => this.service(name),
+      pool: (name) => this.services.pool(name),
+    });
+    this.admin = new AdminServer({ host: self.host, port: self.adminPort, token: config.cluster.adminToken, logger: this.logger.child({ component: 'admin' }) });
+    registerAdminRoutes(this, this.admin);
+    metrics.bindNode(this);
+  }
+
+  get config(): Config {
+    return this.#config;
+  }
+
+  get id(): string {
+    return this.self.id;
+  }
+
+  get ready(): boolean {
+    return this.#started && this.cluster.ready && !this.#draining;
+  }
+
+  get draining(): boolean {
+    return this.#draining;
+  }
+
+  service(name: string): ServiceConfig | undefined {
+    return this.#config.services.find((s) => s.name === name);
+  }
+
+  stateOf(id: string): PeerState {
+    return id === this.self.id ? 'alive' : this.cluster.stateOf(id);
+  }
+
+  /** The full rendezvous ranking for a key over all configured nodes (for `tandem flow`). */
+  ranking(key: string): Array<{ id: string; weight: number; score: number; state: PeerState }> {
+    return this.#rendezvous.scores(key, this.#rankNodes).map((s) => ({ ...s, state: this.stateOf(s.id) }));
+  }
+
+  /** Where a new flow for this key would go now. */
+  wouldOwn(key: string): { primary: string; backup: string | null } {
+    return this.#rendezvous.owners(key, this.#candidateNodes);
+  }
+
+  async start(): Promise<void> {
+    await this.admin.start();
+    await this.cluster.start();
+    await this.services.startDataPlanes();
+    // Client-facing listeners open once the table is synced: a node that accepted traffic before
+    // it knew the cluster's flows would create duplicate owners for existing flows.
+    await waitFor(() => this.cluster.ready, this.#config.cluster.snapshotTimeoutMs + 5000);
+    await this.services.apply(this.#config);
+    for (const e of this.table.entries(CONTROL_SERVICE)) this.#applyDrain(e);
+    this.#started = true;
+    this.#startTimers();
+    this.logger.info({ host: this.self.host, services: this.#config.services.map((s) => `${s.protocol}/${s.port}`) }, 'node started');
+  }
+
+  /** Swap the whole config (already validated). Cluster membership changes need a restart. */
+  async reload(next: Config): Promise<void> {
+    const changedNodes = JSON.stringify(next.cluster.nodes) !== JSON.stringify(this.#config.cluster.nodes);
+    this.#config = next;
+    this.admin.token = next.cluster.adminToken;
+    await this.services.apply(next);
+    for (const e of this.table.entries(CONTROL_SERVICE)) this.#applyDrain(e);
+    this.logger.info({ services: next.services.length, nodesChanged: changedNodes }, 'config reloaded');
+    if (changedNodes) this.logger.warn('cluster.nodes changed: membership changes take effect when nodes restart');
+  }
+
+  /**
+   * Graceful stop (SIGTERM): report not ready, stop accepting, hand this node's flows to their
+   * backups (replicated before exit), let open work finish within the drain timeout.
+   */
+  async shutdown(): Promise<void> {
+    if (this.#draining) return;
+    this.#draining = true;
+    this.logger.info({ drainTimeoutMs: this.#config.cluster.drainTimeoutMs }, 'draining');
+    this.handOver();
+    await this.services.drain(this.#config.cluster.drainTimeoutMs);
+    this.router.flushRefreshes();
+    await this.cluster.flush?.();
+    await this.stop();
+  }
+
+  /**
+   * Sets a backend draining (or not) on every node: written locally, replicated like a flow.
+   * Returns false when the service or backend is unknown here.
+   */
+  setDraining(service: string, address: string, draining: boolean): boolean {
+    const pool = this.services.pool(service);
+    if (!pool?.get(address)) return false;
+    const e = drainEntry(service, address, draining, this.hlc.now(), this.id, Date.now());
+    this.table.merge(e);
+    this.cluster.publish(e);
+    this.#applyDrain(e);
+    this.logger.info({ service, backend: address, draining }, draining ? 'backend draining' : 'backend undrained');
+    return true;
+  }
+
+  /** A summary of this node for `tandem status` and the dashboard. */
+  status(): { id: string; ready: boolean; draining: boolean; uptimeSec: number; flows: { total: number; primary: number; backup: number }; ratePerSec: number } {
+    let total = 0;
+    let primary = 0;
+    let backup = 0;
+    for (const e of this.flows()) {
+      total++;
+      if (e.primary === this.id) primary++;
+      else if (e.backup === this.id) backup++;
+    }
+    return {
+      id: this.id,
+      ready: this.ready,
+      draining: this.#draining,
+      uptimeSec: Math.round((Date.now() - this.startedAt) / 1000),
+      flows: { total, primary, backup },
+      ratePerSec: Math.round(this.#rate.perSec * 10) / 10,
+    };
+  }
+
+  /** Flow entries (not control entries). */
+  *flows(): IterableIterator<FlowEntry> {
+    for (const e of this.table.entries()) if (!isControl(e)) yield e;
+  }
+
+  #applyDrain(e: FlowEntry): void {
+    const d = parseDrain(e);
+    if (!d) return;
+    const b = this.services.pool(d.service)?.get(d.address);
+    if (b) b.draining = d.draining;
+  }
+
+  /** Re-protect every entry as if this node were dead, and replicate the result. */
+  handOver(): number {
+    const alive = new Set(this.#candidates.filter((id) => id !== this.self.id));
+    let n = 0;
+    for (const entry of this.flows()) {
+      if (entry.primary !== this.self.id && entry.backup !== this.self.id) continue;
+      const before = entry;
+      if (this.router.reprotectAll([entry], alive) > 0) {
+        const after = this.table.get(before.service, before.key);
+        if (after) this.cluster.publish(after);
+        n++;
+      }
+    }
+    this.logger.info({ flows: n }, 'flows handed over');
+    return n;
+  }
+
+  async stop(): Promise<void> {
+    for (const t of this.#timers) clearInterval(t);
+    this.#timers = [];
+    await this.services.stop();
+    await this.cluster.stop();
+    await this.admin.stop();
+    this.logger.info('node stopped');
+  }
+
+  #setNodes(config: Config): void {
+    this.#rankNodes = config.cluster.nodes.map((n) => ({ id: n.id, weight: n.weight }));
+    this.#recomputeCandidates();
+  }
+
+  #recomputeCandidates(): void {
+    const ids: string[] = [];
+    for (const n of this.#config.cluster.nodes) if (n.id === this.self?.id || this.#peerUp(n.id)) ids.push(n.id);
+    this.#candidates = ids;
+    this.#candidateNodes = this.#rankNodes.filter((n) => ids.includes(n.id));
+  }
+
+  #peerUp(id: string): boolean {
+    // During construction the cluster does not exist yet; every peer counts as down until seen.
+    const c = (this as { cluster?: Cluster }).cluster;
+    return c !== undefined && c.stateOf(id) !== 'dead';
+  }
+
+  #onPeerState(id: string, state: PeerState, prev: PeerState): void {
+    this.#recomputeCandidates();
+    if (state === 'dead' && prev !== 'dead') {
+      const n = this.router.reprotectAll(this.flows(), new Set(this.#candidates));
+      this.logger.warn({ peer: id, reprotected: n }, 'peer dead: flows re-protected');
+    } else if (state === 'alive' && prev === 'dead') {
+      this.logger.info({ peer: id }, 'peer alive');
+    }
+  }
+
+  #startTimers(): void {
+    const idle = Math.min(...this.#config.services.map((s) => s.flowIdleTimeoutMs), 600_000);
+    // Refresh well inside the shortest idle timeout, so that a live flow never looks idle elsewhere.
+    const refreshMs = Math.max(250, Math.min(5000, Math.floor(idle / 4)));
+    this.#timers.push(setInterval(() => this.router.flushRefreshes(), refreshMs).unref());
+    this.#timers.push(setInterval(() => this.table.expire(), 1000).unref());
+    this.#timers.push(
+      setInterval(() => {
+        const n = this.router.stats.lookups;
+        // EWMA with a ~5 s time constant: steady enough to read, quick enough to see a failover.
+        this.#rate.perSec = this.#rate.perSec * 0.8 + (n - this.#rate.last) * 0.2;
+        this.#rate.last = n;
+      }, 1000).unref(),
+    );
+  }
+}
+
+async function waitFor(cond: () => boolean, timeoutMs: number): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  while (!cond() && Date.now() < deadline) await new Promise((r) => setTimeout(r, 20));
+}
+
+export type { FlowEntry };

@@ -1,0 +1,127 @@
+/**
+ * The node's services: one pool and one client-facing proxy per configured service, plus one data
+ * plane per protocol for communications forwarded by peers. `apply()` is both the first start and
+ * every reload: services are added, removed or updated in place, and pools keep the runtime state
+ * of backends that stay (so a reload forgets neither flows nor counters).
+ */
+import type { Config, ServiceConfig } from '../config/schema.js';
+import type { ProxyContext, ServiceProxy } from '../proxy/context.js';
+import { UpstreamPool } from '../upstream/pool.js';
+import { createSelector } from '../balancer/index.js';
+import { HealthChecker } from '../upstream/health.js';
+import { HttpServiceProxy } from '../proxy/http/service.js';
+import { HttpDataPlane } from '../proxy/http/data-plane.js';
+import { TcpServiceProxy } from '../proxy/tcp/service.js';
+import { TcpDataPlane } from '../proxy/tcp/data-plane.js';
+import { UdpServiceProxy } from '../proxy/udp/service.js';
+import { UdpDataPlane } from '../proxy/udp/data-plane.js';
+
+interface Running {
+  cfg: ServiceConfig;
+  proxy: ServiceProxy;
+}
+
+export class Services {
+  readonly #ctx: ProxyContext;
+  #running = new Map<string, Running>();
+  #pools = new Map<string, UpstreamPool>();
+  #checkers = new Map<string, HealthChecker>();
+  #http: HttpDataPlane;
+  #tcp: TcpDataPlane;
+  #udp: UdpDataPlane;
+
+  constructor(ctx: ProxyContext) {
+    this.#ctx = ctx;
+    this.#http = new HttpDataPlane(ctx, (name) => this.#proxy(name, HttpServiceProxy));
+    this.#tcp = new TcpDataPlane(ctx, (name) => this.#proxy(name, TcpServiceProxy));
+    this.#udp = new UdpDataPlane(ctx, (name) => this.#proxy(name, UdpServiceProxy));
+  }
+
+  pool(name: string): UpstreamPool | undefined {
+    return this.#pools.get(name);
+  }
+
+  pools(): ReadonlyMap<string, UpstreamPool> {
+    return this.#pools;
+  }
+
+  async startDataPlanes(): Promise<void> {
+    this.#http.start();
+    this.#tcp.start();
+    await this.#udp.start();
+  }
+
+  /** Bring the running services in line with `config`. */
+  async apply(config: Config): Promise<void> {
+    const wanted = new Map(config.services.map((s) => [s.name, s]));
+    for (const [name, r] of this.#running) {
+      const next = wanted.get(name);
+      // A changed protocol or port is a different listener: stop the old one, start a new one.
+      if (!next || next.protocol !== r.cfg.protocol || next.port !== r.cfg.port) {
+        await r.proxy.drain(config.cluster.drainTimeoutMs);
+        await r.proxy.stop();
+        this.#running.delete(name);
+        if (!next) {
+          this.#pools.delete(name);
+          this.#checkers.get(name)?.stop();
+          this.#checkers.delete(name);
+        }
+      }
+    }
+    for (const cfg of config.services) {
+      const selector = createSelector(cfg.policy);
+      const pool = this.#pools.get(cfg.name);
+      if (pool) pool.update(cfg.backends, selector, cfg.slowStartMs);
+      else this.#pools.set(cfg.name, new UpstreamPool(cfg.backends, selector, { slowStartMs: cfg.slowStartMs }));
+      const checker = this.#checkers.get(cfg.name);
+      if (checker) checker.update(cfg);
+      else {
+        const hc = new HealthChecker({
+          service: cfg,
+          pool: this.#pools.get(cfg.name)!,
+          logger: this.#ctx.logger.child({ component: 'health', service: cfg.name }),
+          registry: this.#ctx.registry,
+        });
+        this.#checkers.set(cfg.name, hc);
+        hc.start();
+      }
+      const r = this.#running.get(cfg.name);
+      if (r) {
+        r.cfg = cfg;
+        r.proxy.update(cfg);
+        continue;
+      }
+      const proxy = this.#create(cfg);
+      await proxy.start();
+      this.#running.set(cfg.name, { cfg, proxy });
+    }
+  }
+
+  async drain(timeoutMs: number): Promise<void> {
+    await Promise.all([...this.#running.values()].map((r) => r.proxy.drain(timeoutMs)));
+  }
+
+  async stop(): Promise<void> {
+    for (const c of this.#checkers.values()) c.stop();
+    this.#checkers.clear();
+    await Promise.allSettled([...this.#running.values()].map((r) => r.proxy.stop()));
+    this.#running.clear();
+    await Promise.allSettled([this.#http.stop(), this.#tcp.stop(), this.#udp.stop()]);
+  }
+
+  #create(cfg: ServiceConfig): ServiceProxy {
+    switch (cfg.protocol) {
+      case 'http':
+        return new HttpServiceProxy(this.#ctx, cfg);
+      case 'tcp':
+        return new TcpServiceProxy(this.#ctx, cfg);
+      case 'udp':
+        return new UdpServiceProxy(this.#ctx, cfg);
+    }
+  }
+
+  #proxy<T>(name: string, kind: abstract new (...args: never[]) => T): T | undefined {
+    const p = this.#running.get(name)?.proxy;
+    return p instanceof kind ? (p as T) : undefined;
+  }
+}

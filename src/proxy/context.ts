@@ -1,0 +1,51 @@
+/**
+ * What a protocol proxy gets from its node. The proxies move bytes; the routing rule lives in
+ * FlowRouter; liveness, data-plane links and replication live in the cluster.
+ */
+import type { Duplex } from 'node:stream';
+import type { Logger } from 'pino';
+import type { Registry } from 'prom-client';
+import type { FlowRouter } from '../cluster/router.js';
+import type { UpstreamPool } from '../upstream/pool.js';
+import type { ServiceConfig, NodeConfig } from '../config/schema.js';
+
+export type PeerState = 'alive' | 'suspect' | 'dead';
+export type DataChannel = 'http' | 'tcp';
+
+/** The part of the cluster the proxies use (implemented by src/cluster/cluster.ts). */
+export interface DataPlane {
+  readonly selfId: string;
+  stateOf(id: string): PeerState;
+  /** A failed forward: the peer becomes suspect at once (DESIGN.md section 5). */
+  markSuspect(id: string): void;
+  /** An authenticated stream to a peer's peerPort for the given channel. */
+  dial(peerId: string, channel: DataChannel): Promise<Duplex>;
+  /** Accept authenticated streams of a channel from peers. */
+  onChannel(channel: DataChannel, handler: (socket: Duplex, peerId: string, session: { key: Buffer }) => void): void;
+}
+
+export interface ProxyContext {
+  readonly self: NodeConfig;
+  readonly nodes: () => readonly NodeConfig[];
+  readonly router: FlowRouter;
+  readonly dataPlane: DataPlane;
+  /** The cluster secret, for keys of data-plane MACs (derive with HKDF, never use it raw). */
+  readonly secret: string;
+  readonly logger: Logger;
+  readonly registry: Registry;
+  /** The service's pool, looked up at call time so that a reload's new pool is used. */
+  pool(service: string): UpstreamPool | undefined;
+  service(name: string): ServiceConfig | undefined;
+}
+
+/** One client-facing service on this node. */
+export interface ServiceProxy {
+  readonly name: string;
+  start(): Promise<void>;
+  /** A reload changed the service's settings (same protocol and port). */
+  update(cfg: ServiceConfig): void;
+  /** Stop accepting; resolve when open work ended or after `timeoutMs`. */
+  drain(timeoutMs: number): Promise<void>;
+  /** Close everything now. */
+  stop(): Promise<void>;
+}

@@ -1,0 +1,119 @@
+/**
+ * The error responses tandem itself writes. Each names its reason in a one-line text body and a
+ * `tandem-error` code header, so that a user (or a script) can tell a tandem error from a backend's
+ * own 502; nothing in them leaks internals (no addresses, no stack, no upstream error text).
+ */
+import type { ServerResponse } from 'node:http';
+import type { Duplex } from 'node:stream';
+import { ErrorCodes, type ErrorCode } from '../../errors.js';
+
+export type HttpErrorKind =
+  | 'bad-request'
+  | 'header-too-large'
+  | 'request-timeout'
+  | 'method-not-allowed'
+  | 'no-backend'
+  | 'backend-failed'
+  | 'backend-timeout'
+  | 'peer-unavailable'
+  | 'unknown-service';
+
+interface ErrorSpec {
+  readonly status: number;
+  readonly reason: string;
+  readonly text: string;
+  readonly code: ErrorCode;
+}
+
+const SPECS: Readonly<Record<HttpErrorKind, ErrorSpec>> = {
+  'bad-request': { status: 400, reason: 'Bad Request', text: 'malformed request', code: ErrorCodes.BAD_REQUEST },
+  'header-too-large': { status: 431, reason: 'Request Header Fields Too Large', text: 'request header fields too large', code: ErrorCodes.LIMIT_EXCEEDED },
+  'request-timeout': { status: 408, reason: 'Request Timeout', text: 'request not received in time', code: ErrorCodes.LIMIT_EXCEEDED },
+  'method-not-allowed': { status: 405, reason: 'Method Not Allowed', text: 'method not allowed', code: ErrorCodes.BAD_REQUEST },
+  'no-backend': { status: 503, reason: 'Service Unavailable', text: 'no backend available', code: ErrorCodes.NO_BACKEND },
+  'backend-failed': { status: 502, reason: 'Bad Gateway', text: 'backend failed', code: ErrorCodes.BACKEND_FAILED },
+  'backend-timeout': { status: 504, reason: 'Gateway Timeout', text: 'backend timed out', code: ErrorCodes.BACKEND_TIMEOUT },
+  'peer-unavailable': { status: 502, reason: 'Bad Gateway', text: 'no load-balancer node could serve the request', code: ErrorCodes.PEER_UNAVAILABLE },
+  'unknown-service': { status: 503, reason: 'Service Unavailable', text: 'service not configured on this node', code: ErrorCodes.NO_BACKEND },
+};
+
+export function errorStatus(kind: HttpErrorKind): number {
+  return SPECS[kind].status;
+}
+
+export function errorCode(kind: HttpErrorKind): ErrorCode {
+  return SPECS[kind].code;
+}
+
+const BODIES = new Map<HttpErrorKind, Buffer>();
+for (const [kind, s] of Object.entries(SPECS) as Array<[HttpErrorKind, ErrorSpec]>) {
+  BODIES.set(kind, Buffer.from(`${s.status} ${s.reason}: ${s.text}\n`, 'latin1'));
+}
+
+/**
+ * Answers `res` with the error, unless the response already started: then the only honest signal
+ * left is to cut the connection (RFC 9112 section 8: an incomplete message must not look complete).
+ * `close` asks for `Connection: close`, for when the request body was not read to its end.
+ */
+export function sendError(res: ServerResponse, kind: HttpErrorKind, close: boolean): void {
+  if (res.headersSent || res.destroyed) {
+    res.destroy();
+    return;
+  }
+  const body = BODIES.get(kind)!;
+  const headers: string[] = ['content-type', 'text/plain; charset=utf-8', 'content-length', String(body.length), 'tandem-error', kind];
+  if (close) {
+    headers.push('connection', 'close');
+    res.shouldKeepAlive = false;
+  }
+  res.writeHead(SPECS[kind].status, SPECS[kind].reason, headers);
+  res.end(body);
+}
+
+/** The same response as raw bytes, for sockets without a ServerResponse (parse errors, tunnels). */
+export function rawError(kind: HttpErrorKind): Buffer {
+  const s = SPECS[kind];
+  const body = BODIES.get(kind)!;
+  const head =
+    `HTTP/1.1 ${s.status} ${s.reason}\r\ncontent-type: text/plain; charset=utf-8\r\n` +
+    `content-length: ${body.length}\r\ntandem-error: ${kind}\r\nconnection: close\r\n\r\n`;
+  return Buffer.concat([Buffer.from(head, 'latin1'), body]);
+}
+
+/**
+ * Writes a raw error and closes: FIN after the response, unread input discarded so that closing
+ * does not turn into a reset that could destroy the response in flight, and a hard stop after
+ * `lingerMs` for a peer that never reads.
+ */
+export function endWithError(socket: Duplex, kind: HttpErrorKind, lingerMs = 2000): void {
+  if (socket.destroyed) return;
+  if (!socket.writable) {
+    socket.destroy();
+    return;
+  }
+  socket.on('error', noop);
+  socket.resume();
+  socket.end(rawError(kind));
+  const t = setTimeout(() => socket.destroy(), lingerMs);
+  t.unref();
+  socket.once('close', () => clearTimeout(t));
+}
+
+function noop(): void {}
+
+/** Maps an upstream (backend or peer) failure seen before any response byte to a response. */
+export function upstreamErrorKind(err: unknown): HttpErrorKind {
+  const code = (err as { code?: unknown } | null)?.code;
+  switch (code) {
+    case 'UND_ERR_HEADERS_TIMEOUT':
+    case 'UND_ERR_CONNECT_TIMEOUT':
+    case 'UND_ERR_BODY_TIMEOUT':
+    case 'ETIMEDOUT':
+      return 'backend-timeout';
+    case 'UND_ERR_INVALID_ARG':
+      // undici refused the request as given (an invalid field or target node:http let through).
+      return 'bad-request';
+    default:
+      return 'backend-failed';
+  }
+}

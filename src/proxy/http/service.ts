@@ -1,0 +1,519 @@
+/**
+ * The HTTP service of one node (DESIGN.md sections 1 and 4): a client-facing HTTP/1.1 listener
+ * that routes every request by the flow rule and moves it, streaming, to its backend — itself when
+ * this node serves the flow, or over a pooled, authenticated peer connection to the owner that does.
+ *
+ * Per request: key → router.lookup → router.hops → serve locally or forward; a forward that fails
+ * before any response byte goes to the next hop (retry rules below); no hop left → router.reown
+ * once. The serving node gets the backend from router.assign (recorded, replicated) and relays.
+ *
+ * Retry rules (RFC 9110 section 9.2.2, DESIGN.md section 4): a failed forward is retried on the
+ * next owner when nothing was sent, or when the method is idempotent and the body can be sent
+ * again. For that a body of known length up to 64 KB is read first before a peer forward; longer
+ * and chunked bodies stream and are retried only if the failure came before their first byte.
+ * A backend failure is never retried on another backend: affinity first, the client gets 502/504.
+ */
+import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
+import type { Socket } from 'node:net';
+import type { Duplex } from 'node:stream';
+import { performance } from 'node:perf_hooks';
+import type { Logger } from 'pino';
+import { Pool } from 'undici';
+import type { Readable } from 'node:stream';
+import type { ProxyContext, ServiceProxy } from '../context.js';
+import type { ServiceConfig } from '../../config/schema.js';
+import type { UpstreamPool } from '../../upstream/pool.js';
+import { LOCAL } from '../../cluster/router.js';
+import { httpFlowKey, parseFlowKeySpec, normalizeAddress, formatHostPort, connectionKey, type FlowKeySpec } from '../../flowkey/index.js';
+import { isTandemError, ErrorCodes } from '../../errors.js';
+import { scanRequestHead, addProxyHeaders, viaEntry, encodeFlowKey, decodeFlowKey, parseClient, isIdempotent, H_SERVICE, H_FLOW_KEY, H_CLIENT, type RequestHead } from './headers.js';
+import { sendError, endWithError, errorStatus, upstreamErrorKind, type HttpErrorKind } from './errors.js';
+import { Exchange, StreamedBody, type ExchangeOwner } from './exchange.js';
+import { ServiceMetrics } from './metrics.js';
+import { acquirePeerPools, releasePeerPools, type PeerPools } from './peer-pool.js';
+import { UpgradeRouter } from './upgrade.js';
+
+/** Client request head limit; larger gets 431 (node:http's default, the usual 16 KB). */
+export const MAX_HEADER_SIZE = 16 * 1024;
+/** Bodies up to this size are read before a peer forward so that a failed forward can be replayed. */
+export const REPLAY_BODY_MAX = 64 * 1024;
+/** Extra wait for a peer's answer over requestMs, so that the serving node's own 504 arrives first. */
+const PEER_TIMEOUT_MARGIN_MS = 2000;
+/** Entries of the recent-assignment memo (see #assigned). */
+const ASSIGNED_MEMO_MAX = 65_536;
+
+export class HttpServiceProxy implements ServiceProxy, ExchangeOwner {
+  readonly name: string;
+  readonly #ctx: ProxyContext;
+  #cfg: ServiceConfig;
+  #spec: FlowKeySpec;
+  #flowHeader: string | null = null;
+  #flowCookie = false;
+  readonly #metrics: ServiceMetrics;
+  readonly #via: string;
+  readonly #selfId: string;
+  #server: Server | null = null;
+  #peers: PeerPools | null = null;
+  readonly #backends = new Map<string, Pool>();
+  #access: Logger | null = null;
+  #draining = false;
+  readonly #upgrades: UpgradeRouter;
+  /** Reused for httpFlowKey, which is synchronous. */
+  readonly #src = { remoteAddress: '', remotePort: 0, headers: {} as Record<string, string | string[] | undefined> };
+  /** Bound once per UpstreamPool instance (a reload makes a new one), not once per request. */
+  #boundPool: UpstreamPool | null = null;
+  #usable: (address: string) => boolean = () => false;
+  #choose: (key: string) => string | null = () => null;
+  /**
+   * Backends this node assigned recently, by flow key. A node that has not yet received the
+   * assignment may create the entry afresh (router.lookup) with a newer version and no backend,
+   * and that version wins the merge; the serving node then re-assigns from here, not by policy,
+   * so the flow keeps its backend. Bounded; oldest dropped first.
+   */
+  readonly #assigned = new Map<string, string>();
+
+  constructor(ctx: ProxyContext, cfg: ServiceConfig) {
+    this.name = cfg.name;
+    this.#ctx = ctx;
+    this.#cfg = cfg;
+    this.#selfId = ctx.self.id;
+    this.#via = viaEntry('1.1', ctx.self.id);
+    this.#spec = this.#applySpec(cfg);
+    this.#metrics = new ServiceMetrics(ctx.registry, cfg.name);
+    this.#access = cfg.accessLog ? ctx.logger.child({ access: cfg.name }) : null;
+    this.#upgrades = new UpgradeRouter(ctx, this);
+  }
+
+  get draining(): boolean {
+    return this.#draining;
+  }
+
+  get config(): ServiceConfig {
+    return this.#cfg;
+  }
+
+  get metrics(): ServiceMetrics {
+    return this.#metrics;
+  }
+
+  get peers(): PeerPools {
+    return (this.#peers ??= acquirePeerPools(this.#ctx.dataPlane));
+  }
+
+  async start(): Promise<void> {
+    const t = this.#cfg.timeouts;
+    const server = createServer({
+      // Slowloris: the whole head must arrive within headerMs; the whole request within requestMs.
+      headersTimeout: Math.min(t.headerMs, t.requestMs),
+      requestTimeout: t.requestMs,
+      keepAliveTimeout: t.idleMs,
+      // How often node:http looks for connections past those limits (its default is 30 s).
+      connectionsCheckingInterval: Math.max(50, Math.min(1000, Math.floor(t.headerMs / 4))),
+      maxHeaderSize: MAX_HEADER_SIZE,
+      insecureHTTPParser: false,
+      // Checked here instead, so that the 400 carries a tandem-error code like every other error.
+      requireHostHeader: false,
+      noDelay: true,
+    });
+    server.maxConnections = this.#cfg.maxConnections;
+    server.on('request', this.#onRequest);
+    // With a listener node:http leaves 100-continue to us: sent when the body is wanted (exchange.ts).
+    server.on('checkContinue', this.#onRequest);
+    server.on('upgrade', (req: IncomingMessage, socket: Duplex, head: Buffer) => this.#upgrades.fromClient(req, socket, head));
+    server.on('connect', (_req: IncomingMessage, socket: Duplex) => endWithError(socket, 'method-not-allowed'));
+    server.on('clientError', this.#onClientError);
+    if (this.#spec.kind === 'connection') server.on('connection', this.#onConnection);
+    this.#server = server;
+    void this.peers;
+    await new Promise<void>((resolve, reject) => {
+      server.once('error', reject);
+      server.listen(this.#cfg.port, this.#ctx.self.host, () => {
+        server.off('error', reject);
+        resolve();
+      });
+    });
+  }
+
+  update(cfg: ServiceConfig): void {
+    const old = this.#cfg;
+    this.#cfg = cfg;
+    this.#spec = this.#applySpec(cfg);
+    this.#access = cfg.accessLog ? this.#ctx.logger.child({ access: cfg.name }) : null;
+    const server = this.#server;
+    if (server) {
+      const t = cfg.timeouts;
+      server.headersTimeout = Math.min(t.headerMs, t.requestMs);
+      server.requestTimeout = t.requestMs;
+      server.keepAliveTimeout = t.idleMs;
+      server.maxConnections = cfg.maxConnections;
+    }
+    // Backend pools hold the connect timeout; pools of removed backends close after their requests.
+    const keep = new Set(cfg.backends.map((b) => b.address));
+    const timeoutsChanged = old.timeouts.connectMs !== cfg.timeouts.connectMs;
+    for (const [address, pool] of this.#backends) {
+      if (timeoutsChanged || !keep.has(address)) {
+        this.#backends.delete(address);
+        void pool.close().catch(noop);
+      }
+    }
+  }
+
+  async drain(timeoutMs: number): Promise<void> {
+    this.#draining = true;
+    const server = this.#server;
+    if (!server) return;
+    const closed = new Promise<void>((resolve) => server.close(() => resolve()));
+    server.closeIdleConnections();
+    // Responses finished during the drain say Connection: close; idle sockets are reaped meanwhile.
+    const reaper = setInterval(() => server.closeIdleConnections(), 100);
+    let timer: NodeJS.Timeout | undefined;
+    const timeout = new Promise<void>((resolve) => (timer = setTimeout(resolve, timeoutMs)));
+    await Promise.race([closed, timeout]);
+    clearInterval(reaper);
+    clearTimeout(timer);
+    await this.stop();
+  }
+
+  async stop(): Promise<void> {
+    this.#draining = true;
+    const server = this.#server;
+    this.#server = null;
+    if (server) {
+      server.close();
+      server.closeAllConnections();
+    }
+    this.#upgrades.closeAll();
+    const pools = [...this.#backends.values()];
+    this.#backends.clear();
+    await Promise.all(pools.map((p) => p.destroy().catch(noop)));
+    if (this.#peers) {
+      const peers = this.#peers;
+      this.#peers = null;
+      await releasePeerPools(this.#ctx.dataPlane, peers);
+    }
+  }
+
+  // ---- client side -------------------------------------------------------------------------
+
+  #onRequest = (req: IncomingMessage, res: ServerResponse): void => {
+    const ex = new Exchange(this, req, res, false, performance.now());
+    const socket = req.socket;
+    const ip = socket.remoteAddress;
+    if (ip === undefined) {
+      // The client left before we looked.
+      res.destroy();
+      ex.clientGone = true;
+      ex.end();
+      return;
+    }
+    ex.clientIp = normalizeAddress(ip);
+    ex.clientPort = socket.remotePort ?? 0;
+    const head = (ex.head = scanRequestHead(req.rawHeaders, this.#flowHeader, this.#flowCookie, false));
+    ex.via = this.#via;
+    // RFC 9112 section 3.2: exactly one Host in HTTP/1.1, at most one before.
+    if (head.hostCount > 1 || (head.hostCount === 0 && req.httpVersion === '1.1')) return this.fail(ex, 'bad-request');
+    const key = this.#key(ex.clientIp, ex.clientPort, head);
+    if (key === null) return this.fail(ex, 'bad-request');
+    ex.key = key;
+    const router = this.#ctx.router;
+    ex.entry = router.lookup(this.name, key);
+    addProxyHeaders(head, viaEntry(req.httpVersion, this.#selfId), ex.clientIp, this.#selfId);
+    ex.hops = router.hops(ex.entry, false);
+    this.#route(ex);
+  };
+
+  /** A request forwarded by a peer (from HttpDataPlane): served here, never forwarded again. */
+  serveForwarded(req: IncomingMessage, res: ServerResponse): void {
+    const ex = new Exchange(this, req, res, true, performance.now());
+    const head = (ex.head = scanRequestHead(req.rawHeaders, null, false, true));
+    ex.via = this.#via;
+    const key = head.flowKey === undefined ? undefined : decodeFlowKey(head.flowKey);
+    const client = head.client === undefined ? undefined : parseClient(head.client);
+    if (key === undefined || client === undefined) return this.fail(ex, 'bad-request');
+    ex.key = key;
+    ex.clientIp = client.ip;
+    ex.clientPort = client.port;
+    ex.entry = this.#ctx.router.lookup(this.name, key);
+    addProxyHeaders(head, viaEntry(req.httpVersion, this.#selfId), null, this.#selfId);
+    ex.hops = [LOCAL];
+    this.#route(ex);
+  }
+
+  /** An upgrade request forwarded by a peer: tunnelled to the flow's backend from here. */
+  serveForwardedUpgrade(req: IncomingMessage, socket: Duplex, head: Buffer): void {
+    this.#upgrades.fromPeer(req, socket, head);
+  }
+
+  /** Flow key of a client request, or null for a key that fails the hygiene rules (→ 400). */
+  #key(ip: string, port: number, head: RequestHead): string | null {
+    const src = this.#src;
+    src.remoteAddress = ip;
+    src.remotePort = port;
+    if (this.#flowHeader !== null) src.headers[this.#flowHeader] = head.flowValue;
+    else if (this.#flowCookie) src.headers.cookie = head.cookie;
+    try {
+      return httpFlowKey(this.#spec, src);
+    } catch (err) {
+      if (isTandemError(err, ErrorCodes.BAD_REQUEST)) return null;
+      throw err;
+    }
+  }
+
+  // ---- routing -----------------------------------------------------------------------------
+
+  #route(ex: Exchange): void {
+    for (;;) {
+      while (ex.hopIdx < ex.hops.length) {
+        const hop = ex.hops[ex.hopIdx++];
+        if (hop.kind === 'local') return this.#serveLocal(ex);
+        if (ex.tried !== null && ex.tried.includes(hop.id)) continue;
+        return this.#forward(ex, hop.id);
+      }
+      // Step 6: neither owner could take it. Re-own once, keeping the backend.
+      if (ex.reowned || ex.fromPeer) break;
+      ex.reowned = true;
+      ex.entry = this.#ctx.router.reown(ex.entry);
+      this.#metrics.forward('reowned');
+      ex.hops = this.#ctx.router.hops(ex.entry, false);
+      ex.hopIdx = 0;
+    }
+    this.fail(ex, 'peer-unavailable');
+  }
+
+  #serveLocal(ex: Exchange): void {
+    const pool = this.#ctx.pool(this.name);
+    if (pool === undefined) return this.fail(ex, 'no-backend');
+    if (pool !== this.#boundPool) {
+      this.#boundPool = pool;
+      this.#usable = (a) => pool.usable(a);
+      this.#choose = (k) => {
+        const known = this.#assigned.get(k);
+        return known !== undefined && pool.usable(known) ? known : pool.choose(k);
+      };
+    }
+    const before = ex.entry.backend;
+    const { entry, backend } = this.#ctx.router.assign(ex.entry, this.#usable, this.#choose);
+    ex.entry = entry;
+    if (backend === null) return this.fail(ex, 'no-backend');
+    if (backend !== before) this.#remember(ex.key, backend);
+    const client = this.#backendClient(backend, pool);
+    if (client === null) return this.fail(ex, 'no-backend');
+    ex.servedBy = 'local';
+    if (!ex.fromPeer) this.#metrics.forward('local');
+    ex.backendPool = pool;
+    ex.backend = pool.acquire(backend);
+    if (!ex.bodyDecided) ex.body = this.#streamedOrNone(ex);
+    ex.beginAttempt(null);
+    const req = ex.req;
+    const t = this.#cfg.timeouts;
+    client.dispatch(
+      {
+        path: req.url ?? '/',
+        method: req.method ?? 'GET',
+        headers: ex.head.headers,
+        body: ex.bodyValue as Readable | Buffer | null,
+        headersTimeout: t.requestMs,
+        bodyTimeout: t.idleMs,
+      },
+      ex,
+    );
+  }
+
+  #forward(ex: Exchange, peerId: string): void {
+    if (!ex.bodyDecided) {
+      const len = ex.head.contentLength;
+      if (!ex.head.chunked && len > 0 && len <= REPLAY_BODY_MAX) return this.#bufferThenForward(ex, peerId, len);
+      ex.body = this.#streamedOrNone(ex);
+    }
+    ex.servedBy = peerId === ex.entry.primary ? 'primary' : 'backup';
+    this.#metrics.forward(ex.servedBy === 'primary' ? 'to_primary' : 'to_backup');
+    let pool;
+    try {
+      pool = this.peers.get(peerId);
+    } catch {
+      return this.fail(ex, 'peer-unavailable');
+    }
+    ex.beginAttempt(peerId);
+    const req = ex.req;
+    const t = this.#cfg.timeouts;
+    const headers = ex.head.headers;
+    const n = headers.length;
+    headers.push(H_SERVICE, this.name, H_FLOW_KEY, encodeFlowKey(ex.key), H_CLIENT, formatHostPort(ex.clientIp, ex.clientPort));
+    // undici copies the fields inside dispatch(); failures come back on a later tick (exchange.ts).
+    pool.dispatch(
+      {
+        path: req.url ?? '/',
+        method: req.method ?? 'GET',
+        headers,
+        body: ex.bodyValue as Readable | Buffer | null,
+        headersTimeout: t.requestMs + PEER_TIMEOUT_MARGIN_MS,
+        bodyTimeout: t.idleMs + PEER_TIMEOUT_MARGIN_MS,
+      },
+      ex,
+    );
+    headers.length = n;
+  }
+
+  #streamedOrNone(ex: Exchange): StreamedBody | null {
+    const h = ex.head;
+    return h.chunked || h.contentLength > 0 ? new StreamedBody(ex) : null;
+  }
+
+  /** Reads a small body whole, so that a failed forward can send it again. */
+  #bufferThenForward(ex: Exchange, peerId: string, len: number): void {
+    const { req, res } = ex;
+    if (ex.head.expectContinue) res.writeContinue();
+    const chunks: Buffer[] = [];
+    let size = 0;
+    const onData = (c: Buffer): void => {
+      chunks.push(c);
+      size += c.length;
+    };
+    const cleanup = (): void => {
+      req.off('data', onData);
+      req.off('end', onEnd);
+      req.off('error', onFail);
+      req.off('close', onFail);
+    };
+    const onEnd = (): void => {
+      cleanup();
+      ex.body = size === len ? Buffer.concat(chunks, size) : null;
+      if (ex.done) return;
+      if (ex.clientGone) return ex.end();
+      this.#forward(ex, peerId);
+    };
+    const onFail = (): void => {
+      cleanup();
+      if (req.complete) return;
+      ex.clientGone = true;
+      res.destroy();
+      ex.end();
+    };
+    req.on('data', onData);
+    req.on('end', onEnd);
+    req.on('error', onFail);
+    req.on('close', onFail);
+  }
+
+  #remember(key: string, backend: string): void {
+    const m = this.#assigned;
+    m.delete(key);
+    m.set(key, backend);
+    if (m.size > ASSIGNED_MEMO_MAX) m.delete(m.keys().next().value as string);
+  }
+
+  #backendClient(address: string, pool: UpstreamPool): Pool | null {
+    let client = this.#backends.get(address);
+    if (client !== undefined) return client;
+    const b = pool.get(address);
+    if (b === undefined) return null;
+    client = new Pool(`http://${formatHostPort(b.host, b.port)}`, {
+      pipelining: 1,
+      connect: { timeout: this.#cfg.timeouts.connectMs, noDelay: true },
+      keepAliveTimeout: 4000,
+      maxHeaderSize: 32 * 1024,
+    });
+    client.on('connectionError', noop);
+    this.#backends.set(address, client);
+    return client;
+  }
+
+  // ---- outcomes ----------------------------------------------------------------------------
+
+  attemptFailed(ex: Exchange, err: Error): void {
+    if (ex.done) return;
+    if (ex.clientGone || ex.clientFailed || ex.req.destroyed) {
+      ex.clientGone = true;
+      if (!ex.res.writableFinished) ex.res.destroy();
+      return ex.end();
+    }
+    const peer = ex.peer;
+    if (peer === null) {
+      const kind = upstreamErrorKind(err);
+      if (ex.backend !== undefined && kind !== 'bad-request') ex.backend.failures++;
+      return this.fail(ex, kind);
+    }
+    if (upstreamErrorKind(err) === 'bad-request') return this.fail(ex, 'bad-request');
+    // A forward failed before any response byte (DESIGN.md section 1 step 5).
+    this.#ctx.dataPlane.markSuspect(peer);
+    this.#metrics.failover();
+    (ex.tried ??= []).push(peer);
+    const retry = ex.sent ? isIdempotent(ex.req.method ?? '') && ex.bodyReplayable : ex.bodyUntouched;
+    if (retry) return this.#route(ex);
+    const code = (err as { code?: unknown }).code;
+    this.fail(ex, code === 'UND_ERR_HEADERS_TIMEOUT' ? 'backend-timeout' : 'peer-unavailable');
+  }
+
+  /** Answers with a tandem error and ends the exchange. */
+  fail(ex: Exchange, kind: HttpErrorKind): void {
+    ex.status = errorStatus(kind);
+    this.#metrics.error(kind);
+    if (!ex.clientGone) sendError(ex.res, kind, !ex.req.complete || this.#draining);
+    ex.end();
+  }
+
+  finished(ex: Exchange): void {
+    if (ex.backend !== undefined) {
+      ex.backendPool?.release(ex.backend);
+      this.#ctx.router.active(ex.entry);
+    }
+    if (ex.fromPeer) this.#metrics.peerRequest(ex.status);
+    else this.#metrics.request(ex.status, ex.servedBy, (performance.now() - ex.startedAt) / 1000);
+    const log = this.#access;
+    if (log !== null) {
+      log.info({
+        client: ex.clientIp,
+        method: ex.req.method,
+        path: ex.req.url,
+        status: ex.status,
+        ms: Math.round((performance.now() - ex.startedAt) * 10) / 10,
+        hop: ex.fromPeer ? 'from-peer' : ex.servedBy,
+        backend: ex.backend?.address,
+        retried: ex.tried?.length ?? 0,
+        aborted: ex.clientGone || undefined,
+      });
+    }
+  }
+
+  // ---- connection-level events -------------------------------------------------------------
+
+  #onClientError = (err: NodeJS.ErrnoException, socket: Duplex): void => {
+    // node:http's rule: answer only when no response is under way on this connection.
+    const pending = (socket as Duplex & { _httpMessage?: ServerResponse | null })._httpMessage;
+    if (err.code === 'ECONNRESET' || !socket.writable || (pending && pending.headersSent)) {
+      socket.destroy();
+      return;
+    }
+    const kind: HttpErrorKind =
+      err.code === 'HPE_HEADER_OVERFLOW' ? 'header-too-large' : err.code === 'ERR_HTTP_REQUEST_TIMEOUT' ? 'request-timeout' : 'bad-request';
+    this.#metrics.error(kind);
+    endWithError(socket, kind);
+  };
+
+  /** `connection` flow keys end with the connection: replicate a tombstone (router.end). */
+  #onConnection = (socket: Socket): void => {
+    const ip = socket.remoteAddress;
+    if (ip === undefined) return;
+    const key = connectionKey(ip, socket.remotePort ?? 0);
+    socket.once('close', () => this.#ctx.router.end(this.name, key));
+  };
+
+  #applySpec(cfg: ServiceConfig): FlowKeySpec {
+    const spec = parseFlowKeySpec(cfg.flowKey);
+    this.#flowHeader = spec.kind === 'header' ? spec.name : null;
+    this.#flowCookie = spec.kind === 'cookie';
+    this.#src.headers = {};
+    return spec;
+  }
+
+  /** For the upgrade router: the flow key of a client request head (null → 400). */
+  keyFor(ip: string, port: number, head: RequestHead): string | null {
+    return this.#key(ip, port, head);
+  }
+
+  scanClientHead(req: IncomingMessage): RequestHead {
+    return scanRequestHead(req.rawHeaders, this.#flowHeader, this.#flowCookie, false);
+  }
+}
+
+function noop(): void {}

@@ -1,0 +1,230 @@
+/**
+ * Pre-opened data-plane streams to each peer (issue 5: "keep a few pre-opened authenticated
+ * connections to each peer so that a new client connection does not pay a peer handshake").
+ *
+ * A dial costs a TCP handshake plus the transport's challenge–response; a pooled stream costs
+ * nothing but the forward header. Each peer that is not seen dead gets up to `size` idle streams,
+ * refilled in the background one dial at a time per peer (so a burst of takes cannot become a
+ * dial storm), with a back-off after a failed dial. Idle streams are recycled after `maxIdleMs`,
+ * well inside the receiver's wait for a header, and dropped as soon as the peer closes them (a
+ * peer that dies closes them all, which is how a stale stream is usually noticed before use).
+ *
+ * One pool per node, shared by its TCP services: acquirePeerPool() / releasePeerPool() count the
+ * services using it, and the last release closes it.
+ */
+import type { Duplex } from 'node:stream';
+import type { DataPlane, ProxyContext } from '../context.js';
+
+export interface PeerPoolOptions {
+  /** Idle streams kept per peer. Default 4; 0 disables pre-opening. */
+  readonly size?: number;
+  /** An idle stream older than this is closed and replaced. Default 30 s. */
+  readonly maxIdleMs?: number;
+  /** Wait after a failed dial before the next background dial to that peer. Default 1 s. */
+  readonly retryMs?: number;
+  /** Background maintenance period. Default 1 s. */
+  readonly tickMs?: number;
+}
+
+interface Idle {
+  readonly stream: Duplex;
+  readonly since: number;
+  readonly gone: () => void;
+}
+
+interface PeerSlots {
+  idle: Idle[];
+  dialing: boolean;
+  retryAt: number;
+}
+
+export interface PeerPoolStats {
+  /** Takes served from the pool. */
+  hits: number;
+  /** Takes that had to dial. */
+  misses: number;
+  dials: number;
+  dialFailures: number;
+}
+
+export class PeerPool {
+  readonly #dial: (peer: string) => Promise<Duplex>;
+  readonly #peers: () => readonly string[];
+  readonly #size: number;
+  readonly #maxIdleMs: number;
+  readonly #retryMs: number;
+  readonly #tickMs: number;
+  readonly #slots = new Map<string, PeerSlots>();
+  #timer: NodeJS.Timeout | null = null;
+  #closed = false;
+  readonly stats: PeerPoolStats = { hits: 0, misses: 0, dials: 0, dialFailures: 0 };
+
+  /** `peers` lists the peers worth keeping warm (not self, not seen dead), read at every tick. */
+  constructor(dial: (peer: string) => Promise<Duplex>, peers: () => readonly string[], opts: PeerPoolOptions = {}) {
+    this.#dial = dial;
+    this.#peers = peers;
+    this.#size = Math.max(0, opts.size ?? 4);
+    this.#maxIdleMs = opts.maxIdleMs ?? 30_000;
+    this.#retryMs = opts.retryMs ?? 1000;
+    this.#tickMs = opts.tickMs ?? 1000;
+  }
+
+  start(): void {
+    if (this.#timer || this.#closed) return;
+    this.#timer = setInterval(() => this.#tick(), this.#tickMs);
+    this.#timer.unref();
+    this.#tick();
+  }
+
+  /** Idle streams currently held for `peer`. */
+  idle(peer: string): number {
+    return this.#slots.get(peer)?.idle.length ?? 0;
+  }
+
+  /** A stream to `peer`: an idle pre-opened one when there is one (pooled: true), else a fresh dial. */
+  async take(peer: string): Promise<{ stream: Duplex; pooled: boolean }> {
+    const slots = this.#slots.get(peer);
+    while (slots && slots.idle.length > 0) {
+      const item = slots.idle.pop()!;
+      this.#detach(item);
+      if (item.stream.destroyed || !item.stream.writable) continue;
+      this.stats.hits++;
+      this.#refill(peer);
+      return { stream: item.stream, pooled: true };
+    }
+    this.stats.misses++;
+    const stream = await this.dial(peer);
+    this.#refill(peer);
+    return { stream, pooled: false };
+  }
+
+  /** A fresh stream, bypassing the pool (used to retry after a pooled stream turned out stale). */
+  async dial(peer: string): Promise<Duplex> {
+    this.stats.dials++;
+    try {
+      return await this.#dial(peer);
+    } catch (err) {
+      this.stats.dialFailures++;
+      throw err;
+    }
+  }
+
+  close(): void {
+    this.#closed = true;
+    if (this.#timer) clearInterval(this.#timer);
+    this.#timer = null;
+    for (const slots of this.#slots.values()) this.#drop(slots, () => true);
+    this.#slots.clear();
+  }
+
+  #slotsOf(peer: string): PeerSlots {
+    let s = this.#slots.get(peer);
+    if (!s) this.#slots.set(peer, (s = { idle: [], dialing: false, retryAt: 0 }));
+    return s;
+  }
+
+  #tick(): void {
+    if (this.#closed) return;
+    const now = Date.now();
+    const want = new Set(this.#peers());
+    for (const [peer, slots] of this.#slots) {
+      if (!want.has(peer)) {
+        this.#drop(slots, () => true);
+        if (!slots.dialing) this.#slots.delete(peer);
+        continue;
+      }
+      this.#drop(slots, (i) => now - i.since > this.#maxIdleMs);
+    }
+    for (const peer of want) this.#refill(peer);
+  }
+
+  #drop(slots: PeerSlots, pred: (i: Idle) => boolean): void {
+    const keep: Idle[] = [];
+    for (const item of slots.idle) {
+      if (pred(item)) {
+        this.#detach(item);
+        item.stream.destroy();
+      } else {
+        keep.push(item);
+      }
+    }
+    slots.idle = keep;
+  }
+
+  #refill(peer: string): void {
+    if (this.#closed || this.#size === 0 || !this.#timer) return;
+    const slots = this.#slotsOf(peer);
+    if (slots.dialing || slots.idle.length >= this.#size || Date.now() < slots.retryAt) return;
+    slots.dialing = true;
+    this.dial(peer).then(
+      (stream) => {
+        slots.dialing = false;
+        if (this.#closed || !this.#peers().includes(peer)) {
+          stream.destroy();
+          return;
+        }
+        this.#park(slots, stream);
+        this.#refill(peer);
+      },
+      () => {
+        slots.dialing = false;
+        slots.retryAt = Date.now() + this.#retryMs;
+      },
+    );
+  }
+
+  #park(slots: PeerSlots, stream: Duplex): void {
+    // An idle stream that the peer closes, errors, or (wrongly) sends on is useless: drop it.
+    const gone = () => {
+      const i = slots.idle.findIndex((x) => x.stream === stream);
+      if (i >= 0) {
+        this.#detach(slots.idle[i]!);
+        slots.idle.splice(i, 1);
+      }
+      stream.destroy();
+      if (!this.#closed) slots.retryAt = 0;
+    };
+    const item: Idle = { stream, since: Date.now(), gone };
+    stream.on('close', gone);
+    stream.on('end', gone);
+    stream.on('error', gone);
+    stream.on('readable', gone);
+    slots.idle.push(item);
+  }
+
+  #detach(item: Idle): void {
+    item.stream.off('close', item.gone);
+    item.stream.off('end', item.gone);
+    item.stream.off('error', item.gone);
+    item.stream.off('readable', item.gone);
+  }
+}
+
+interface Shared {
+  pool: PeerPool;
+  refs: number;
+}
+const shared = new WeakMap<DataPlane, Shared>();
+
+/** The node's pool (one per DataPlane), started on first use. */
+export function acquirePeerPool(ctx: ProxyContext, opts?: PeerPoolOptions): PeerPool {
+  let s = shared.get(ctx.dataPlane);
+  if (!s) {
+    const dp = ctx.dataPlane;
+    const peers = () => ctx.nodes().map((n) => n.id).filter((id) => id !== dp.selfId && dp.stateOf(id) !== 'dead');
+    s = { pool: new PeerPool((peer) => dp.dial(peer, 'tcp'), peers, opts), refs: 0 };
+    shared.set(dp, s);
+    s.pool.start();
+  }
+  s.refs++;
+  return s.pool;
+}
+
+export function releasePeerPool(ctx: ProxyContext): void {
+  const s = shared.get(ctx.dataPlane);
+  if (!s) return;
+  if (--s.refs <= 0) {
+    s.pool.close();
+    shared.delete(ctx.dataPlane);
+  }
+}

@@ -1,0 +1,198 @@
+/**
+ * The UDP data plane between nodes: one datagram socket per node on host:peerPort (UDP; the TCP
+ * port of the same number carries the cluster links, and the two do not clash). Client datagrams
+ * travel to a flow's owner (type FORWARD) and backend replies back to the ingress node (type
+ * REPLY), each encapsulated and authenticated on its own (encap.ts) — no per-datagram set-up, no
+ * connection state, nothing to re-establish after a peer restarts.
+ *
+ * What a receiver accepts (everything else is dropped and counted in tandem_udp_rejected_total):
+ *   1. well-formed framing of this version                          (else `malformed`)
+ *   2. a sender id that is a configured peer, not this node         (else `unknown-sender`)
+ *   3. sent from that peer's host:peerPort                          (else `source-mismatch`)
+ *   4. a correct HMAC                                               (else `mac`)
+ *   5. a timestamp within ±30 s of this node's clock                (else `timestamp`)
+ *   6. a sequence number new to the sender's replay window          (else `replay`)
+ *   7. FORWARD from its own ingress node; REPLY addressed to this node (else `misrouted`)
+ * Checks 2-3 come before the HMAC so that junk costs no hashing; they are not the security (a
+ * source address can be spoofed), the MAC is. The cost per accepted datagram is one HMAC-SHA256
+ * on the receiver and one on the sender: a few microseconds for typical sizes.
+ */
+import { createSocket, type RemoteInfo, type Socket } from 'node:dgram';
+import { isIP } from 'node:net';
+import { lookup as dnsLookup } from 'node:dns';
+import type { ProxyContext } from '../context.js';
+import type { NodeConfig } from '../../config/schema.js';
+import { normalizeAddress } from '../../flowkey/index.js';
+import { TandemError, ErrorCodes } from '../../errors.js';
+import { EncapType, deriveUdpKey, encodeEncap, parseEncap, verifyEncap, type ClientAddress } from './encap.js';
+import { ReplayWindow, SequenceSource, replayFloor } from './replay.js';
+import { udpMetrics, type UdpMetrics } from './metrics.js';
+import type { UdpServiceProxy } from './service.js';
+
+/** Accepted clock difference between nodes (the lead's brief: ±30 s). */
+export const MAX_SKEW_MS = 30_000;
+/** After a restart, datagrams stamped more than this before the start are refused (clock-skew grace). */
+const RESTART_GRACE_MS = 1000;
+
+/** The flow fields of a datagram between nodes. */
+export interface PlaneFlow {
+  readonly service: string;
+  readonly key: string;
+  readonly client: ClientAddress;
+  readonly ingress: string;
+}
+
+interface Peer {
+  readonly id: string;
+  /** An IP literal; for a configured hostname, its first address once resolved (null before). */
+  host: string | null;
+  readonly port: number;
+}
+
+const planes = new WeakMap<ProxyContext, UdpDataPlane>();
+
+export class UdpDataPlane {
+  readonly #ctx: ProxyContext;
+  readonly #lookup: (service: string) => UdpServiceProxy | undefined;
+  readonly #key: Buffer;
+  readonly #seq = new SequenceSource();
+  readonly #windows = new Map<string, ReplayWindow>();
+  readonly #metrics: UdpMetrics;
+  readonly #startedAt = Date.now();
+  #socket: Socket | null = null;
+  #nodesRef: readonly NodeConfig[] | null = null;
+  #peers = new Map<string, Peer>();
+  /** Counters for tests and the report; Prometheus has the same by reason. */
+  readonly stats = { sent: 0, received: 0, rejected: 0 };
+
+  constructor(ctx: ProxyContext, lookup: (service: string) => UdpServiceProxy | undefined) {
+    this.#ctx = ctx;
+    this.#lookup = lookup;
+    this.#key = deriveUdpKey(ctx.secret);
+    this.#metrics = udpMetrics(ctx.registry);
+    // The node builds proxies with (ctx, cfg) only; they find this plane through their context.
+    planes.set(ctx, this);
+  }
+
+  /** The plane of a node's context, if one was made. */
+  static for(ctx: ProxyContext): UdpDataPlane | undefined {
+    return planes.get(ctx);
+  }
+
+  get selfId(): string {
+    return this.#ctx.self.id;
+  }
+
+  /** The bound address (tests). */
+  address(): { address: string; port: number } | null {
+    if (!this.#socket) return null;
+    const a = this.#socket.address();
+    return { address: a.address, port: a.port };
+  }
+
+  async start(): Promise<void> {
+    if (this.#socket) return;
+    const { host, peerPort } = this.#ctx.self;
+    const socket = createSocket({ type: isIP(host) === 6 ? 'udp6' : 'udp4' });
+    socket.on('message', (msg, rinfo) => this.#onMessage(msg, rinfo));
+    socket.on('error', (err) => this.#ctx.logger.warn({ err }, 'udp data plane socket error'));
+    await new Promise<void>((resolve, reject) => {
+      socket.once('error', reject);
+      socket.bind(peerPort, host, () => {
+        socket.off('error', reject);
+        resolve();
+      });
+    }).catch((err: unknown) => {
+      socket.close();
+      throw new TandemError(ErrorCodes.PEER_UNAVAILABLE, `cannot bind the udp data plane on ${host}:${peerPort}`, { cause: err });
+    });
+    this.#socket = socket;
+  }
+
+  async stop(): Promise<void> {
+    const s = this.#socket;
+    this.#socket = null;
+    if (s) await new Promise<void>((resolve) => s.close(() => resolve()));
+  }
+
+  /** A client datagram to the flow's owner `peerId`. False when it could not be sent. */
+  forward(peerId: string, f: PlaneFlow, payload: Buffer): boolean {
+    return this.#send(peerId, EncapType.FORWARD, f, payload);
+  }
+
+  /** A backend reply to the ingress node `f.ingress`. False when it could not be sent. */
+  reply(f: PlaneFlow, payload: Buffer): boolean {
+    return this.#send(f.ingress, EncapType.REPLY, f, payload);
+  }
+
+  #send(peerId: string, type: 1 | 2, f: PlaneFlow, payload: Buffer): boolean {
+    const socket = this.#socket;
+    const peer = this.#peer(peerId);
+    if (!socket || !peer || peer.host === null || peerId === this.selfId) {
+      this.#metrics.drop(f.service, 'no-data-plane');
+      return false;
+    }
+    const now = Date.now();
+    const buf = encodeEncap(this.#key, { type, sender: this.selfId, ...f }, now, this.#seq.next(), payload);
+    if (!buf) {
+      this.#metrics.drop(f.service, 'too-large');
+      return false;
+    }
+    this.stats.sent++;
+    // Fire and forget: UDP gives no delivery signal worth waiting for, and nothing queues here.
+    socket.send(buf, peer.port, peer.host, (err) => {
+      if (err) this.#metrics.drop(f.service, 'send-error');
+    });
+    return true;
+  }
+
+  #onMessage(msg: Buffer, rinfo: RemoteInfo): void {
+    const p = parseEncap(msg);
+    if (!p) return this.#reject('malformed');
+    const peer = p.sender === this.selfId ? undefined : this.#peer(p.sender);
+    if (!peer) return this.#reject('unknown-sender');
+    if (rinfo.port !== peer.port || normalizeAddress(rinfo.address) !== peer.host) return this.#reject('source-mismatch');
+    if (!verifyEncap(this.#key, p)) return this.#reject('mac');
+    if (Math.abs(Date.now() - p.timestamp) > MAX_SKEW_MS) return this.#reject('timestamp');
+    if (p.type === EncapType.FORWARD ? p.ingress !== p.sender : p.ingress !== this.selfId) return this.#reject('misrouted');
+    let w = this.#windows.get(p.sender);
+    if (!w) this.#windows.set(p.sender, (w = new ReplayWindow(replayFloor(this.#startedAt, RESTART_GRACE_MS))));
+    if (!w.accept(p.counter)) return this.#reject('replay');
+    this.stats.received++;
+    const proxy = this.#lookup(p.service);
+    if (!proxy) {
+      this.#metrics.drop(p.service, 'unknown-service');
+      return;
+    }
+    if (p.type === EncapType.FORWARD) proxy.serveForwarded(p.key, p.client, p.ingress, p.payload);
+    else proxy.deliverReply(p.key, p.client, p.payload);
+  }
+
+  #reject(reason: Parameters<UdpMetrics['reject']>[0]): void {
+    this.stats.rejected++;
+    this.#metrics.reject(reason);
+  }
+
+  /** A configured peer by id; the table follows ctx.nodes() (a reload may change it). */
+  #peer(id: string): Peer | undefined {
+    const nodes = this.#ctx.nodes();
+    if (nodes !== this.#nodesRef) {
+      this.#nodesRef = nodes;
+      this.#peers = new Map(nodes.map((n) => [n.id, this.#makePeer(n)]));
+    }
+    return this.#peers.get(id);
+  }
+
+  #makePeer(n: NodeConfig): Peer {
+    if (isIP(n.host) !== 0) return { id: n.id, host: normalizeAddress(n.host), port: n.peerPort };
+    // A hostname: resolve once, so that neither the source check nor a send does a lookup per
+    // datagram. Until it resolves, datagrams to and from that peer are dropped and counted.
+    const peer: Peer = { id: n.id, host: null, port: n.peerPort };
+    const family = isIP(this.#ctx.self.host) === 6 ? 6 : 4;
+    dnsLookup(n.host, { family }, (err, address) => {
+      if (err) this.#ctx.logger.warn({ err, peer: n.id, host: n.host }, 'cannot resolve peer host for the udp data plane');
+      else peer.host = normalizeAddress(address);
+    });
+    return peer;
+  }
+}

@@ -1,0 +1,125 @@
+/**
+ * Prometheus metrics of the UDP services, one set per registry (prom-client refuses a second
+ * metric of the same name on a registry; a module-level WeakMap keeps one set per registry, and a
+ * registry that goes away takes its set with it). Label values are bounded: `service` comes from
+ * the config (or from an authenticated peer), `reason`, `direction` and `hop` from fixed sets.
+ * The flow gauge is read at scrape time from the live proxies, so the hot path pays nothing.
+ */
+import { Counter, Gauge, type Registry } from 'prom-client';
+
+export type Direction = 'in' | 'out';
+export type HopLabel = 'local' | 'forwarded';
+export type EvictReason = 'lru' | 'idle';
+export type RejectReason = 'malformed' | 'unknown-sender' | 'source-mismatch' | 'mac' | 'timestamp' | 'replay' | 'misrouted';
+export type DropReason =
+  | 'flow-key'
+  | 'no-owner'
+  | 'no-backend'
+  | 'no-data-plane'
+  | 'unknown-service'
+  | 'too-large'
+  | 'pending-full'
+  | 'send-error'
+  | 'socket-error'
+  | 'stopped'
+  | 'error';
+
+/** Something whose flow count the gauge reports. */
+export interface FlowCountSource {
+  readonly service: string;
+  flowCount(): number;
+}
+
+export interface IncOnly {
+  inc(n?: number): void;
+}
+
+export class UdpMetrics {
+  readonly #sources = new Set<FlowCountSource>();
+  readonly datagrams: Counter<'service' | 'direction' | 'hop'>;
+  readonly evictions: Counter<'service' | 'reason'>;
+  readonly rejected: Counter<'reason'>;
+  readonly drops: Counter<'service' | 'reason'>;
+
+  constructor(registry: Registry) {
+    const registers = [registry];
+    // A second copy of this module (a test that re-imports it) may have registered the names on
+    // this registry: take them over rather than fail on "already registered".
+    const fresh = (name: string): string => {
+      if (registry.getSingleMetric(name) !== undefined) registry.removeSingleMetric(name);
+      return name;
+    };
+    const sources = this.#sources;
+    this.datagrams = new Counter({
+      name: fresh('tandem_udp_datagrams_total'),
+      help: 'Client datagrams received (direction=in) and replies sent to clients (direction=out) by this ingress node; hop=local when this node owned the flow, forwarded when a peer did.',
+      labelNames: ['service', 'direction', 'hop'],
+      registers,
+    });
+    new Gauge({
+      name: fresh('tandem_udp_flows'),
+      help: 'UDP flows this node serves as owner (one backend socket each).',
+      labelNames: ['service'],
+      registers,
+      collect() {
+        this.reset();
+        for (const s of sources) this.set({ service: s.service }, s.flowCount());
+      },
+    });
+    this.evictions = new Counter({
+      name: fresh('tandem_udp_flow_evictions_total'),
+      help: 'Backend sockets of UDP flows closed early: lru when maxFlows was reached, idle after flowIdleTimeoutMs.',
+      labelNames: ['service', 'reason'],
+      registers,
+    });
+    this.rejected = new Counter({
+      name: fresh('tandem_udp_rejected_total'),
+      help: 'Datagrams refused on the UDP data-plane port: malformed, unknown-sender, source-mismatch, mac, timestamp, replay, misrouted.',
+      labelNames: ['reason'],
+      registers,
+    });
+    this.drops = new Counter({
+      name: fresh('tandem_udp_drops_total'),
+      help: 'Datagrams dropped by the UDP proxy, by service and reason.',
+      labelNames: ['service', 'reason'],
+      registers,
+    });
+  }
+
+  attach(source: FlowCountSource): void {
+    this.#sources.add(source);
+  }
+
+  detach(source: FlowCountSource): void {
+    this.#sources.delete(source);
+  }
+
+  drop(service: string, reason: DropReason): void {
+    this.drops.inc({ service, reason });
+  }
+
+  reject(reason: RejectReason): void {
+    this.rejected.inc({ reason });
+  }
+
+  evicted(service: string, reason: EvictReason): void {
+    this.evictions.inc({ service, reason });
+  }
+
+  /** A pre-bound child counter, so the per-datagram path does not hash label sets. */
+  datagramCounter(service: string, direction: Direction, hop: HopLabel): IncOnly {
+    return this.datagrams.labels({ service, direction, hop });
+  }
+}
+
+const perRegistry = new WeakMap<Registry, UdpMetrics>();
+
+/** The registry's one UdpMetrics, created on first use. */
+export function udpMetrics(registry: Registry): UdpMetrics {
+  let m = perRegistry.get(registry);
+  if (!m) {
+    m = new UdpMetrics(registry);
+    perRegistry.set(registry, m);
+  }
+  return m;
+}

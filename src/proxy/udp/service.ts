@@ -1,0 +1,252 @@
+/**
+ * A UDP service on this node (DESIGN.md sections 1 and 4). One client-facing socket on
+ * host:port plays both roles of the routing rule:
+ *
+ *  - ingress: every client datagram gets its flow key (`connection`, `client-ip` or `quic-cid`),
+ *    its entry (router.lookup) and its first available owner (router.hops; reown when neither is
+ *    up). Served here when this node is that owner, else encapsulated to it over the UDP data
+ *    plane. UDP gives no "the forward failed before any byte" signal, so the hop is chosen by the
+ *    membership view alone: a dead primary is skipped once the failure detector says so, and
+ *    after re-protection the backup is primary anyway.
+ *  - owner: the flow's backend (router.assign: the recorded one while usable, so affinity
+ *    survives failover) and one connected socket per flow towards it (flows.ts). A backend reply
+ *    goes back through the node that received the client's latest datagram and leaves from that
+ *    node's service socket, i.e. from the very address the client sent to — clients (and
+ *    stateful firewalls, RFC 4787 section 4) only accept replies from there.
+ *
+ * A datagram forwarded by a peer is always served here (router.hops(entry, true) is [LOCAL]):
+ * no loops. Nothing waits on I/O per datagram; sends are fire-and-forget and counted on error.
+ */
+import { createSocket, type RemoteInfo, type Socket } from 'node:dgram';
+import { isIP } from 'node:net';
+import type { ProxyContext, ServiceProxy } from '../context.js';
+import type { ServiceConfig } from '../../config/schema.js';
+import type { FlowEntry } from '../../cluster/flow-entry.js';
+import type { BackendState } from '../../upstream/pool.js';
+import { connectionKey, parseFlowKeySpec, udpFlowKey, type FlowKeySpec } from '../../flowkey/index.js';
+import { TandemError, ErrorCodes } from '../../errors.js';
+import type { ClientAddress } from './encap.js';
+import { FlowSockets, RecentClients, type UdpFlow } from './flows.js';
+import { udpMetrics, type DropReason, type IncOnly, type UdpMetrics } from './metrics.js';
+import { UdpDataPlane } from './data-plane.js';
+
+/** Drain ends once the flow sockets were quiet this long (replies to in-flight datagrams are back). */
+const DRAIN_QUIET_MS = 500;
+
+export class UdpServiceProxy implements ServiceProxy {
+  readonly name: string;
+  readonly #ctx: ProxyContext;
+  #cfg: ServiceConfig;
+  #spec: FlowKeySpec;
+  #plane: UdpDataPlane | undefined;
+  #socket: Socket | null = null;
+  #stopped = false;
+  readonly #flows: FlowSockets;
+  readonly #clients: RecentClients;
+  readonly #metrics: UdpMetrics;
+  readonly #source = { service: '', flowCount: () => this.#flows.size };
+  readonly #count: { inLocal: IncOnly; inForwarded: IncOnly; outLocal: IncOnly; outForwarded: IncOnly };
+  #sweep: NodeJS.Timeout | null = null;
+
+  /** `plane` defaults to the UdpDataPlane made for the same context (the node makes one per node). */
+  constructor(ctx: ProxyContext, cfg: ServiceConfig, plane?: UdpDataPlane) {
+    this.#ctx = ctx;
+    this.#cfg = cfg;
+    this.name = cfg.name;
+    this.#spec = parseFlowKeySpec(cfg.flowKey);
+    this.#plane = plane;
+    this.#metrics = udpMetrics(ctx.registry);
+    this.#source.service = cfg.name;
+    this.#count = {
+      inLocal: this.#metrics.datagramCounter(cfg.name, 'in', 'local'),
+      inForwarded: this.#metrics.datagramCounter(cfg.name, 'in', 'forwarded'),
+      outLocal: this.#metrics.datagramCounter(cfg.name, 'out', 'local'),
+      outForwarded: this.#metrics.datagramCounter(cfg.name, 'out', 'forwarded'),
+    };
+    this.#flows = new FlowSockets({
+      maxFlows: cfg.maxFlows,
+      idleMs: cfg.flowIdleTimeoutMs,
+      onReply: (flow, msg) => this.#onBackendReply(flow, msg),
+      onClose: (flow, reason) => this.#onFlowClosed(flow, reason),
+      onDrop: (reason) => this.#drop(reason),
+    });
+    this.#clients = new RecentClients(cfg.maxFlows, cfg.flowIdleTimeoutMs);
+  }
+
+  /** Flows this node serves as owner (backend sockets open). */
+  flowCount(): number {
+    return this.#flows.size;
+  }
+
+  /** The bound client-facing address (tests). */
+  address(): { address: string; port: number } | null {
+    if (!this.#socket) return null;
+    const a = this.#socket.address();
+    return { address: a.address, port: a.port };
+  }
+
+  async start(): Promise<void> {
+    if (this.#socket) return;
+    const host = this.#ctx.self.host;
+    const socket = createSocket({ type: isIP(host) === 6 ? 'udp6' : 'udp4' });
+    socket.on('message', (msg, rinfo) => this.#onClient(msg, rinfo));
+    socket.on('error', (err) => this.#ctx.logger.warn({ err, service: this.name }, 'udp service socket error'));
+    await new Promise<void>((resolve, reject) => {
+      socket.once('error', reject);
+      socket.bind(this.#cfg.port, host, () => {
+        socket.off('error', reject);
+        resolve();
+      });
+    }).catch((err: unknown) => {
+      socket.close();
+      throw new TandemError(ErrorCodes.LIMIT_EXCEEDED, `cannot bind udp service ${this.name} on ${host}:${this.#cfg.port}`, { cause: err });
+    });
+    this.#socket = socket;
+    this.#stopped = false;
+    this.#flows.start();
+    this.#metrics.attach(this.#source);
+    const period = Math.max(100, Math.min(1000, Math.floor(this.#cfg.flowIdleTimeoutMs / 4)));
+    this.#sweep = setInterval(() => this.#clients.sweep(), period).unref();
+  }
+
+  update(cfg: ServiceConfig): void {
+    this.#cfg = cfg;
+    this.#spec = parseFlowKeySpec(cfg.flowKey);
+    this.#flows.configure(cfg.maxFlows, cfg.flowIdleTimeoutMs);
+    this.#clients.configure(cfg.maxFlows, cfg.flowIdleTimeoutMs);
+  }
+
+  /**
+   * UDP has no connections to finish. The node hands this node's flows to their backups before
+   * draining, so new datagrams go elsewhere; what is left is replies to datagrams in flight.
+   * Keep serving until the flow sockets have been quiet for DRAIN_QUIET_MS, or the timeout.
+   */
+  async drain(timeoutMs: number): Promise<void> {
+    const deadline = Date.now() + timeoutMs;
+    while (Date.now() < deadline && this.#flows.size > 0 && Date.now() - this.#flows.lastActivity < DRAIN_QUIET_MS) {
+      await new Promise((r) => setTimeout(r, 50));
+    }
+  }
+
+  async stop(): Promise<void> {
+    this.#stopped = true;
+    if (this.#sweep) clearInterval(this.#sweep);
+    this.#sweep = null;
+    this.#flows.closeAll();
+    this.#clients.clear();
+    this.#metrics.detach(this.#source);
+    const s = this.#socket;
+    this.#socket = null;
+    if (s) await new Promise<void>((resolve) => s.close(() => resolve()));
+  }
+
+  /** Data plane: a client datagram that ingress node `ingress` forwarded to this node, an owner. */
+  serveForwarded(key: string, client: ClientAddress, ingress: string, payload: Buffer): void {
+    if (this.#stopped) return this.#drop('stopped');
+    try {
+      this.#serve(this.#ctx.router.lookup(this.name, key), client, ingress, payload);
+    } catch (err) {
+      this.#fail(err);
+    }
+  }
+
+  /** Data plane: a backend reply that the owner sent back through this node, the ingress. */
+  deliverReply(key: string, client: ClientAddress, payload: Buffer): void {
+    this.#toClient(key, client, payload, this.#count.outForwarded);
+  }
+
+  #onClient(msg: Buffer, rinfo: RemoteInfo): void {
+    if (this.#stopped) return;
+    try {
+      const key = this.#key(msg, rinfo);
+      if (key === null) return this.#drop('flow-key');
+      const client: ClientAddress = { address: rinfo.address, port: rinfo.port };
+      if (this.#spec.kind === 'quic-cid') this.#clients.set(key, client);
+      const router = this.#ctx.router;
+      let entry = router.lookup(this.name, key);
+      let hops = router.hops(entry, false);
+      if (hops.length === 0) {
+        entry = router.reown(entry);
+        hops = router.hops(entry, false);
+      }
+      const hop = hops[0];
+      if (!hop) return this.#drop('no-owner');
+      if (hop.kind === 'local') {
+        this.#count.inLocal.inc();
+        this.#serve(entry, client, router.selfId, msg);
+        return;
+      }
+      const plane = this.#plane ?? (this.#plane = UdpDataPlane.for(this.#ctx));
+      if (!plane) return this.#drop('no-data-plane');
+      if (plane.forward(hop.id, { service: this.name, key, client, ingress: router.selfId }, msg)) this.#count.inForwarded.inc();
+    } catch (err) {
+      this.#fail(err);
+    }
+  }
+
+  #key(msg: Buffer, rinfo: RemoteInfo): string | null {
+    try {
+      return udpFlowKey(this.#spec, rinfo, msg, { shortHeaderCidLength: this.#cfg.quicCidLength });
+    } catch {
+      return null;
+    }
+  }
+
+  /** Owner side: the flow's backend and its socket; the datagram goes out at once (or waits for connect, bounded). */
+  #serve(entry: FlowEntry, client: ClientAddress, ingress: string, payload: Buffer): void {
+    const pool = this.#ctx.pool(this.name);
+    if (!pool) return this.#drop('no-backend');
+    const { entry: current, backend } = this.#ctx.router.assign(
+      entry,
+      (a) => pool.usable(a),
+      (k) => pool.choose(k),
+    );
+    const target = backend === null ? undefined : pool.get(backend);
+    if (!target) return this.#drop('no-backend');
+    this.#ctx.router.active(current);
+    // Under `client-ip` every port of the client shares the entry (and so the backend) but has
+    // its own socket, so that a reply reaches the very port that sent the request (a resolver
+    // with random source ports, RFC 5452, would otherwise get its answers on the wrong port).
+    const id = this.#spec.kind === 'client-ip' ? connectionKey(client.address, client.port) : entry.key;
+    this.#flows.send(id, entry.key, target, client, ingress, payload, () => pool.acquire(target.address));
+  }
+
+  #onBackendReply(flow: UdpFlow, msg: Buffer): void {
+    if (this.#stopped) return;
+    const self = this.#ctx.router.selfId;
+    if (flow.ingress === self) return this.#toClient(flow.key, flow.client, msg, this.#count.outLocal);
+    const plane = this.#plane ?? (this.#plane = UdpDataPlane.for(this.#ctx));
+    if (!plane) return this.#drop('no-data-plane');
+    plane.reply({ service: this.name, key: flow.key, client: flow.client, ingress: flow.ingress }, msg);
+  }
+
+  /** Ingress side: out of the service socket, to the client's latest known address. */
+  #toClient(key: string, client: ClientAddress, payload: Buffer, counter: IncOnly): void {
+    const socket = this.#socket;
+    if (!socket || this.#stopped) return this.#drop('stopped');
+    // quic-cid: the client may have moved since this reply's datagram (RFC 9000 section 9).
+    const to = (this.#spec.kind === 'quic-cid' ? this.#clients.get(key) : undefined) ?? client;
+    counter.inc();
+    socket.send(payload, to.port, to.address, (err) => {
+      if (err) this.#drop('send-error');
+    });
+  }
+
+  #onFlowClosed(flow: UdpFlow, reason: string): void {
+    this.#ctx.pool(this.name)?.release(flow.tag as BackendState | undefined);
+    if (reason === 'lru' || reason === 'idle') this.#metrics.evicted(this.name, reason);
+    // No router.end() here: a socket idle on this node does not mean the flow is idle in the
+    // cluster (it may have moved to another owner while this node was suspect, and a tombstone
+    // would then cut a live flow's affinity). The flow table expires the entry itself after
+    // flowIdleTimeoutMs without the refreshes that router.active() batches.
+  }
+
+  #drop(reason: DropReason): void {
+    this.#metrics.drop(this.name, reason);
+  }
+
+  #fail(err: unknown): void {
+    this.#drop('error');
+    this.#ctx.logger.debug({ err, service: this.name }, 'udp datagram failed');
+  }
+}
