@@ -15,19 +15,34 @@ function nginxArgs(conf: string, dir: string): string[] {
 }
 
 /**
- * The shared backend: nginx with one worker, HTTP `return 200` and UDP `return "pong"`.
+ * The shared backends: nginx with one worker (HTTP `return 200`) and the Perl UDP echo server.
  */
-export async function startBackend(dir: string, tools: ToolSet): Promise<Proc> {
+export async function startBackend(dir: string, tools: ToolSet): Promise<Proc[]> {
   const nginx = tools.nginx;
   if (!nginx) throw new Error('nginx not found');
   const sub = join(dir, 'backend');
   mkdirSync(sub, { recursive: true });
-  const conf = renderConfig('backend-nginx.conf', sub, {
-    LOAD_STREAM: tools.nginxStreamLoad ?? '', DIR: sub, HOST: BACKEND_HOST, HTTP_PORT: BACKEND.http, UDP_PORT: BACKEND.udp,
-  });
+  const conf = renderConfig('backend-nginx.conf', sub, { DIR: sub, HOST: BACKEND_HOST, HTTP_PORT: BACKEND.http });
   const p = startService('backend nginx', nginx, nginxArgs(conf, sub), { cpu: 'load', logFile: join(sub, 'backend-nginx.log') });
   await waitForHttp(`http://${BACKEND_HOST}:${BACKEND.http}/`, READY_MS, p);
-  return p;
+  const echoLog = join(sub, 'udp-echo.log');
+  const echo = startService('udp echo', tools.perl ?? 'perl', [UDP_ECHO, BACKEND_HOST, String(BACKEND.udp)], { cpu: 'load', logFile: echoLog });
+  await waitForLine(echo, echoLog, 'listening', READY_MS);
+  return [p, echo];
+}
+
+const UDP_ECHO = new URL('../backends/udp-echo.pl', import.meta.url).pathname;
+
+/** Waits until a service's log shows `text` (for servers that must not be probed). */
+async function waitForLine(p: Proc, log: string, text: string, timeoutMs: number): Promise<boolean> {
+  const deadline = Date.now() + timeoutMs;
+  while (Date.now() < deadline) {
+    const out = existsSync(log) ? readFileSync(log, 'utf8') : '';
+    if (p.hasExited()) throw new Error(`${p.name} exited: ${out.trim().slice(-300)}`);
+    if (out.includes(text)) return true;
+    await new Promise((r) => setTimeout(r, 50));
+  }
+  return false;
 }
 
 const peerVars = (dir: string) => ({
@@ -78,11 +93,6 @@ export async function startIperfServer(dir: string, tools: ToolSet, tag: string)
     cpu: 'load', logFile: log,
   });
   // A TCP probe would count as a test, so wait for the "Server listening" line instead.
-  const deadline = Date.now() + 5000;
-  while (Date.now() < deadline) {
-    if (p.hasExited()) throw new Error(`iperf3 server exited: ${existsSync(log) ? readFileSync(log, 'utf8').trim() : ''}`);
-    if (existsSync(log) && readFileSync(log, 'utf8').includes('listening')) return p;
-    await new Promise((r) => setTimeout(r, 50));
-  }
+  await waitForLine(p, log, 'listening', 5000);
   return p;
 }

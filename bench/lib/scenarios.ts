@@ -179,7 +179,7 @@ export const SCENARIOS: Scenario[] = [
       { key: 'p99', metric: 'p99 round trip', unit: 'ms', better: 'lower' },
       { key: 'loss', metric: 'lost', unit: '%', better: 'lower' },
     ],
-    notes: ['bench/loadgen/udp-rr.ts, 32 sockets with one datagram outstanding each (lost after 200 ms); backend: nginx stream `return`.'],
+    notes: ['bench/loadgen/udp-rr.ts, 32 sockets from one client address, one numbered datagram outstanding each (lost after 200 ms), each reply checked; backend: bench/backends/udp-echo.pl (Perl).'],
     plan: (ctx) => plans(ctx, {
       route: 'udp', tandem: TANDEM.udp, haproxy: 'HAProxy 2.6 (Debian 12) does not proxy UDP', nginx: NGINX.udp, direct: BACKEND.udp,
     }),
@@ -188,11 +188,14 @@ export const SCENARIOS: Scenario[] = [
       const n = Number(j.responses);
       if (!n) throw new Error(`no reply received (${Number(j.lost)} datagrams lost)`);
       const lossPct = (100 * Number(j.lost)) / Math.max(1, Number(j.sent));
-      if (lossPct > 50) throw new Error(`${lossPct.toFixed(0)}% of datagrams lost`);
+      const wrong = Number(j.wrong);
+      if (lossPct > 50) throw new Error(`${lossPct.toFixed(0)}% of datagrams lost${wrong ? `, ${wrong} replies to the wrong client socket` : ''}`);
+      const warn = [lossPct > 1 ? `${lossPct.toFixed(1)}% datagrams lost` : '', wrong ? `${wrong} replies delivered to the wrong client socket` : '']
+        .filter(Boolean).join(', ');
       return {
         figures: { dps: Number(j.datagramsPerSec), p50: ms(j.latencyMs, 'p50'), p99: ms(j.latencyMs, 'p99'), loss: lossPct },
         raw: j,
-        warning: lossPct > 1 ? `${lossPct.toFixed(1)}% datagrams lost` : undefined,
+        warning: warn || undefined,
       };
     },
   },

@@ -3,7 +3,7 @@ import { existsSync } from 'node:fs';
 import { delimiter, join } from 'node:path';
 import { spawnSync } from 'node:child_process';
 
-export const INSTALL_HINT = 'apt-get install haproxy nginx libnginx-mod-stream wrk iperf3 util-linux';
+export const INSTALL_HINT = 'apt-get install haproxy nginx libnginx-mod-stream wrk iperf3 util-linux perl-base';
 
 export interface ToolSet {
   haproxy?: string;
@@ -11,6 +11,7 @@ export interface ToolSet {
   wrk?: string;
   iperf3?: string;
   taskset?: string;
+  perl?: string;
   /** `load_module …;` line when nginx's stream module is dynamic, '' when built in. */
   nginxStreamLoad?: string;
   versions: Record<string, string>;
@@ -54,6 +55,7 @@ export function findTools(): ToolSet {
   t.wrk = which('wrk');
   t.iperf3 = which('iperf3');
   t.taskset = which('taskset');
+  t.perl = which('perl');
   if (t.nginx) t.nginxStreamLoad = nginxStream(t.nginx);
   if (t.haproxy) t.versions.haproxy = firstLine(t.haproxy, ['-v']);
   if (t.nginx) t.versions.nginx = firstLine(t.nginx, ['-v']);
@@ -63,7 +65,7 @@ export function findTools(): ToolSet {
 }
 
 /** Names of what is missing for the scenarios that will run (empty when all is there). */
-export function missingTools(t: ToolSet, need: { haproxy: boolean; nginx: boolean; stream: boolean; wrk: boolean; iperf3: boolean; taskset: boolean }): string[] {
+export function missingTools(t: ToolSet, need: { haproxy: boolean; nginx: boolean; stream: boolean; wrk: boolean; iperf3: boolean; taskset: boolean; perl: boolean }): string[] {
   const miss: string[] = [];
   if (need.haproxy && !t.haproxy) miss.push('haproxy');
   if (need.nginx && !t.nginx) miss.push('nginx');
@@ -71,6 +73,7 @@ export function missingTools(t: ToolSet, need: { haproxy: boolean; nginx: boolea
   if (need.wrk && !t.wrk) miss.push('wrk');
   if (need.iperf3 && !t.iperf3) miss.push('iperf3');
   if (need.taskset && !t.taskset) miss.push('taskset (util-linux)');
+  if (need.perl && !t.perl) miss.push('perl (perl-base)');
   return miss;
 }
 

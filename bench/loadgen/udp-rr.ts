@@ -1,7 +1,9 @@
 // UDP request/response load generator: `concurrency` sockets (one client address:port each), each
-// with one datagram outstanding: send "ping", wait for the reply, send again. A reply missing after
-// --timeout-ms counts as lost and the socket sends anew. Bounded by --duration and --max.
-// Prints one JSON line: { responses, lost, datagramsPerSec, latencyMs: {p50, p99}, … }.
+// with one datagram outstanding: send a numbered datagram, wait for its echo, send the next. A reply
+// missing after --timeout-ms counts as lost and the socket sends anew. A reply that is not the echo
+// of this socket's outstanding datagram counts as `wrong` (delivered to the wrong client) or `late`
+// (an earlier datagram's echo) and does not count as a response. Bounded by --duration and --max.
+// Prints one JSON line: { responses, lost, wrong, late, datagramsPerSec, latencyMs: {p50, p99}, … }.
 import { createSocket, type Socket } from 'node:dgram';
 import { parseArgs, num, LatencyRecorder, nowMs } from './common.js';
 
@@ -13,21 +15,23 @@ const concurrency = Math.max(1, num(args, 'concurrency'));
 const durationMs = num(args, 'duration') * 1000;
 const max = num(args, 'max');
 const timeoutMs = Math.max(1, num(args, 'timeout-ms'));
-const PAYLOAD = Buffer.from('ping');
 
 const lat = new LatencyRecorder();
 let sent = 0;
 let responses = 0;
 let lost = 0;
 let late = 0;
+let wrong = 0;
 const t0 = nowMs();
 const deadline = t0 + durationMs;
 
-function runSocket(): Promise<void> {
+function runSocket(index: number): Promise<void> {
   return new Promise((resolve, reject) => {
     const sock: Socket = createSocket('udp4');
+    const prefix = `rr ${index} `;
+    let seq = 0;
+    let expected = '';
     let sentAt = 0;
-    let waiting = false;
     let timer: NodeJS.Timeout | undefined;
     const done = () => {
       clearTimeout(timer);
@@ -37,22 +41,23 @@ function runSocket(): Promise<void> {
     const send = () => {
       if (nowMs() >= deadline || sent >= max) return done();
       sent++;
-      waiting = true;
+      expected = `${prefix}${++seq}`;
       sentAt = nowMs();
-      sock.send(PAYLOAD, port, args.host);
+      sock.send(expected, port, args.host);
       timer = setTimeout(() => {
         lost++;
-        waiting = false;
         send();
       }, timeoutMs);
     };
-    sock.on('message', () => {
-      if (!waiting) {
-        late++; // the reply to a datagram already counted lost
+    sock.on('message', (msg) => {
+      const text = msg.toString('latin1');
+      if (text !== expected) {
+        if (text.startsWith(prefix)) late++;
+        else wrong++;
         return;
       }
       clearTimeout(timer);
-      waiting = false;
+      expected = '';
       responses++;
       lat.add(nowMs() - sentAt);
       send();
@@ -62,8 +67,8 @@ function runSocket(): Promise<void> {
   });
 }
 
-await Promise.all(Array.from({ length: concurrency }, () => runSocket()));
+await Promise.all(Array.from({ length: concurrency }, (_, i) => runSocket(i)));
 const elapsedSec = (nowMs() - t0) / 1000;
 process.stdout.write(
-  `${JSON.stringify({ sent, responses, lost, late, durationSec: elapsedSec, datagramsPerSec: responses / elapsedSec, latencyMs: lat.summary() })}\n`,
+  `${JSON.stringify({ sent, responses, lost, wrong, late, durationSec: elapsedSec, datagramsPerSec: responses / elapsedSec, latencyMs: lat.summary() })}\n`,
 );

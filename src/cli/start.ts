@@ -49,23 +49,11 @@ export async function startCommand(args: { config: string; node: string; logLeve
     process.on('SIGTERM', () => stop('SIGTERM'));
     process.on('SIGINT', () => stop('SIGINT'));
     process.on('SIGHUP', () => {
-      void reload(node, args.config);
+      void node.reloadFromFile();
     });
     process.on('uncaughtException', (err) => {
       // One bad input must not take the node down for everyone else: log and go on.
       node.logger.error({ err }, 'uncaught exception');
     });
   });
-}
-
-export async function reload(node: TandemNode, file: string): Promise<{ ok: boolean; problems: string[] }> {
-  try {
-    const next = loadConfigFile(file);
-    await node.reload(next);
-    return { ok: true, problems: [] };
-  } catch (err) {
-    const problems = err instanceof ConfigError ? err.issues.map(formatIssue) : [(err as Error).message];
-    node.logger.error({ problems }, 'reload refused: the running config stays');
-    return { ok: false, problems };
-  }
 }

@@ -99,7 +99,8 @@ export class Cluster extends EventEmitter<ClusterEvents> {
     this.#settings = s;
     this.#nodeIds = s.nodes.map((n) => n.id);
     const tuning: ClusterTuning = { ...DEFAULT_TUNING, ...opts.tuning };
-    const log = opts.logger.child({ component: 'cluster', node: opts.selfId });
+    // Used as given: the node passes a child logger already bound to its id and component.
+    const log = opts.logger;
     this.#log = log;
     const metrics = new ClusterMetrics(opts.registry);
     const peerIds = this.#nodeIds.filter((id) => id !== opts.selfId);

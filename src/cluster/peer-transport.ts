@@ -168,6 +168,11 @@ export class PeerTransport {
       minVersion: 'TLSv1.2',
       handshakeTimeout: this.#o.tuning.handshakeTimeoutMs,
     });
+    // Track raw connections too: one still in its TLS handshake must not hold close() up.
+    server.on('connection', (raw: Socket) => {
+      this.#sockets.add(raw);
+      raw.once('close', () => this.#sockets.delete(raw));
+    });
     server.on('tlsClientError', (err: Error, s: tls.TLSSocket) => {
       this.#authFailed('tls', s.remoteAddress ?? 'unknown', err);
       s.destroy();
@@ -218,6 +223,7 @@ export class PeerTransport {
       (err: unknown) => {
         this.#pending--;
         s.destroy();
+        if (this.#closed) return; // our own shutdown cut it short
         const e = err instanceof HandshakeError ? err : new HandshakeError('garbage', String(err), { cause: err });
         this.#authFailed(e.reason, remote, e);
       },

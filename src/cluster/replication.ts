@@ -87,6 +87,8 @@ interface OutStream {
   sentSeq: number;
   ackedSeq: number;
   waitingDrain: boolean;
+  /** Bumped by each full resync; an older snapshot still streaming sees it and stops. */
+  resyncGen: number;
   readonly entriesOut: ReturnType<Counter<'direction'>['labels']>;
 }
 
@@ -134,7 +136,7 @@ export class Replicator {
     this.#batchTarget = Math.max(1024, Math.min(o.tuning.batchTargetBytes, o.tuning.maxFrameBytes - 96 * 1024));
     const entriesOut = o.metrics.replicationEntries.labels('out');
     for (const id of o.peerIds) {
-      this.#out.set(id, { peerId: id, link: null, open: false, sentSeq: 0, ackedSeq: 0, waitingDrain: false, entriesOut });
+      this.#out.set(id, { peerId: id, link: null, open: false, sentSeq: 0, ackedSeq: 0, waitingDrain: false, resyncGen: 0, entriesOut });
       this.#in.set(id, { incarnation: null, lastSeq: 0, complete: false, senderReady: false, link: null });
     }
   }
@@ -348,7 +350,9 @@ export class Replicator {
     link.send(encodeResyncBegin(this.#o.incarnation, base, this.#o.isReady()));
     const entries = Array.from(this.#o.table.allEntries());
     this.#o.logger.debug({ peer: out.peerId, entries: entries.length, base }, 'full resync sending');
-    sendSnapshot(link, entries, { chunkBytes: this.#batchTarget, metrics: this.#o.metrics, logger: this.#o.logger }).catch((err: unknown) => {
+    const gen = ++out.resyncGen;
+    const cancelled = (): boolean => out.resyncGen !== gen || out.link !== link;
+    sendSnapshot(link, entries, { chunkBytes: this.#batchTarget, cancelled, metrics: this.#o.metrics, logger: this.#o.logger }).catch((err: unknown) => {
       this.#o.logger.error({ peer: out.peerId, err }, 'snapshot send failed');
       link.close();
     });

@@ -34,6 +34,8 @@ export interface RouterDeps {
   /** Store an entry in the local table (merge by version). */
   merge(entry: FlowEntry): boolean;
   get(service: string, key: string): FlowEntry | undefined;
+  /** Including tombstones. */
+  getAny(service: string, key: string): FlowEntry | undefined;
   /** HLC tick for a local write. */
   version(): number;
   now(): number;
@@ -64,20 +66,30 @@ export class FlowRouter {
     return this.#d.selfId;
   }
 
-  /** Steps 1-2: the entry for the key, created (and replicated) when absent. */
+  /**
+   * Steps 1-2: the entry for the key, created (and replicated) when absent.
+   *
+   * A creation is written with a weak, deterministic version: 1 (or one above a tombstone of the
+   * key) under the primary's name. Two nodes that create the same flow with the same view of the
+   * cluster write the identical entry, and any real write — the primary's backend choice, a
+   * re-own, a refresh — carries an HLC version far above it. Without this, a node that had not yet
+   * received the primary's backend choice would "create" the flow with a newer version and no
+   * backend, and that version would win the merge everywhere: the flow would lose its backend.
+   */
   lookup(service: string, key: string): FlowEntry {
     this.stats.lookups++;
     const found = this.#d.get(service, key);
     if (found) return found;
     const { primary, backup } = this.#d.owners(key, this.#d.candidates());
+    const tomb = this.#d.getAny(service, key);
     const entry: FlowEntry = {
       service,
       key,
       primary,
       backup,
       backend: null,
-      version: this.#d.version(),
-      writer: this.#d.selfId,
+      version: tomb ? tomb.version + 1 : 1,
+      writer: primary,
       lastActive: this.#d.now(),
       ended: false,
     };

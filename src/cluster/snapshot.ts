@@ -69,6 +69,8 @@ export function decodeResyncEnd(payload: Buffer): number {
 
 export interface SnapshotSendOptions {
   readonly chunkBytes: number;
+  /** True once a newer resync replaced this one: stop without RESYNC_END. */
+  readonly cancelled: () => boolean;
   readonly metrics: ClusterMetrics;
   readonly logger: Logger;
 }
@@ -77,7 +79,8 @@ export interface SnapshotSendOptions {
  * Stream `entries` as SNAPSHOT_CHUNK frames and a RESYNC_END. Waits for 'drain' whenever the
  * link is congested and yields a turn between chunks, so heartbeats and live replication keep
  * flowing during a large snapshot. Returns the number of entries sent, or null if the link closed
- * first (the peer will ask again when it reconnects: its stream stays incomplete).
+ * or a newer resync cancelled this one first (the stream stays incomplete at the receiver until a
+ * RESYNC_END arrives, so nothing is lost: the newer resync or the next connection covers it).
  *
  * `entries` should be a point-in-time array (entries are immutable, so copying references is
  * enough): iterating a live Map across async turns could revisit keys that are touched meanwhile.
@@ -87,7 +90,7 @@ export async function sendSnapshot(link: ControlLink, entries: readonly FlowEntr
   let sent = 0;
   const out = o.metrics.replicationEntries.labels('out');
   while (i < entries.length) {
-    if (link.closed) return null;
+    if (link.closed || o.cancelled()) return null;
     const w = ByteWriter.frame(FrameType.SNAPSHOT_CHUNK, Math.min(o.chunkBytes + 1024, 64 * (entries.length - i) + 64));
     const enc = new EntryBatchEncoder(w);
     while (i < entries.length && enc.bytes < o.chunkBytes) {
@@ -107,7 +110,8 @@ export async function sendSnapshot(link: ControlLink, entries: readonly FlowEntr
     if (link.congested) await link.drained();
     else await yieldTurn();
   }
-  if (link.closed) return null;
+  // A cancelled snapshot must not end: its RESYNC_END would mark the newer resync complete.
+  if (link.closed || o.cancelled()) return null;
   link.send(encodeResyncEnd(sent));
   return sent;
 }

@@ -49,11 +49,11 @@ export function loadConfigFile(file: string): Config {
   } catch (err) {
     throw new ConfigError(ErrorCodes.CONFIG_NOT_FOUND, [{ path: file, message: `cannot read: ${(err as Error).message}` }]);
   }
-  return parseConfigText(text, file, dirname(path));
+  return parseConfigText(text, file, dirname(path), path);
 }
 
 /** Validates YAML text; `baseDir` resolves relative secretFile/tls paths. */
-export function parseConfigText(text: string, name = '(config)', baseDir = process.cwd()): Config {
+export function parseConfigText(text: string, name = '(config)', baseDir = process.cwd(), source: string | null = null): Config {
   if (text.trim() === '' || /^\s*(#.*)?(\n\s*(#.*)?)*$/.test(text)) {
     throw new ConfigError(ErrorCodes.CONFIG_EMPTY, [{ path: name, message: 'file is empty' }]);
   }
@@ -68,7 +68,7 @@ export function parseConfigText(text: string, name = '(config)', baseDir = proce
   }
   const raw: unknown = doc.toJS();
   if (raw === null || raw === undefined) throw new ConfigError(ErrorCodes.CONFIG_EMPTY, [{ path: name, message: 'file is empty' }]);
-  return validateConfig(raw, { baseDir, source: name === '(config)' ? null : resolve(baseDir, name) });
+  return validateConfig(raw, { baseDir, source });
 }
 
 /** Validates an already-parsed object (tests and the demo build configs in memory). */

@@ -106,6 +106,13 @@ export function registerAdminRoutes(node: TandemNode, admin: AdminServer): void 
     }
     return { status: 200, json: { service: b.service, address: b.address, draining: on } };
   };
+  admin.post('/api/reload', async () => {
+    const r = await node.reloadFromFile();
+    return r.ok ? { status: 200, json: { reloaded: true } } : { status: 422, json: { reloaded: false, problems: r.problems } };
+  });
+
+  admin.get('/api/events', (req) => ({ status: 200, json: { events: node.events.since(Number(req.query.get('after') ?? '0') || 0) } }));
+
   admin.post('/api/backends/drain', drain(true));
   admin.post('/api/backends/undrain', drain(false));
 

@@ -15,8 +15,11 @@ import { FlowRouter } from '../cluster/router.js';
 import type { FlowEntry } from '../cluster/flow-entry.js';
 import { AdminServer } from '../admin/server.js';
 import { registerAdminRoutes } from './admin-routes.js';
+import { registerDashboard } from '../admin/dashboard/index.js';
 import { NodeMetrics } from './metrics.js';
 import { Services } from './services.js';
+import { EventLog } from './events.js';
+import { loadConfigFile, ConfigError, formatIssue } from '../config/load.js';
 import { CONTROL_SERVICE, drainEntry, isControl, parseDrain } from './drain.js';
 import type { PeerState } from '../proxy/context.js';
 
@@ -36,6 +39,7 @@ export class TandemNode {
   readonly router: FlowRouter;
   readonly admin: AdminServer;
   readonly services: Services;
+  readonly events: EventLog;
   #rendezvous: Rendezvous;
   #rankNodes: RendezvousNode[] = [];
   #candidates: string[] = [];
@@ -55,6 +59,7 @@ export class TandemNode {
     this.#config = config;
     this.self = self;
     this.logger = opts.logger ?? pino({ level: opts.logLevel ?? config.cluster.logLevel, base: { node: selfId } });
+    this.events = new EventLog(selfId);
     collectDefaultMetrics({ register: this.registry, prefix: 'tandem_process_' });
     this.#rendezvous = new Rendezvous(config.cluster.secret);
     this.#setNodes(config);
@@ -85,6 +90,7 @@ export class TandemNode {
       publish: (e) => this.cluster.publish(e),
       merge: (e) => this.table.merge(e),
       get: (s, k) => this.table.get(s, k),
+      getAny: (s, k) => this.table.getAny(s, k),
       version: () => this.hlc.now(),
       now: Date.now,
     });
@@ -102,9 +108,10 @@ export class TandemNode {
       registry: this.registry,
       service: (name) => this.service(name),
       pool: (name) => this.services.pool(name),
-    });
+    }, (service, address, healthy) => this.events.add('health', `${service} ${address} ${healthy ? 'up' : 'down'}`, { service, address, healthy }));
     this.admin = new AdminServer({ host: self.host, port: self.adminPort, token: config.cluster.adminToken, logger: this.logger.child({ component: 'admin' }) });
     registerAdminRoutes(this, this.admin);
+    registerDashboard(this, this.admin);
     metrics.bindNode(this);
   }
 
@@ -153,6 +160,7 @@ export class TandemNode {
     for (const e of this.table.entries(CONTROL_SERVICE)) this.#applyDrain(e);
     this.#started = true;
     this.#startTimers();
+    this.events.add('lifecycle', 'node started');
     this.logger.info({ host: this.self.host, services: this.#config.services.map((s) => `${s.protocol}/${s.port}`) }, 'node started');
   }
 
@@ -164,7 +172,23 @@ export class TandemNode {
     await this.services.apply(next);
     for (const e of this.table.entries(CONTROL_SERVICE)) this.#applyDrain(e);
     this.logger.info({ services: next.services.length, nodesChanged: changedNodes }, 'config reloaded');
+    this.events.add('reload', `config reloaded: ${next.services.length} services`);
     if (changedNodes) this.logger.warn('cluster.nodes changed: membership changes take effect when nodes restart');
+  }
+
+  /** Reload from the config file this node was started with; an invalid file is refused whole. */
+  async reloadFromFile(): Promise<{ ok: boolean; problems: string[] }> {
+    const file = this.#config.source;
+    if (!file) return { ok: false, problems: ['this node was not started from a config file'] };
+    try {
+      await this.reload(loadConfigFile(file));
+      return { ok: true, problems: [] };
+    } catch (err) {
+      const problems = err instanceof ConfigError ? err.issues.map(formatIssue) : [(err as Error).message];
+      this.logger.error({ problems }, 'reload refused: the running config stays');
+      this.events.add('reload', `reload refused (${problems.length} problems); the running config stays`, { problems });
+      return { ok: false, problems };
+    }
   }
 
   /**
@@ -175,10 +199,15 @@ export class TandemNode {
     if (this.#draining) return;
     this.#draining = true;
     this.logger.info({ drainTimeoutMs: this.#config.cluster.drainTimeoutMs }, 'draining');
+    this.events.add('lifecycle', 'node draining (SIGTERM)');
+    // 1. Hand the flows over and make sure the peers have the new owners before anything closes:
+    //    from then on they forward this node's flows to the former backups.
     this.handOver();
-    await this.services.drain(this.#config.cluster.drainTimeoutMs);
     this.router.flushRefreshes();
-    await this.cluster.flush?.();
+    await this.cluster.flush();
+    // 2. Stop accepting clients; finish what is in flight, client-facing and forwarded by peers.
+    await this.services.drain(this.#config.cluster.drainTimeoutMs);
+    await this.cluster.flush();
     await this.stop();
   }
 
@@ -194,6 +223,7 @@ export class TandemNode {
     this.cluster.publish(e);
     this.#applyDrain(e);
     this.logger.info({ service, backend: address, draining }, draining ? 'backend draining' : 'backend undrained');
+    this.events.add('drain', `${service} ${address} ${draining ? 'draining' : 'undrained'}`, { service, address, draining });
     return true;
   }
 
@@ -226,7 +256,10 @@ export class TandemNode {
     const d = parseDrain(e);
     if (!d) return;
     const b = this.services.pool(d.service)?.get(d.address);
-    if (b) b.draining = d.draining;
+    if (b && b.draining !== d.draining) {
+      b.draining = d.draining;
+      if (e.writer !== this.id) this.events.add('drain', `${d.service} ${d.address} ${d.draining ? 'draining' : 'undrained'} (by ${e.writer})`, { ...d });
+    }
   }
 
   /** Re-protect every entry as if this node were dead, and replicate the result. */
@@ -275,9 +308,11 @@ export class TandemNode {
 
   #onPeerState(id: string, state: PeerState, prev: PeerState): void {
     this.#recomputeCandidates();
+    this.events.add('membership', `${id}: ${prev} → ${state}`, { peer: id, state, prev });
     if (state === 'dead' && prev !== 'dead') {
       const n = this.router.reprotectAll(this.flows(), new Set(this.#candidates));
       this.logger.warn({ peer: id, reprotected: n }, 'peer dead: flows re-protected');
+      this.events.add('reprotect', `${id} dead: ${n} flows re-protected (backups promoted)`, { peer: id, flows: n });
     } else if (state === 'alive' && prev === 'dead') {
       this.logger.info({ peer: id }, 'peer alive');
     }

@@ -30,8 +30,11 @@ export class Services {
   #tcp: TcpDataPlane;
   #udp: UdpDataPlane;
 
-  constructor(ctx: ProxyContext) {
+  readonly #onHealth: (service: string, address: string, healthy: boolean) => void;
+
+  constructor(ctx: ProxyContext, onHealth: (service: string, address: string, healthy: boolean) => void = () => undefined) {
     this.#ctx = ctx;
+    this.#onHealth = onHealth;
     this.#http = new HttpDataPlane(ctx, (name) => this.#proxy(name, HttpServiceProxy));
     this.#tcp = new TcpDataPlane(ctx, (name) => this.#proxy(name, TcpServiceProxy));
     this.#udp = new UdpDataPlane(ctx, (name) => this.#proxy(name, UdpServiceProxy));
@@ -81,6 +84,7 @@ export class Services {
           pool: this.#pools.get(cfg.name)!,
           logger: this.#ctx.logger.child({ component: 'health', service: cfg.name }),
           registry: this.#ctx.registry,
+          onChange: (address, healthy) => this.#onHealth(cfg.name, address, healthy),
         });
         this.#checkers.set(cfg.name, hc);
         hc.start();
@@ -97,8 +101,13 @@ export class Services {
     }
   }
 
+  /** Client listeners and peer-facing data planes finish their open work (bounded by timeoutMs). */
   async drain(timeoutMs: number): Promise<void> {
-    await Promise.all([...this.#running.values()].map((r) => r.proxy.drain(timeoutMs)));
+    const planes = [this.#http, this.#tcp, this.#udp] as Array<{ drain?: (ms: number) => Promise<void> }>;
+    await Promise.all([
+      ...[...this.#running.values()].map((r) => r.proxy.drain(timeoutMs)),
+      ...planes.map((p) => p.drain?.(timeoutMs)),
+    ]);
   }
 
   async stop(): Promise<void> {

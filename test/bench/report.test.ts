@@ -103,7 +103,7 @@ test('fillTemplate fills placeholders and refuses unknown ones', () => {
 
 test('missing tools give one message naming the packages', () => {
   const miss = missingTools({ versions: {}, nginx: '/usr/sbin/nginx', nginxStreamLoad: '' }, {
-    haproxy: true, nginx: true, stream: true, wrk: true, iperf3: false, taskset: true,
+    haproxy: true, nginx: true, stream: true, wrk: true, iperf3: false, taskset: true, perl: false,
   });
   assert.deepEqual(miss, ['haproxy', 'wrk', 'taskset (util-linux)']);
   assert.match(missingMessage(miss), /apt-get install haproxy nginx libnginx-mod-stream wrk iperf3/);

@@ -25,6 +25,7 @@ function makeNode(selfId: string, states: Map<string, 'alive' | 'suspect' | 'dea
     publish: (e) => wire.push(e),
     merge: (e) => table.merge(e),
     get: (s, k) => table.get(s, k),
+    getAny: (s, k) => table.getAny(s, k),
     version: () => hlc.now(),
     now: () => Date.now(),
   };
@@ -43,6 +44,22 @@ test('lookup creates the entry once, with the top two alive nodes, and replicate
   assert.equal(router.lookup('web', 'alice'), e, 'a second lookup finds the stored entry');
   assert.equal(wire.length, 1);
   assert.equal(router.stats.created, 1);
+});
+
+test('a creation never overrides a backend choice, in any order of arrival', () => {
+  const wireP: FlowEntry[] = [];
+  const p = makeNode('lb1', new Map(), wireP);
+  const q = makeNode('lb2', new Map(), []);
+  const created = p.router.lookup('web', 'erin');
+  const { entry: assigned } = p.router.assign(created, () => true, () => 'b1:80');
+  // lb2 has not heard of the flow yet and creates it itself, after the assignment in real time.
+  const late = q.router.lookup('web', 'erin');
+  assert.deepEqual([late.primary, late.backup, late.version, late.writer], [created.primary, created.backup, created.version, created.writer]);
+  // Whatever order the two writes arrive in, both nodes keep the backend.
+  q.table.merge(assigned);
+  p.table.merge(late);
+  assert.equal(q.table.get('web', 'erin')!.backend, 'b1:80');
+  assert.equal(p.table.get('web', 'erin')!.backend, 'b1:80');
 });
 
 test('hops: primary then backup; self is local; a peer-sent communication is always local', () => {

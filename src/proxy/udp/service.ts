@@ -196,18 +196,22 @@ export class UdpServiceProxy implements ServiceProxy {
   #serve(entry: FlowEntry, client: ClientAddress, ingress: string, payload: Buffer): void {
     const pool = this.#ctx.pool(this.name);
     if (!pool) return this.#drop('no-backend');
-    const { entry: current, backend } = this.#ctx.router.assign(
-      entry,
-      (a) => pool.usable(a),
-      (k) => pool.choose(k),
-    );
-    const target = backend === null ? undefined : pool.get(backend);
-    if (!target) return this.#drop('no-backend');
-    this.#ctx.router.active(current);
     // Under `client-ip` every port of the client shares the entry (and so the backend) but has
     // its own socket, so that a reply reaches the very port that sent the request (a resolver
     // with random source ports, RFC 5452, would otherwise get its answers on the wrong port).
     const id = this.#spec.kind === 'client-ip' ? connectionKey(client.address, client.port) : entry.key;
+    // When the table has no backend but this node already has a socket for the flow (the entry
+    // was created concurrently on another node and that creation won the merge), the socket's
+    // backend is the flow's backend: record it again rather than pick a new one.
+    const open = this.#flows.get(id);
+    const { entry: current, backend } = this.#ctx.router.assign(
+      entry,
+      (a) => pool.usable(a),
+      (k) => (open && pool.usable(open.backend) ? open.backend : pool.choose(k)),
+    );
+    const target = backend === null ? undefined : pool.get(backend);
+    if (!target) return this.#drop('no-backend');
+    this.#ctx.router.active(current);
     this.#flows.send(id, entry.key, target, client, ingress, payload, () => pool.acquire(target.address));
   }
 

@@ -126,7 +126,7 @@ test('pipe: idle timeout closes both sides; traffic in either direction keeps it
     await new Promise((r) => setTimeout(r, 50));
   }
   assert.equal(p.ends.length, 0);
-  const closed = new Promise((r) => c.once('close', r));
+  const closed = new Promise((r) => c.once('end', r));
   await closed;
   await waitFor(() => p.ends.length === 1);
   assert.deepEqual(p.ends, ['idle']);

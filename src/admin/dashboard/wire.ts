@@ -1,0 +1,98 @@
+/**
+ * The dashboard's wire format: what `GET /api/stream` sends and what `GET /api/dashboard/counters`
+ * answers. Types only, shared by the server (Node) and the page (browser bundle), so that the two
+ * sides cannot drift apart silently.
+ */
+
+export type NodeState = 'alive' | 'suspect' | 'dead';
+
+/** Per-second rates of one node's client-facing traffic; null fields when unknown. */
+export interface Rates {
+  /** HTTP requests answered per second (client-facing). */
+  readonly http: number;
+  /** TCP connections accepted per second. */
+  readonly tcp: number;
+  /** UDP client datagrams received per second. */
+  readonly udp: number;
+}
+
+export interface NodeView {
+  readonly id: string;
+  readonly host: string;
+  readonly adminPort: number;
+  /** As the node serving the page sees it (itself: always alive). */
+  readonly state: NodeState;
+  readonly weight: number;
+  readonly self: boolean;
+  /** Flows this node holds as primary and as backup, from the serving node's replicated table. */
+  readonly primary: number;
+  readonly backup: number;
+  /** Null while the node has not answered a sample yet (or is dead). */
+  readonly rates: Rates | null;
+  /** Age of the oldest replication batch this node has not acknowledged (serving node's view). */
+  readonly replicationLagMs: number | null;
+  readonly lastHeartbeatAgoMs: number | null;
+  readonly ready: boolean | null;
+  readonly uptimeSec: number | null;
+}
+
+export interface BackendView {
+  readonly address: string;
+  readonly weight: number;
+  readonly effectiveWeight: number;
+  /** up, down, ejected, draining: as the serving node sees it. */
+  readonly state: 'up' | 'down' | 'ejected' | 'draining';
+  readonly healthy: boolean;
+  readonly draining: boolean;
+  /** Summed over the nodes that answered the last sample. */
+  readonly active: number;
+  /** Communications sent to this backend per second, summed over the nodes that answered. */
+  readonly ratePerSec: number;
+}
+
+export interface ServiceView {
+  readonly name: string;
+  readonly protocol: string;
+  readonly port: number;
+  readonly policy: string;
+  readonly flowKey: string;
+  readonly flows: number;
+  readonly backends: readonly BackendView[];
+}
+
+export interface Snapshot {
+  readonly at: number;
+  readonly self: string;
+  readonly cluster: string;
+  readonly nodes: readonly NodeView[];
+  readonly flows: { readonly total: number; readonly countedAt: number };
+  readonly services: readonly ServiceView[];
+}
+
+export interface TimelineEvent {
+  readonly seq: number;
+  readonly at: number;
+  readonly node: string;
+  readonly kind: string;
+  readonly message: string;
+}
+
+/** The first message of every stream: who serves it and the recent timeline (oldest first). */
+export interface Hello {
+  readonly self: string;
+  readonly startedAt: number;
+  readonly events: readonly TimelineEvent[];
+}
+
+/** `GET /api/dashboard/counters`: cumulative counters, differenced by the sampling node. */
+export interface Counters {
+  readonly node: string;
+  readonly at: number;
+  readonly startedAt: number;
+  readonly ready: boolean;
+  readonly http: number;
+  readonly tcp: number;
+  readonly udp: number;
+  /** service → backend address → cumulative communications and active now, on this node. */
+  readonly backends: Readonly<Record<string, Readonly<Record<string, { readonly total: number; readonly active: number }>>>>;
+}
