@@ -5,6 +5,7 @@
 import { mkdtempSync, readdirSync, statSync } from 'node:fs';
 import { tmpdir, cpus, release, loadavg } from 'node:os';
 import { join } from 'node:path';
+import { spawnSync } from 'node:child_process';
 import { SCENARIOS, type Scenario, type PlanCtx, type Plan } from './lib/scenarios.js';
 import { findTools, missingTools, missingMessage, type ToolSet } from './lib/tools.js';
 import { installCleanupHandlers, pinning, stopAll, tailLog } from './lib/procs.js';
@@ -69,6 +70,14 @@ function newestMtime(dir: string): number {
     /* missing */
   }
   return t;
+}
+
+function gitCommit(): string | undefined {
+  const git = (args: string[]) => spawnSync('git', args, { cwd: ROOT, encoding: 'utf8', timeout: 5000 });
+  const head = git(['rev-parse', '--short', 'HEAD']);
+  if (head.status !== 0) return undefined;
+  const dirty = git(['status', '--porcelain', '--untracked-files=no']).stdout?.trim();
+  return `${head.stdout.trim()}${dirty ? '-dirty' : ''}`;
 }
 
 interface Ctx extends PlanCtx { dir: string; tools: ToolSet; opts: Options }
@@ -166,11 +175,12 @@ async function main(): Promise<number> {
   const ncpu = cpus().length;
   pinning.enabled = opts.pin && ncpu >= 2 && !!tools.taskset;
   const pinText = pinning.enabled
-    ? `proxies (HAProxy, NGINX, both tandem nodes) on CPU ${pinning.proxyCpu}; backend nginx, iperf3 and load generators (wrk, Node) on CPU ${pinning.loadCpu} (taskset)`
+    ? `proxies (HAProxy, NGINX, both tandem nodes) on CPU ${pinning.proxyCpu}; backends (nginx, iperf3, Perl UDP echo) and load generators (wrk, iperf3, Node) on CPU ${pinning.loadCpu} (taskset)`
     : `none (${!opts.pin ? '--no-pin' : ncpu < 2 ? 'fewer than 2 CPUs' : 'taskset missing'})`;
   const dir = mkdtempSync(join(tmpdir(), 'tandem-bench-'));
   installCleanupHandlers();
   const startedAt = new Date().toISOString();
+  const loadAtStart = loadavg();
   log(`bench: ${opts.quick ? 'quick' : 'full'} — ${opts.rounds} round(s) × ${opts.durationSec} s, warm-up ${opts.warmupSec} s; logs and configs in ${dir}`);
   let tandem: TandemHandle = tandemUnavailable('not started (no network scenario selected)');
   let tandemNote: string | undefined;
@@ -204,8 +214,8 @@ async function main(): Promise<number> {
   const report: BenchReport = {
     meta: {
       startedAt, finishedAt: new Date().toISOString(), quick: opts.quick, rounds: opts.rounds, durationSec: opts.durationSec,
-      warmupSec: opts.warmupSec, only: opts.only,
-      host: { cpus: ncpu, node: process.version, platform: process.platform, kernel: release(), load: loadavg() },
+      warmupSec: opts.warmupSec, only: opts.only, commit: gitCommit(),
+      host: { cpus: ncpu, node: process.version, platform: process.platform, kernel: release(), load: loadavg(), loadAtStart },
       tools: tools.versions, pinning: pinText,
       tandem: { status: tandem.status, reason: tandem.reason, hops, note: tandemNote },
     },

@@ -39,17 +39,27 @@ export function ratioOf(row: MetricRow, peer: ContenderId): number | undefined {
   return ratio(t.status === 'ok' ? t.value : undefined, p.status === 'ok' ? p.value : undefined);
 }
 
+/**
+ * Was the machine loaded by something else? The 1-minute load average before the bench started
+ * anything, above half the CPUs. (The load at the end is mostly the bench's own.)
+ */
+export function busy(m: BenchReport['meta']): boolean {
+  return (m.host.loadAtStart?.[0] ?? 0) > m.host.cpus / 2;
+}
+
 export function renderMarkdown(r: BenchReport): string {
   const m = r.meta;
   const notes = new Notes();
   const lines: string[] = [];
-  lines.push(`# tandem benchmark — ${m.startedAt}`, '');
+  lines.push(`# tandem benchmark — ${m.startedAt}${m.commit ? ` — commit ${m.commit}` : ''}`, '');
   const mode = m.quick ? 'quick' : 'full';
   const tools = Object.values(m.tools).filter(Boolean).join(' · ');
   lines.push(
     `Mode: **${mode}** — ${m.rounds} round(s) of ${m.durationSec} s per contender, interleaved, after a ${m.warmupSec} s warm-up; ` +
-      `figures are medians over the rounds. Host: ${m.host.cpus} CPUs, Node ${m.host.node}, ${m.host.kernel}, load ${m.host.load.map((x) => x.toFixed(2)).join(' ')}.`,
+      `figures are medians over the rounds. Host: ${m.host.cpus} CPUs, Node ${m.host.node}, ${m.host.kernel}, ` +
+      `load average ${m.host.loadAtStart ? `${m.host.loadAtStart[0].toFixed(2)} at the start, ` : ''}${m.host.load[0].toFixed(2)} at the end.`,
     '',
+    ...(busy(m) ? [`> **Warning:** the machine was busy when the bench started (load average ${m.host.loadAtStart?.[0].toFixed(2)} on ${m.host.cpus} CPUs): other work competed for the CPUs, so these figures swing and compare badly.`, ''] : []),
     `Pinning: ${m.pinning}. Tools: ${tools || 'none'}.`,
     '',
     `tandem: ${m.tandem.status === 'ok' ? 'running (2-node cluster)' : `unavailable: ${m.tandem.reason ?? ''}`}.`,

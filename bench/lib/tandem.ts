@@ -46,7 +46,7 @@ export async function startTandem(dir: string, readyTimeoutMs: number): Promise<
     TCP_BULK_PORT: TANDEM.tcpBulk, UDP_PORT: TANDEM.udp, BACKEND_HOST, BACKEND_HTTP_PORT: BACKEND.http,
     BACKEND_IPERF_PORT: BACKEND.iperf, BACKEND_UDP_PORT: BACKEND.udp,
   });
-  const env = { ...process.env, NODE_ENV: 'production', LOG_LEVEL: 'warn', TANDEM_LOG_LEVEL: 'warn' };
+  const env = { ...process.env, NODE_ENV: 'production' };
   const procs = TANDEM.nodes.map((n) =>
     startService(`tandem ${n.id}`, process.execPath, [bin, 'start', '--config', configFile, '--node', n.id], {
       cpu: 'proxy', cwd: ROOT, env, logFile: join(sub, `${n.id}.log`),
@@ -172,7 +172,9 @@ async function findRoute(route: RouteKey, candidates: readonly string[], fallbac
   const found: Route = {};
   let apiAnswered = false;
   let errors = 0;
+  const deadline = Date.now() + 15_000; // bounded even when tandem accepts but never answers
   for (const value of candidates) {
+    if (Date.now() > deadline) break;
     let hops: number | undefined;
     try {
       hops = await probe(route, value);

@@ -58,7 +58,10 @@ export interface BenchMeta {
   durationSec: number;
   warmupSec: number;
   only: string[] | null;
-  host: { cpus: number; node: string; platform: string; kernel: string; load: number[] };
+  /** git commit of the work tree measured, with "-dirty" when it had changes. */
+  commit?: string;
+  /** load: 1, 5, 15-minute load averages at the end; loadAtStart: the same at the start. */
+  host: { cpus: number; node: string; platform: string; kernel: string; load: number[]; loadAtStart?: number[] };
   tools: Record<string, string>;
   pinning: string;
   tandem: { status: 'ok' | 'unavailable'; reason?: string; hops?: Record<string, string>; note?: string };

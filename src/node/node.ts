@@ -136,7 +136,11 @@ export class TandemNode {
   }
 
   stateOf(id: string): PeerState {
-    return id === this.self.id ? 'alive' : this.cluster.stateOf(id);
+    if (id === this.self.id) return 'alive';
+    // A replicated entry may name a node this config does not list (a membership change rolling
+    // through the cluster, or a faulty peer). Such a node is no usable owner here: 'dead', so the
+    // router re-owns the flow instead of throwing in the middle of a client's request.
+    return this.cluster.nodeIds.includes(id) ? this.cluster.stateOf(id) : 'dead';
   }
 
   /** The full rendezvous ranking for a key over all configured nodes (for `tandem flow`). */
@@ -156,6 +160,10 @@ export class TandemNode {
     // Client-facing listeners open once the table is synced: a node that accepted traffic before
     // it knew the cluster's flows would create duplicate owners for existing flows.
     await waitFor(() => this.cluster.ready, this.#config.cluster.snapshotTimeoutMs + 5000);
+    // Synced from one peer is not yet linked to all: until the other links are up, new flows would
+    // be ranked over too few nodes. Wait for them, bounded by the time a dead peer takes to judge.
+    const peers = this.#config.cluster.nodes.filter((n) => n.id !== this.self.id);
+    await waitFor(() => peers.every((n) => this.cluster.stateOf(n.id) === 'alive'), this.#config.cluster.failureTimeoutMs);
     await this.services.apply(this.#config);
     for (const e of this.table.entries(CONTROL_SERVICE)) this.#applyDrain(e);
     this.#started = true;
@@ -314,7 +322,10 @@ export class TandemNode {
       this.logger.warn({ peer: id, reprotected: n }, 'peer dead: flows re-protected');
       this.events.add('reprotect', `${id} dead: ${n} flows re-protected (backups promoted)`, { peer: id, flows: n });
     } else if (state === 'alive' && prev === 'dead') {
-      this.logger.info({ peer: id }, 'peer alive');
+      // Flows re-owned while too few nodes were alive may lack a backup: protect them again now.
+      const n = this.router.reprotectAll(this.flows(), new Set(this.#candidates));
+      this.logger.info({ peer: id, reprotected: n }, 'peer alive');
+      if (n > 0) this.events.add('reprotect', `${id} back: ${n} flows given a backup`, { peer: id, flows: n });
     }
   }
 

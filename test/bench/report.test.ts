@@ -6,7 +6,7 @@ import { parseWrk, parseDurationMs, wrkArgs } from '../../bench/lib/wrk.js';
 import { median, percentileSorted, ratio, formatNumber } from '../../bench/lib/stats.js';
 import { fillTemplate } from '../../bench/lib/templates.js';
 import { buildMetricRows, type PlanStatus } from '../../bench/lib/collect.js';
-import { renderMarkdown, formatRatio } from '../../bench/lib/report-md.js';
+import { renderMarkdown, formatRatio, busy } from '../../bench/lib/report-md.js';
 import { renderSvg, chartGroups, bestPeer } from '../../bench/lib/report-svg.js';
 import { microRows, figureLabel } from '../../bench/lib/micro-rows.js';
 import { missingTools, missingMessage } from '../../bench/lib/tools.js';
@@ -221,4 +221,13 @@ test('figureLabel turns figure keys into units', () => {
   assert.equal(figureLabel('nsPerDecision'), 'ns/decision');
   assert.equal(figureLabel('bytesPerEntryOnWire'), 'bytes/entry on wire');
   assert.equal(figureLabel('upsertsPerSec'), 'upserts/s');
+});
+
+test('a busy machine at the start is flagged in the report', () => {
+  const r = sampleReport();
+  assert.equal(busy(r.meta), false);
+  assert.doesNotMatch(renderMarkdown(r), /Warning/);
+  r.meta.host.loadAtStart = [4.4, 3, 2];
+  assert.equal(busy(r.meta), true);
+  assert.match(renderMarkdown(r), /Warning:\*\* the machine was busy when the bench started \(load average 4\.40 on 2 CPUs\)/);
 });

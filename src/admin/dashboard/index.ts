@@ -11,6 +11,7 @@ import type { AdminReply, AdminServer } from '../server.js';
 import type { TandemNode } from '../../node/node.js';
 import { DashboardStream, type StreamOptions } from './stream.js';
 import { readCounters } from './sampler.js';
+import type { Lookup } from './wire.js';
 
 interface Asset {
   readonly body: string;
@@ -81,5 +82,23 @@ export function registerDashboard(node: TandemNode, admin: AdminServer, opts: St
   const stream = new DashboardStream(node, opts);
   admin.get('/api/stream', (req, res) => stream.open(req, res));
   admin.get('/api/dashboard/counters', async () => ({ status: 200, json: await readCounters(node) }));
+  // One call for the page's flow lookup, and 200 with flow: null when the key has no entry, so a
+  // lookup of an unknown key is an answer, not a failed request in the browser's console.
+  admin.get('/api/dashboard/lookup', (req) => {
+    const service = req.query.get('service');
+    const key = req.query.get('key');
+    if (!service || key === null) return { status: 400, json: { error: 'the service and key query parameters are required' } };
+    const e = node.table.get(service, key);
+    const lookup: Lookup = {
+      service,
+      key,
+      servedBy: node.id,
+      knownService: node.service(service) !== undefined,
+      flow: e ? { primary: e.primary, backup: e.backup, backend: e.backend, writer: e.writer, lastActive: e.lastActive } : null,
+      wouldOwn: node.wouldOwn(key),
+      ranking: node.ranking(key),
+    };
+    return { status: 200, json: lookup };
+  });
   return stream;
 }

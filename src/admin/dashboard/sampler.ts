@@ -106,7 +106,7 @@ export class PeerSampler {
     }
     if (!this.#timer) return; // stopped meanwhile
     const prev = this.#samples.get(id)?.counters;
-    this.#samples.set(id, { counters: c, ...diff(prev, c) });
+    this.#samples.set(id, { counters: c, ...diffCounters(prev, c) });
   }
 }
 
@@ -121,7 +121,7 @@ async function fetchCounters(host: string, port: number): Promise<Counters> {
 }
 
 /** Rates between two samples of one node; none across a restart (counters went back to zero). */
-function diff(prev: Counters | undefined, cur: Counters): { rates: Rates | null; backendRates: Map<string, number> } {
+export function diffCounters(prev: Counters | undefined, cur: Counters): { rates: Rates | null; backendRates: Map<string, number> } {
   const backendRates = new Map<string, number>();
   if (!prev || prev.startedAt !== cur.startedAt || cur.at <= prev.at) return { rates: null, backendRates };
   const dt = (cur.at - prev.at) / 1000;

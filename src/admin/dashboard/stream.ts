@@ -61,6 +61,8 @@ export class DashboardStream {
         headers: { 'retry-after': '5' },
       };
     }
+    // HEAD gets the headers a GET would, not a stream that never ends.
+    if (req.raw.method === 'HEAD') return { status: 200, text: '', contentType: 'text/event-stream; charset=utf-8' };
     const socket = req.raw.socket;
     socket.setNoDelay(true);
     socket.setTimeout(0);
@@ -85,13 +87,6 @@ export class DashboardStream {
     if (this.#clients.size === 1) this.#startWork();
     else this.#scheduleSoon(0);
     return { stream: true };
-  }
-
-  /** Ends every stream (the node is stopping). */
-  closeAll(): void {
-    for (const res of [...this.#clients]) res.end();
-    this.#clients.clear();
-    this.#stopWork();
   }
 
   #remove(res: ServerResponse): void {

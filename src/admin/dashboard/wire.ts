@@ -96,3 +96,22 @@ export interface Counters {
   /** service → backend address → cumulative communications and active now, on this node. */
   readonly backends: Readonly<Record<string, Readonly<Record<string, { readonly total: number; readonly active: number }>>>>;
 }
+
+/** `GET /api/dashboard/lookup?service=S&key=K`: the flow as the serving node holds it, and the ranking. */
+export interface Lookup {
+  readonly service: string;
+  readonly key: string;
+  readonly servedBy: string;
+  readonly knownService: boolean;
+  readonly flow: {
+    readonly primary: string;
+    readonly backup: string | null;
+    readonly backend: string | null;
+    readonly writer: string;
+    readonly lastActive: number;
+  } | null;
+  /** Where a new flow for this key would go now (alive nodes only). */
+  readonly wouldOwn: { readonly primary: string; readonly backup: string | null };
+  /** Every configured node by score, highest first. */
+  readonly ranking: ReadonlyArray<{ readonly id: string; readonly weight: number; readonly score: number; readonly state: NodeState }>;
+}

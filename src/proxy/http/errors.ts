@@ -101,6 +101,13 @@ export function endWithError(socket: Duplex, kind: HttpErrorKind, lingerMs = 200
 
 function noop(): void {}
 
+/** The response to a node:http client error: header overflow, head timeout, or a parse error. */
+export function clientErrorKind(code: string | undefined): HttpErrorKind {
+  if (code === 'HPE_HEADER_OVERFLOW') return 'header-too-large';
+  if (code === 'ERR_HTTP_REQUEST_TIMEOUT') return 'request-timeout';
+  return 'bad-request';
+}
+
 /** Maps an upstream (backend or peer) failure seen before any response byte to a response. */
 export function upstreamErrorKind(err: unknown): HttpErrorKind {
   const code = (err as { code?: unknown } | null)?.code;

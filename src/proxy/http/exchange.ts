@@ -8,11 +8,13 @@
  * object that the newer controller API does, which matters at tens of thousands of requests/s.
  */
 import type { IncomingMessage, ServerResponse } from 'node:http';
+import { performance } from 'node:perf_hooks';
 import type { Hop } from '../../cluster/router.js';
 import type { FlowEntry } from '../../cluster/flow-entry.js';
 import type { BackendState, UpstreamPool } from '../../upstream/pool.js';
 import { responseHeaders, type RequestHead } from './headers.js';
 import type { ServedBy } from './metrics.js';
+import { StreamedBody } from './body.js';
 
 /** What an exchange reports back to its proxy. */
 export interface ExchangeOwner {
@@ -21,36 +23,6 @@ export interface ExchangeOwner {
   attemptFailed(ex: Exchange, err: Error): void;
   /** The exchange ended (response complete, cut, or client gone). Called exactly once. */
   finished(ex: Exchange): void;
-}
-
-/**
- * A request body streamed as it arrives. An AsyncIterable (not the IncomingMessage itself) because
- * undici destroys a stream body on failure, which would destroy the client's socket with it; an
- * iterable that was never iterated is also still whole, so a forward that failed to connect can be
- * retried elsewhere. `Expect: 100-continue` is answered when the upstream first pulls the body.
- */
-export class StreamedBody implements AsyncIterable<Buffer> {
-  readonly #ex: Exchange;
-  started = false;
-  /** The client side failed mid-body (disconnect, bad chunk framing): not an upstream fault. */
-  clientFailed = false;
-
-  constructor(ex: Exchange) {
-    this.#ex = ex;
-  }
-
-  async *[Symbol.asyncIterator](): AsyncGenerator<Buffer> {
-    this.started = true;
-    const { req, res } = this.#ex;
-    if (this.#ex.head.expectContinue && !res.headersSent) res.writeContinue();
-    try {
-      // destroyOnReturn: false — when undici stops early, the socket stays ours to answer on.
-      for await (const chunk of req.iterator({ destroyOnReturn: false })) yield chunk as Buffer;
-    } catch (err) {
-      this.clientFailed = true;
-      throw err;
-    }
-  }
 }
 
 export type Body = null | Buffer | StreamedBody;
@@ -181,6 +153,21 @@ export class Exchange {
       return;
     }
     process.nextTick(retryLater, this, err);
+  }
+
+  /** One access-log record (no flow key: it may be a session secret). */
+  accessRecord(): Record<string, unknown> {
+    return {
+      client: this.clientIp,
+      method: this.req.method,
+      path: this.req.url,
+      status: this.status,
+      ms: Math.round((performance.now() - this.startedAt) * 10) / 10,
+      hop: this.fromPeer ? 'from-peer' : this.servedBy,
+      backend: this.backend?.address,
+      retried: this.tried?.length ?? 0,
+      aborted: this.clientGone || undefined,
+    };
   }
 
   /** Ends the exchange with a response already written by the owner. */

@@ -13,12 +13,11 @@
  * and chunked bodies stream and are retried only if the failure came before their first byte.
  * A backend failure is never retried on another backend: affinity first, the client gets 502/504.
  */
-import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
+import type { IncomingMessage, Server, ServerResponse } from 'node:http';
 import type { Socket } from 'node:net';
 import type { Duplex } from 'node:stream';
 import { performance } from 'node:perf_hooks';
 import type { Logger } from 'pino';
-import { Pool } from 'undici';
 import type { Readable } from 'node:stream';
 import type { ProxyContext, ServiceProxy } from '../context.js';
 import type { ServiceConfig } from '../../config/schema.js';
@@ -28,19 +27,18 @@ import { httpFlowKey, parseFlowKeySpec, normalizeAddress, formatHostPort, connec
 import { isTandemError, ErrorCodes } from '../../errors.js';
 import { scanRequestHead, addProxyHeaders, viaEntry, encodeFlowKey, decodeFlowKey, parseClient, isIdempotent, H_SERVICE, H_FLOW_KEY, H_CLIENT, type RequestHead } from './headers.js';
 import { sendError, endWithError, errorStatus, upstreamErrorKind, type HttpErrorKind } from './errors.js';
-import { Exchange, StreamedBody, type ExchangeOwner } from './exchange.js';
+import { createClientServer, applyLimits, drainServer, answerClientError } from './listener.js';
+import { Exchange, type ExchangeOwner } from './exchange.js';
+import { readWholeBody, streamedOrNone } from './body.js';
+import { BackendClients } from './backend-pool.js';
 import { ServiceMetrics } from './metrics.js';
 import { acquirePeerPools, releasePeerPools, type PeerPools } from './peer-pool.js';
 import { UpgradeRouter } from './upgrade.js';
 
-/** Client request head limit; larger gets 431 (node:http's default, the usual 16 KB). */
-export const MAX_HEADER_SIZE = 16 * 1024;
 /** Bodies up to this size are read before a peer forward so that a failed forward can be replayed. */
 export const REPLAY_BODY_MAX = 64 * 1024;
 /** Extra wait for a peer's answer over requestMs, so that the serving node's own 504 arrives first. */
 const PEER_TIMEOUT_MARGIN_MS = 2000;
-/** Entries of the recent-assignment memo (see #assigned). */
-const ASSIGNED_MEMO_MAX = 65_536;
 
 export class HttpServiceProxy implements ServiceProxy, ExchangeOwner {
   readonly name: string;
@@ -54,7 +52,7 @@ export class HttpServiceProxy implements ServiceProxy, ExchangeOwner {
   readonly #selfId: string;
   #server: Server | null = null;
   #peers: PeerPools | null = null;
-  readonly #backends = new Map<string, Pool>();
+  readonly #backends: BackendClients;
   #access: Logger | null = null;
   #draining = false;
   readonly #upgrades: UpgradeRouter;
@@ -64,13 +62,6 @@ export class HttpServiceProxy implements ServiceProxy, ExchangeOwner {
   #boundPool: UpstreamPool | null = null;
   #usable: (address: string) => boolean = () => false;
   #choose: (key: string) => string | null = () => null;
-  /**
-   * Backends this node assigned recently, by flow key. A node that has not yet received the
-   * assignment may create the entry afresh (router.lookup) with a newer version and no backend,
-   * and that version wins the merge; the serving node then re-assigns from here, not by policy,
-   * so the flow keeps its backend. Bounded; oldest dropped first.
-   */
-  readonly #assigned = new Map<string, string>();
 
   constructor(ctx: ProxyContext, cfg: ServiceConfig) {
     this.name = cfg.name;
@@ -82,6 +73,7 @@ export class HttpServiceProxy implements ServiceProxy, ExchangeOwner {
     this.#metrics = new ServiceMetrics(ctx.registry, cfg.name);
     this.#access = cfg.accessLog ? ctx.logger.child({ access: cfg.name }) : null;
     this.#upgrades = new UpgradeRouter(ctx, this);
+    this.#backends = new BackendClients(cfg.timeouts.connectMs);
   }
 
   get draining(): boolean {
@@ -101,30 +93,18 @@ export class HttpServiceProxy implements ServiceProxy, ExchangeOwner {
   }
 
   async start(): Promise<void> {
-    const t = this.#cfg.timeouts;
-    const server = createServer({
-      // Slowloris: the whole head must arrive within headerMs; the whole request within requestMs.
-      headersTimeout: Math.min(t.headerMs, t.requestMs),
-      requestTimeout: t.requestMs,
-      keepAliveTimeout: t.idleMs,
-      // How often node:http looks for connections past those limits (its default is 30 s).
-      connectionsCheckingInterval: Math.max(50, Math.min(1000, Math.floor(t.headerMs / 4))),
-      maxHeaderSize: MAX_HEADER_SIZE,
-      insecureHTTPParser: false,
-      // Checked here instead, so that the 400 carries a tandem-error code like every other error.
-      requireHostHeader: false,
-      noDelay: true,
-    });
-    server.maxConnections = this.#cfg.maxConnections;
+    const server = createClientServer(this.#cfg);
     server.on('request', this.#onRequest);
     // With a listener node:http leaves 100-continue to us: sent when the body is wanted (exchange.ts).
     server.on('checkContinue', this.#onRequest);
     server.on('upgrade', (req: IncomingMessage, socket: Duplex, head: Buffer) => this.#upgrades.fromClient(req, socket, head));
     server.on('connect', (_req: IncomingMessage, socket: Duplex) => endWithError(socket, 'method-not-allowed'));
     server.on('clientError', this.#onClientError);
-    if (this.#spec.kind === 'connection') server.on('connection', this.#onConnection);
+    server.on('connection', this.#onConnection);
     this.#server = server;
-    void this.peers;
+    // One dial timeout per node (the pools are shared): the shortest connectMs of its services.
+    const peers = this.peers;
+    peers.dialTimeoutMs = Math.min(peers.dialTimeoutMs, this.#cfg.timeouts.connectMs);
     await new Promise<void>((resolve, reject) => {
       server.once('error', reject);
       server.listen(this.#cfg.port, this.#ctx.self.host, () => {
@@ -135,42 +115,18 @@ export class HttpServiceProxy implements ServiceProxy, ExchangeOwner {
   }
 
   update(cfg: ServiceConfig): void {
-    const old = this.#cfg;
     this.#cfg = cfg;
     this.#spec = this.#applySpec(cfg);
     this.#access = cfg.accessLog ? this.#ctx.logger.child({ access: cfg.name }) : null;
-    const server = this.#server;
-    if (server) {
-      const t = cfg.timeouts;
-      server.headersTimeout = Math.min(t.headerMs, t.requestMs);
-      server.requestTimeout = t.requestMs;
-      server.keepAliveTimeout = t.idleMs;
-      server.maxConnections = cfg.maxConnections;
-    }
-    // Backend pools hold the connect timeout; pools of removed backends close after their requests.
-    const keep = new Set(cfg.backends.map((b) => b.address));
-    const timeoutsChanged = old.timeouts.connectMs !== cfg.timeouts.connectMs;
-    for (const [address, pool] of this.#backends) {
-      if (timeoutsChanged || !keep.has(address)) {
-        this.#backends.delete(address);
-        void pool.close().catch(noop);
-      }
-    }
+    if (this.#server) applyLimits(this.#server, cfg);
+    this.#backends.update(cfg.backends.map((b) => b.address), cfg.timeouts.connectMs);
   }
 
   async drain(timeoutMs: number): Promise<void> {
     this.#draining = true;
     const server = this.#server;
     if (!server) return;
-    const closed = new Promise<void>((resolve) => server.close(() => resolve()));
-    server.closeIdleConnections();
-    // Responses finished during the drain say Connection: close; idle sockets are reaped meanwhile.
-    const reaper = setInterval(() => server.closeIdleConnections(), 100);
-    let timer: NodeJS.Timeout | undefined;
-    const timeout = new Promise<void>((resolve) => (timer = setTimeout(resolve, timeoutMs)));
-    await Promise.race([closed, timeout]);
-    clearInterval(reaper);
-    clearTimeout(timer);
+    await drainServer(server, timeoutMs);
     await this.stop();
   }
 
@@ -179,13 +135,12 @@ export class HttpServiceProxy implements ServiceProxy, ExchangeOwner {
     const server = this.#server;
     this.#server = null;
     if (server) {
-      server.close();
+      const closed = new Promise<void>((resolve) => server.close(() => resolve()));
       server.closeAllConnections();
+      await closed;
     }
     this.#upgrades.closeAll();
-    const pools = [...this.#backends.values()];
-    this.#backends.clear();
-    await Promise.all(pools.map((p) => p.destroy().catch(noop)));
+    await this.#backends.close();
     if (this.#peers) {
       const peers = this.#peers;
       this.#peers = null;
@@ -286,23 +241,18 @@ export class HttpServiceProxy implements ServiceProxy, ExchangeOwner {
     if (pool !== this.#boundPool) {
       this.#boundPool = pool;
       this.#usable = (a) => pool.usable(a);
-      this.#choose = (k) => {
-        const known = this.#assigned.get(k);
-        return known !== undefined && pool.usable(known) ? known : pool.choose(k);
-      };
+      this.#choose = (k) => pool.choose(k);
     }
-    const before = ex.entry.backend;
     const { entry, backend } = this.#ctx.router.assign(ex.entry, this.#usable, this.#choose);
     ex.entry = entry;
     if (backend === null) return this.fail(ex, 'no-backend');
-    if (backend !== before) this.#remember(ex.key, backend);
-    const client = this.#backendClient(backend, pool);
+    const client = this.#backends.get(backend, pool);
     if (client === null) return this.fail(ex, 'no-backend');
     ex.servedBy = 'local';
     if (!ex.fromPeer) this.#metrics.forward('local');
     ex.backendPool = pool;
     ex.backend = pool.acquire(backend);
-    if (!ex.bodyDecided) ex.body = this.#streamedOrNone(ex);
+    if (!ex.bodyDecided) ex.body = streamedOrNone(ex);
     ex.beginAttempt(null);
     const req = ex.req;
     const t = this.#cfg.timeouts;
@@ -322,8 +272,8 @@ export class HttpServiceProxy implements ServiceProxy, ExchangeOwner {
   #forward(ex: Exchange, peerId: string): void {
     if (!ex.bodyDecided) {
       const len = ex.head.contentLength;
-      if (!ex.head.chunked && len > 0 && len <= REPLAY_BODY_MAX) return this.#bufferThenForward(ex, peerId, len);
-      ex.body = this.#streamedOrNone(ex);
+      if (!ex.head.chunked && len > 0 && len <= REPLAY_BODY_MAX) return readWholeBody(ex, len, this.#afterBody, peerId);
+      ex.body = streamedOrNone(ex);
     }
     ex.servedBy = peerId === ex.entry.primary ? 'primary' : 'backup';
     this.#metrics.forward(ex.servedBy === 'primary' ? 'to_primary' : 'to_backup');
@@ -354,75 +304,22 @@ export class HttpServiceProxy implements ServiceProxy, ExchangeOwner {
     headers.length = n;
   }
 
-  #streamedOrNone(ex: Exchange): StreamedBody | null {
-    const h = ex.head;
-    return h.chunked || h.contentLength > 0 ? new StreamedBody(ex) : null;
-  }
-
-  /** Reads a small body whole, so that a failed forward can send it again. */
-  #bufferThenForward(ex: Exchange, peerId: string, len: number): void {
-    const { req, res } = ex;
-    if (ex.head.expectContinue) res.writeContinue();
-    const chunks: Buffer[] = [];
-    let size = 0;
-    const onData = (c: Buffer): void => {
-      chunks.push(c);
-      size += c.length;
-    };
-    const cleanup = (): void => {
-      req.off('data', onData);
-      req.off('end', onEnd);
-      req.off('error', onFail);
-      req.off('close', onFail);
-    };
-    const onEnd = (): void => {
-      cleanup();
-      ex.body = size === len ? Buffer.concat(chunks, size) : null;
-      if (ex.done) return;
-      if (ex.clientGone) return ex.end();
-      this.#forward(ex, peerId);
-    };
-    const onFail = (): void => {
-      cleanup();
-      if (req.complete) return;
-      ex.clientGone = true;
-      res.destroy();
-      ex.end();
-    };
-    req.on('data', onData);
-    req.on('end', onEnd);
-    req.on('error', onFail);
-    req.on('close', onFail);
-  }
-
-  #remember(key: string, backend: string): void {
-    const m = this.#assigned;
-    m.delete(key);
-    m.set(key, backend);
-    if (m.size > ASSIGNED_MEMO_MAX) m.delete(m.keys().next().value as string);
-  }
-
-  #backendClient(address: string, pool: UpstreamPool): Pool | null {
-    let client = this.#backends.get(address);
-    if (client !== undefined) return client;
-    const b = pool.get(address);
-    if (b === undefined) return null;
-    client = new Pool(`http://${formatHostPort(b.host, b.port)}`, {
-      pipelining: 1,
-      connect: { timeout: this.#cfg.timeouts.connectMs, noDelay: true },
-      keepAliveTimeout: 4000,
-      maxHeaderSize: 32 * 1024,
-    });
-    client.on('connectionError', noop);
-    this.#backends.set(address, client);
-    return client;
-  }
+  /** The small body is in memory (or the client left meanwhile). */
+  #afterBody = (ex: Exchange, peerId: string): void => {
+    if (ex.done) return;
+    if (ex.clientGone) {
+      if (!ex.res.writableFinished) ex.res.destroy();
+      return ex.end();
+    }
+    this.#forward(ex, peerId);
+  };
 
   // ---- outcomes ----------------------------------------------------------------------------
 
   attemptFailed(ex: Exchange, err: Error): void {
     if (ex.done) return;
-    if (ex.clientGone || ex.clientFailed || ex.req.destroyed) {
+    // Not req.destroyed: a request whose body was read to its end is destroyed too (autoDestroy).
+    if (ex.clientGone || ex.clientFailed || ex.res.destroyed || ex.req.socket.destroyed) {
       ex.clientGone = true;
       if (!ex.res.writableFinished) ex.res.destroy();
       return ex.end();
@@ -459,39 +356,19 @@ export class HttpServiceProxy implements ServiceProxy, ExchangeOwner {
     }
     if (ex.fromPeer) this.#metrics.peerRequest(ex.status);
     else this.#metrics.request(ex.status, ex.servedBy, (performance.now() - ex.startedAt) / 1000);
-    const log = this.#access;
-    if (log !== null) {
-      log.info({
-        client: ex.clientIp,
-        method: ex.req.method,
-        path: ex.req.url,
-        status: ex.status,
-        ms: Math.round((performance.now() - ex.startedAt) * 10) / 10,
-        hop: ex.fromPeer ? 'from-peer' : ex.servedBy,
-        backend: ex.backend?.address,
-        retried: ex.tried?.length ?? 0,
-        aborted: ex.clientGone || undefined,
-      });
-    }
+    if (this.#access !== null) this.#access.info(ex.accessRecord());
   }
 
   // ---- connection-level events -------------------------------------------------------------
 
   #onClientError = (err: NodeJS.ErrnoException, socket: Duplex): void => {
-    // node:http's rule: answer only when no response is under way on this connection.
-    const pending = (socket as Duplex & { _httpMessage?: ServerResponse | null })._httpMessage;
-    if (err.code === 'ECONNRESET' || !socket.writable || (pending && pending.headersSent)) {
-      socket.destroy();
-      return;
-    }
-    const kind: HttpErrorKind =
-      err.code === 'HPE_HEADER_OVERFLOW' ? 'header-too-large' : err.code === 'ERR_HTTP_REQUEST_TIMEOUT' ? 'request-timeout' : 'bad-request';
-    this.#metrics.error(kind);
-    endWithError(socket, kind);
+    const kind = answerClientError(err, socket);
+    if (kind !== null) this.#metrics.error(kind);
   };
 
   /** `connection` flow keys end with the connection: replicate a tombstone (router.end). */
   #onConnection = (socket: Socket): void => {
+    if (this.#spec.kind !== 'connection') return;
     const ip = socket.remoteAddress;
     if (ip === undefined) return;
     const key = connectionKey(ip, socket.remotePort ?? 0);
@@ -516,4 +393,3 @@ export class HttpServiceProxy implements ServiceProxy, ExchangeOwner {
   }
 }
 
-function noop(): void {}

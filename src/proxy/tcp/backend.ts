@@ -8,7 +8,8 @@
  *   ejection make the pool call it unusable, after which assign() moves the flow.
  * - the backend was chosen just now → try another choice (up to 3 backends), recording the one
  *   that connects, because nothing depends on the first choice yet.
- * Every failed connect counts `failures` on the backend's state, for passive health.
+ * Every connect is reported to the pool's passive health (reportSuccess / reportFailure), so
+ * enough refusals in a row eject the backend and assign() moves its flows.
  */
 import { connect, type Socket } from 'node:net';
 import { TandemError, ErrorCodes } from '../../errors.js';
@@ -64,10 +65,12 @@ export async function connectLocal(ctx: ProxyContext, cfg: ServiceConfig, entry:
     const [host, port] = b ? [b.host, b.port] : splitHostPort(address);
     try {
       const socket = await dialBackend(host, port, cfg.timeouts.connectMs);
+      pool.reportSuccess(address);
       return { ok: true, socket, entry: current, address, state: pool.acquire(address) };
     } catch (err) {
-      if (b) b.failures++;
-      last = err instanceof TandemError && err.code === ErrorCodes.BACKEND_TIMEOUT ? 'backend_timeout' : 'backend_failed';
+      const timedOut = err instanceof TandemError && err.code === ErrorCodes.BACKEND_TIMEOUT;
+      pool.reportFailure(address, timedOut ? 'timeout' : 'connect');
+      last = timedOut ? 'backend_timeout' : 'backend_failed';
       ctx.logger.debug({ service: cfg.name, backend: address, err: (err as Error).message }, 'tcp backend connect failed');
       // Affinity first: a flow that had this backend before this connection does not move here.
       if (address === recorded) return { ok: false, reason: last };

@@ -67,7 +67,10 @@ export class TcpDataPlane {
     if (this.#started) return;
     this.#started = true;
     this.#ctx.dataPlane.onChannel('tcp', (socket, peerId) => {
-      void this.accept(socket, peerId);
+      this.accept(socket, peerId).catch((err: unknown) => {
+        this.#ctx.logger.error({ peer: peerId, err }, 'tcp forward handling failed');
+        socket.destroy();
+      });
     });
   }
 

@@ -16,14 +16,13 @@ import type { ServiceConfig } from '../../config/schema.js';
 import { normalizeAddress, parseFlowKeySpec, tcpFlowKey, type FlowKeySpec } from '../../flowkey/index.js';
 import type { BackendState } from '../../upstream/pool.js';
 import type { ProxyContext, ServiceProxy } from '../context.js';
-import { connectLocal, type LocalFailure } from './backend.js';
+import { connectLocal, type LocalFailure, type LocalResult } from './backend.js';
 import { ForwardStatus, forwardToPeer, type ForwardFailure, type ForwardStatusCode } from './forward.js';
 import { tcpMetrics, type TcpMetrics } from './metrics.js';
 import { acquirePeerPool, releasePeerPool, type PeerPool } from './peer-pool.js';
 import { pipeBoth, resetStream, type PipeHandle } from './pipe.js';
 import { encodeProxyHeader, type ProxyEndpoint } from './proxy-protocol.js';
-import { deriveForwardKey, type ForwardHeader } from './stream-header.js';
-import { encodeForwardHeader } from './stream-header.js';
+import { deriveForwardKey, encodeForwardHeader, type ForwardHeader } from './stream-header.js';
 
 type Failure = ForwardFailure | LocalFailure | 'flow_key';
 
@@ -173,14 +172,14 @@ export class TcpServiceProxy implements ServiceProxy {
       return;
     }
     if (this.#conns.size >= cfg.maxConnections) {
-      this.#reject(client, 'limit', 'rejected');
+      this.#reject(client, 'limit');
       return;
     }
     let key: string;
     try {
       key = tcpFlowKey(this.#spec, { address, port });
     } catch {
-      this.#reject(client, 'flow_key', 'rejected');
+      this.#reject(client, 'flow_key');
       return;
     }
     const origin: Origin = {
@@ -268,8 +267,13 @@ export class TcpServiceProxy implements ServiceProxy {
     const conn: Conn = { front: stream, upstream: null, pipe: null, served: null };
     this.#add(conn);
     // DESIGN.md section 1: a communication from a peer is served here (hops(entry, true) = [LOCAL]).
-    const entry = this.#ctx.router.lookup(this.name, h.key);
-    const r = await connectLocal(this.#ctx, this.#cfg, entry);
+    let r: LocalResult;
+    try {
+      r = await connectLocal(this.#ctx, this.#cfg, this.#ctx.router.lookup(this.name, h.key));
+    } catch (err) {
+      this.#ctx.logger.error({ service: this.name, err }, 'tcp forwarded connection failed');
+      r = { ok: false, reason: 'backend_failed' };
+    }
     if (!r.ok) {
       this.#m.rejected.inc({ service: this.name, reason: r.reason });
       reply(LOCAL_STATUS[r.reason]);
@@ -344,9 +348,9 @@ export class TcpServiceProxy implements ServiceProxy {
     this.#remove(conn);
   }
 
-  #reject(client: Socket, reason: 'limit' | 'flow_key', outcome: 'rejected'): void {
+  #reject(client: Socket, reason: 'limit' | 'flow_key'): void {
     this.#m.rejected.inc({ service: this.name, reason });
-    this.#m.connections.inc({ service: this.name, outcome });
+    this.#m.connections.inc({ service: this.name, outcome: 'rejected' });
     resetStream(client);
   }
 

@@ -23,7 +23,6 @@ import { lookup as dnsLookup } from 'node:dns';
 import type { ProxyContext } from '../context.js';
 import type { NodeConfig } from '../../config/schema.js';
 import { normalizeAddress } from '../../flowkey/index.js';
-import { TandemError, ErrorCodes } from '../../errors.js';
 import { EncapType, deriveUdpKey, encodeEncap, parseEncap, verifyEncap, type ClientAddress } from './encap.js';
 import { ReplayWindow, SequenceSource, replayFloor } from './replay.js';
 import { udpMetrics, type UdpMetrics } from './metrics.js';
@@ -104,7 +103,7 @@ export class UdpDataPlane {
       });
     }).catch((err: unknown) => {
       socket.close();
-      throw new TandemError(ErrorCodes.PEER_UNAVAILABLE, `cannot bind the udp data plane on ${host}:${peerPort}`, { cause: err });
+      throw err;
     });
     this.#socket = socket;
   }

@@ -32,6 +32,8 @@ export const MAC_BYTES = 16;
 /** RFC 768 length field minus the IPv4 and UDP headers: the largest datagram Node can send. */
 export const MAX_UDP_PAYLOAD = 65_507;
 const FIXED_BYTES = 2 + 1 + 1 + 6 + 8;
+// Same salt as the peer handshake's authKey (docs/protocol.md); the info string separates the keys.
+const HKDF_SALT = 'tandem';
 const HKDF_INFO = 'tandem/udp/v1';
 
 export const EncapType = { FORWARD: 1, REPLY: 2 } as const;
@@ -66,7 +68,7 @@ export interface ParsedEncap extends EncapHeader {
 
 /** The MAC key of the UDP data plane: HKDF-SHA256 of the cluster secret, never the secret itself. */
 export function deriveUdpKey(secret: string): Buffer {
-  return Buffer.from(hkdfSync('sha256', Buffer.from(secret, 'utf8'), Buffer.alloc(0), HKDF_INFO, 32));
+  return Buffer.from(hkdfSync('sha256', Buffer.from(secret, 'utf8'), HKDF_SALT, HKDF_INFO, 32));
 }
 
 function mac(key: Buffer, data: Buffer): Buffer {

@@ -4,7 +4,9 @@
  *  - FlowSockets (on the owner): one dgram socket per flow, `connect()`ed to the flow's backend.
  *    A connected UDP socket only receives datagrams from its peer address (the kernel filters,
  *    POSIX connect(2) for SOCK_DGRAM), and each flow has its own local port, so a backend reply
- *    names its flow without any parsing. This is what NGINX's stream proxy and LVS do too.
+ *    names its flow without any parsing (NGINX's stream proxy also keeps one upstream socket per
+ *    client session). A flow may have aliases: other ids (a QUIC server's connection ids) that
+ *    reach the same socket.
  *  - RecentClients (on the ingress node): the client's latest address per flow key, so that a
  *    reply goes to where the client is now (a QUIC client keyed by connection id may have moved,
  *    RFC 9000 section 9). Only `quic-cid` needs it: under `connection` and `client-ip` the
@@ -31,6 +33,10 @@ export interface UdpFlow {
   readonly id: string;
   /** The flow key of the replicated entry. */
   readonly key: string;
+  /** The key of the flow's latest client datagram: `key` or one of `aliases`. */
+  lastKey: string;
+  /** Other ids that reach this socket (a QUIC server's connection ids, service.ts). */
+  readonly aliases: string[];
   readonly backend: string;
   /** Where the client was when it sent the flow's latest datagram. */
   client: ClientAddress;
@@ -61,8 +67,13 @@ function sweepMs(idleMs: number): number {
   return Math.max(100, Math.min(1000, Math.floor(idleMs / 4)));
 }
 
+/** Aliases one flow may have: a QUIC server issues a handful of connection ids per connection. */
+const MAX_ALIASES_PER_FLOW = 8;
+
 export class FlowSockets {
   readonly #flows = new Map<string, UdpFlow>();
+  /** Alias id → flow; bounded by maxFlows too, and cleaned when the flow closes. */
+  readonly #aliases = new Map<string, UdpFlow>();
   readonly #o: FlowSocketsOptions;
   readonly #now: () => number;
   #max: number;
@@ -86,8 +97,24 @@ export class FlowSockets {
     return this.#lastActivity;
   }
 
+  /** The flow reached by `id`, its own or an alias. */
   get(id: string): UdpFlow | undefined {
-    return this.#flows.get(id);
+    return this.#flows.get(id) ?? this.#aliases.get(id);
+  }
+
+  /** Makes `id` reach `flow`'s socket too (false when `id` already names a flow of its own). */
+  alias(id: string, flow: UdpFlow): boolean {
+    if (flow.closed || this.#flows.has(id)) return false;
+    if (this.#aliases.get(id) === flow) return true;
+    while (this.#aliases.size >= this.#max && this.#aliases.size > 0) {
+      const first = this.#aliases.keys().next();
+      if (first.done) break;
+      this.#aliases.delete(first.value);
+    }
+    if (flow.aliases.length >= MAX_ALIASES_PER_FLOW) this.#aliases.delete(flow.aliases.shift()!);
+    flow.aliases.push(id);
+    this.#aliases.set(id, flow);
+    return true;
   }
 
   /** Starts the idle sweep. */
@@ -110,14 +137,14 @@ export class FlowSockets {
    */
   send(id: string, key: string, backend: BackendTarget, client: ClientAddress, ingress: string, payload: Buffer, tag?: () => unknown): void {
     const now = this.#now();
-    let flow = this.#flows.get(id);
+    let flow = this.get(id);
     if (flow && flow.backend !== backend.address) {
       this.#close(flow, 'replaced');
       flow = undefined;
     }
     if (flow) {
-      this.#flows.delete(id);
-      this.#flows.set(id, flow);
+      this.#flows.delete(flow.id);
+      this.#flows.set(flow.id, flow);
     } else {
       while (this.#flows.size >= this.#max && this.#flows.size > 0) this.#evictOldest();
       const made = this.#open(id, key, backend, client, ingress, tag?.());
@@ -126,6 +153,7 @@ export class FlowSockets {
     }
     flow.client = client;
     flow.ingress = ingress;
+    flow.lastKey = key;
     flow.lastActive = now;
     this.#lastActivity = now;
     if (flow.pending) {
@@ -153,6 +181,7 @@ export class FlowSockets {
     if (this.#timer) clearInterval(this.#timer);
     this.#timer = null;
     for (const flow of [...this.#flows.values()]) this.#close(flow, 'stop');
+    this.#aliases.clear();
   }
 
   #arm(): void {
@@ -173,7 +202,7 @@ export class FlowSockets {
       this.#o.onDrop('socket-error');
       return null;
     }
-    const flow: UdpFlow = { id, key, backend: backend.address, client, ingress, lastActive: this.#now(), socket, pending: [], closed: false, tag };
+    const flow: UdpFlow = { id, key, lastKey: key, aliases: [], backend: backend.address, client, ingress, lastActive: this.#now(), socket, pending: [], closed: false, tag };
     socket.on('message', (msg) => {
       if (flow.closed) return;
       const now = this.#now();
@@ -217,6 +246,7 @@ export class FlowSockets {
     if (flow.closed) return;
     flow.closed = true;
     if (this.#flows.get(flow.id) === flow) this.#flows.delete(flow.id);
+    for (const a of flow.aliases) if (this.#aliases.get(a) === flow) this.#aliases.delete(a);
     if (flow.pending && flow.pending.length > 0) for (let i = 0; i < flow.pending.length; i++) this.#o.onDrop('stopped');
     flow.pending = null;
     try {

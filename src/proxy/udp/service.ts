@@ -23,7 +23,7 @@ import type { ProxyContext, ServiceProxy } from '../context.js';
 import type { ServiceConfig } from '../../config/schema.js';
 import type { FlowEntry } from '../../cluster/flow-entry.js';
 import type { BackendState } from '../../upstream/pool.js';
-import { connectionKey, parseFlowKeySpec, udpFlowKey, type FlowKeySpec } from '../../flowkey/index.js';
+import { connectionKey, isFlowKeyAllowed, parseFlowKeySpec, quicSourceCid, toHex, udpFlowKey, type FlowKeySpec } from '../../flowkey/index.js';
 import { TandemError, ErrorCodes } from '../../errors.js';
 import type { ClientAddress } from './encap.js';
 import { FlowSockets, RecentClients, type UdpFlow } from './flows.js';
@@ -32,6 +32,14 @@ import { UdpDataPlane } from './data-plane.js';
 
 /** Drain ends once the flow sockets were quiet this long (replies to in-flight datagrams are back). */
 const DRAIN_QUIET_MS = 500;
+
+/** The service's flow key, refused at start rather than on every datagram when it does not apply to udp. */
+function udpSpec(cfg: ServiceConfig): FlowKeySpec {
+  if (!isFlowKeyAllowed('udp', cfg.flowKey)) {
+    throw new TandemError(ErrorCodes.CONFIG_INVALID, `service ${cfg.name}: flowKey ${cfg.flowKey} does not apply to udp`);
+  }
+  return parseFlowKeySpec(cfg.flowKey);
+}
 
 export class UdpServiceProxy implements ServiceProxy {
   readonly name: string;
@@ -53,7 +61,7 @@ export class UdpServiceProxy implements ServiceProxy {
     this.#ctx = ctx;
     this.#cfg = cfg;
     this.name = cfg.name;
-    this.#spec = parseFlowKeySpec(cfg.flowKey);
+    this.#spec = udpSpec(cfg);
     this.#plane = plane;
     this.#metrics = udpMetrics(ctx.registry);
     this.#source.service = cfg.name;
@@ -98,8 +106,9 @@ export class UdpServiceProxy implements ServiceProxy {
         resolve();
       });
     }).catch((err: unknown) => {
+      // The system error (EADDRINUSE, EADDRNOTAVAIL…) as is, like the tcp and http listeners.
       socket.close();
-      throw new TandemError(ErrorCodes.LIMIT_EXCEEDED, `cannot bind udp service ${this.name} on ${host}:${this.#cfg.port}`, { cause: err });
+      throw err;
     });
     this.#socket = socket;
     this.#stopped = false;
@@ -111,7 +120,7 @@ export class UdpServiceProxy implements ServiceProxy {
 
   update(cfg: ServiceConfig): void {
     this.#cfg = cfg;
-    this.#spec = parseFlowKeySpec(cfg.flowKey);
+    this.#spec = udpSpec(cfg);
     this.#flows.configure(cfg.maxFlows, cfg.flowIdleTimeoutMs);
     this.#clients.configure(cfg.maxFlows, cfg.flowIdleTimeoutMs);
   }
@@ -218,10 +227,35 @@ export class UdpServiceProxy implements ServiceProxy {
   #onBackendReply(flow: UdpFlow, msg: Buffer): void {
     if (this.#stopped) return;
     const self = this.#ctx.router.selfId;
-    if (flow.ingress === self) return this.#toClient(flow.key, flow.client, msg, this.#count.outLocal);
+    if (this.#spec.kind === 'quic-cid') this.#learnServerCid(flow, msg);
+    if (flow.ingress === self) return this.#toClient(flow.lastKey, flow.client, msg, this.#count.outLocal);
     const plane = this.#plane ?? (this.#plane = UdpDataPlane.for(this.#ctx));
     if (!plane) return this.#drop('no-data-plane');
-    plane.reply({ service: this.name, key: flow.key, client: flow.client, ingress: flow.ingress }, msg);
+    plane.reply({ service: this.name, key: flow.lastKey, client: flow.client, ingress: flow.ingress }, msg);
+  }
+
+  /**
+   * QUIC: the client's first DCID is its own random choice; from the server's first long-header
+   * packet on, the client addresses the server by the server's Source Connection ID (RFC 9000
+   * section 7.2). That id names the same connection, so it must reach the same backend — and the
+   * same socket, or the backend would see the connection move mid-handshake, which RFC 9000
+   * section 9 forbids clients to do. The id becomes an alias of the flow: an entry with the
+   * flow's owners and backend (written with a real version, so it outranks a weak creation
+   * elsewhere), and a second id of the flow's socket here.
+   */
+  #learnServerCid(flow: UdpFlow, msg: Buffer): void {
+    const scid = quicSourceCid(msg);
+    if (scid === null || scid.length === 0) return;
+    const alias = toHex(scid);
+    if (alias === flow.key || flow.aliases.includes(alias)) return;
+    if (!this.#flows.alias(alias, flow)) return;
+    const router = this.#ctx.router;
+    const own = router.lookup(this.name, flow.key);
+    const seed: FlowEntry = { ...own, key: alias, backend: null };
+    // assign() keeps an existing entry's usable backend; otherwise it records ours, with `seed`'s
+    // owners when no entry exists yet.
+    const { entry } = router.assign(seed, (a) => a === flow.backend, () => flow.backend);
+    router.active(entry);
   }
 
   /** Ingress side: out of the service socket, to the client's latest known address. */

@@ -127,7 +127,15 @@ test('a backend that never answers → 504 backend-timeout after requestMs (also
     assert.match(text, /backend timed out/);
     const ms = Date.now() - t0;
     assert.ok(ms >= 1400 && ms < 3000, `504 after ${ms} ms`);
-    console.log(`# ${primary}: 504 after ${ms} ms`);
+  }
+  // With a body (read to its end before the backend went silent): still a 504, not a cut.
+  for (const primary of ['lb1', 'lb3']) {
+    const key = keyOwnedBy(primary, `hangpost-${primary}-`);
+    for (const body of [Buffer.alloc(100, 1), Buffer.alloc(200_000, 2)]) {
+      const r = await request(c.url('lb1', '/hang'), { method: 'POST', body, headers: { 'x-session': key }, dispatcher: agent });
+      assert.equal(r.statusCode, 504, `POST ${body.length} via ${primary}`);
+      await r.body.text();
+    }
   }
   await healthy();
 });
@@ -157,6 +165,9 @@ test('no backend available → 503 no-backend; backend refusing connections → 
     const body = await r.body.text();
     assert.ok(!body.includes('127.0.0.1') && !body.includes('ECONNREFUSED'), 'nothing internal leaks');
     assert.equal(node.pool.backends[0].failures, 1, 'passive failure counted');
+    const p = await request(c.url('lb1', '/x'), { method: 'POST', body: 'abc', headers: { 'x-session': keyOwnedBy('lb1', 'refused') }, dispatcher: agent });
+    assert.equal(p.statusCode, 502);
+    await p.body.text();
   } finally {
     node.pool.update(c.service.backends, createSelector('round-robin'), 0);
   }

@@ -129,6 +129,8 @@ export interface LoadResult {
   readonly failed: number;
   readonly errors: string[];
   readonly latencies: number[];
+  /** When each measured request started (ms since the run began), parallel to latencies. */
+  readonly starts: number[];
   /** session → backends seen */
   readonly backends: Map<string, Set<string>>;
 }
@@ -144,8 +146,9 @@ export async function runLoad(opts: {
   readonly durationMs: number;
   readonly agent: Agent;
 }): Promise<LoadResult> {
-  const res: LoadResult = { ok: 0, failed: 0, errors: [], latencies: [], backends: new Map() };
+  const res: LoadResult = { ok: 0, failed: 0, errors: [], latencies: [], starts: [], backends: new Map() };
   const end = Date.now() + opts.durationMs;
+  const origin = performance.now();
   let n = 0;
   const worker = async (): Promise<void> => {
     while (Date.now() < end) {
@@ -155,6 +158,7 @@ export async function runLoad(opts: {
         const r = await request(opts.urls(), { headers: { 'x-session': session }, dispatcher: opts.agent, headersTimeout: 10_000 });
         const body = (await r.body.json()) as { id: string };
         res.latencies.push(performance.now() - t0);
+        res.starts.push(t0 - origin);
         if (r.statusCode !== 200) {
           (res as { failed: number }).failed++;
           res.errors.push(`status ${r.statusCode} ${JSON.stringify(body)}`);
@@ -172,6 +176,23 @@ export async function runLoad(opts: {
   };
   await Promise.all(Array.from({ length: opts.concurrency }, worker));
   return res;
+}
+
+/**
+ * Failover figures from a load run: the baseline (requests started before `atMs`) against the
+ * requests started in the second after it. "Added" is the slowest of those above the baseline median.
+ */
+export function failoverFigures(res: LoadResult, atMs: number): { baseP50: number; baseP99: number; windowMax: number; added: number } {
+  const base: number[] = [];
+  const win: number[] = [];
+  for (let i = 0; i < res.latencies.length; i++) {
+    const s = res.starts[i];
+    if (s < atMs) base.push(res.latencies[i]);
+    else if (s < atMs + 1000) win.push(res.latencies[i]);
+  }
+  const baseP50 = percentile(base, 50);
+  const windowMax = win.length ? Math.max(...win) : 0;
+  return { baseP50, baseP99: percentile(base, 99), windowMax, added: Math.max(0, windowMax - baseP50) };
 }
 
 export function percentile(xs: readonly number[], p: number): number {

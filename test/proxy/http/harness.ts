@@ -186,7 +186,11 @@ export class FakeCluster {
         });
       },
       merge: (e) => merge(table, e),
-      get: (s, k) => table.get(`${s}\0${k}`),
+      get: (s, k) => {
+        const e = table.get(`${s}\0${k}`);
+        return e && !e.ended ? e : undefined;
+      },
+      getAny: (s, k) => table.get(`${s}\0${k}`),
       version: () => this.#version(),
       now: () => Date.now(),
     };
@@ -245,9 +249,9 @@ export class FakeCluster {
   async kill(id: string): Promise<void> {
     const node = this.node(id);
     node.alive = false;
-    node.peerServer.close();
+    const closed = new Promise((r) => node.peerServer.close(r));
     for (const s of node.peerSockets) s.destroy();
-    await Promise.all([node.proxy.stop(), node.data.stop()]);
+    await Promise.all([node.proxy.stop(), node.data.stop(), closed]);
     setTimeout(() => this.dead.add(id), this.#detectMs).unref();
   }
 
@@ -260,9 +264,9 @@ export class FakeCluster {
     for (const node of this.nodes) {
       if (!node.alive) continue;
       node.alive = false;
-      node.peerServer.close();
+      const closed = new Promise((r) => node.peerServer.close(r));
       for (const s of node.peerSockets) s.destroy();
-      await Promise.all([node.proxy.stop(), node.data.stop()]);
+      await Promise.all([node.proxy.stop(), node.data.stop(), closed]);
     }
   }
 }

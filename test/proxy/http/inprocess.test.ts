@@ -211,3 +211,16 @@ test('an invalid flow key (control character) → 400', async () => {
   assert.match(r.text, /^HTTP\/1\.1 400 /);
 });
 
+
+test('pipelined requests are answered in order, a large streamed response first', async () => {
+  const key = keyOwnedBy('lb2', 'pipe');
+  const one = (path: string): string => `GET ${path} HTTP/1.1\r\nHost: t\r\nx-session: ${key}\r\n\r\n`;
+  const data = one('/stream?bytes=1000000') + one('/echo?n=2') + one('/echo?n=3').replace('\r\n\r\n', '\r\nConnection: close\r\n\r\n');
+  const r = await rawExchange('127.0.0.1', c.port, data, 10_000);
+  assert.ok(r.closed);
+  const statuses = r.text.match(/HTTP\/1\.1 \d{3}/g) ?? [];
+  assert.deepEqual(statuses, ['HTTP/1.1 200', 'HTTP/1.1 200', 'HTTP/1.1 200']);
+  const i2 = r.text.indexOf('"url":"/echo?n=2"');
+  const i3 = r.text.indexOf('"url":"/echo?n=3"');
+  assert.ok(i2 > 1_000_000 && i3 > i2, 'in order, after the 1 MB body');
+});

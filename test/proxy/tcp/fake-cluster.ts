@@ -101,6 +101,7 @@ export class FakeCluster {
         const e = this.table.get(`${s}\u0000${k}`);
         return e && !e.ended ? e : undefined;
       },
+      getAny: (s, k) => this.table.get(`${s}\u0000${k}`),
       version: () => Date.now() * 1024 + (this.#clock++ % 1024),
       now: () => Date.now(),
     });

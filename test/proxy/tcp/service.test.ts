@@ -135,8 +135,8 @@ test('tcp: pre-opened streams serve forwards without dialling', async () => {
   const lb1 = cluster.node('lb1');
   const pool = acquirePeerPool(lb1.ctx); // the node's shared pool (one more reference)
   try {
-    await new Promise((r) => setTimeout(r, 100)); // let the pool fill
-    assert.ok(pool.idle('lb2') > 0);
+    for (let t = 0; pool.idle('lb2') < 2 && t < 300; t++) await new Promise((r) => setTimeout(r, 10)); // let the pool fill
+    assert.ok(pool.idle('lb2') >= 2);
     const misses = pool.stats.misses;
     const hits = pool.stats.hits;
     for (let i = 0; i < 3; i++) {
@@ -249,4 +249,33 @@ test('tcp: client-ip failover — primary killed: same backend through the backu
   assert.equal(e2.backend, e0.backend);
   await cluster.startNode('lb2');
   await cluster.startNode('lb3');
+});
+
+test('tcp: drain — stops accepting, lets open connections finish, and peers fail over past it', async () => {
+  const lb1 = cluster.node('lb1');
+  const svc = lb1.services.get('echo')!;
+  const held = connect({ host: '127.0.0.1', port: 17330, allowHalfOpen: true });
+  held.on('error', () => {});
+  held.write('one');
+  await new Promise((r) => held.once('data', r));
+  let drained = false;
+  const t0 = Date.now();
+  const drain = svc.drain(5000).then(() => (drained = true));
+  await new Promise((r) => setTimeout(r, 50));
+  const refused = await round('127.0.0.1', 17330, Buffer.from('new'));
+  assert.equal(refused.ok, false, 'no new connection while draining');
+  held.write('two');
+  const echoed = await new Promise<string>((r) => held.once('data', (d) => r(String(d))));
+  assert.equal(echoed, 'two', 'the open connection still flows');
+  assert.equal(drained, false);
+  held.end();
+  await drain;
+  assert.ok(Date.now() - t0 < 2000, 'drain ended with the last connection');
+  // A forward to a node whose service is draining is answered DRAINING: the ingress tries the backup.
+  cluster.forcedOrder.set('127.0.0.30', ['lb1', 'lb3', 'lb2']);
+  await lb1.services.get('sticky')!.drain(1000);
+  const r = await round('127.0.0.2', 17331, Buffer.from('z'), '127.0.0.30');
+  assert.equal(r.reply.toString(), 'z');
+  const fwd = await cluster.node('lb2').registry.getSingleMetric('tandem_tcp_forwards_total')!.get();
+  assert.ok(fwd.values.some((v) => v.labels.service === 'sticky' && v.labels.kind === 'to_backup' && v.value >= 1));
 });

@@ -71,7 +71,8 @@ export async function fakeCluster(opts: { ids: readonly string[]; peerBase: numb
   const table = new Map<string, FlowEntry>();
   const states = new Map<string, PeerState>(opts.ids.map((id) => [id, 'alive']));
   const configs: NodeConfig[] = opts.ids.map((id, i) => ({ id, host: `127.0.0.${i + 1}`, peerPort: opts.peerBase + i, adminPort: 9000, weight: 1 }));
-  let clock = 1;
+  // Real versions are HLC values, far above the weak version 1 that router.lookup() creates with.
+  let clock = 1_000_000;
   const nodes: FakeNode[] = [];
   for (const self of configs) {
     const rankAll = (key: string): string[] => [...opts.ids].sort((a, b) => score(key, b) - score(key, a) || (a < b ? -1 : 1));
@@ -96,6 +97,7 @@ export async function fakeCluster(opts: { ids: readonly string[]; peerBase: numb
         const e = table.get(`${s}\0${k}`);
         return e && !e.ended ? e : undefined;
       },
+      getAny: (s, k) => table.get(`${s}\0${k}`),
       version: () => clock++,
       now: Date.now,
     });
@@ -192,7 +194,8 @@ export async function metricValue(registry: Registry, name: string, labels: Reco
   const data = await m.get();
   let sum = 0;
   for (const v of data.values) {
-    if (v.metricName && v.metricName !== name) continue;
+    const metricName = (v as { metricName?: string }).metricName;
+    if (metricName && metricName !== name) continue;
     if (Object.entries(labels).every(([k, x]) => String((v.labels as Record<string, unknown>)[k]) === x)) sum += v.value;
   }
   return sum;

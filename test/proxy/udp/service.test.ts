@@ -1,5 +1,6 @@
 import { test, after } from 'node:test';
 import assert from 'node:assert/strict';
+import { createSocket } from 'node:dgram';
 import { client, echoBackend, fakeCluster, metricValue, udpService, waitFor, type FakeCluster } from './harness.js';
 import type { ServiceConfig } from '../../../src/config/schema.js';
 
@@ -135,4 +136,41 @@ test('service: a flood of distinct flows stays within maxFlows per node; evictio
     evictions += await metricValue(n.registry, 'tandem_udp_flow_evictions_total', { reason: 'lru' });
   }
   assert.ok(evictions >= 600 - 150, `evictions ${evictions}`);
+});
+
+test('service: quic-cid learns the server-chosen connection id, which reaches the same backend socket', async () => {
+  const port = 17426;
+  // A QUIC-shaped backend: a long-header reply carries a server CID ("S" + the client's DCID
+  // minus its first byte, RFC 9000 section 7.2); every reply names the backend and the source
+  // port it saw, so the test can tell whether the same socket was used.
+  const sock = createSocket('udp4');
+  sock.on('message', (m, r) => {
+    const tag = Buffer.from(`qb:${r.port}`);
+    if (m[0]! & 0x80) {
+      const dcid = m.subarray(6, 6 + m[5]!);
+      const scid = Buffer.concat([Buffer.from('S'), dcid.subarray(1)]);
+      sock.send(Buffer.concat([Buffer.from([0xc0, 0, 0, 0, 1, 0, scid.length]), scid, tag]), r.port, r.address);
+    } else sock.send(Buffer.concat([Buffer.from([0x40]), tag]), r.port, r.address);
+  });
+  await new Promise<void>((r) => sock.bind(0, '127.0.0.1', r));
+  const cluster = await fakeCluster({ ids: IDS, peerBase: 17456, service: udpService('u', port, [`127.0.0.1:${sock.address().port}`], { flowKey: 'quic-cid' }) });
+  const cs = await Promise.all(Array.from({ length: 9 }, () => client()));
+  cleanups.push(async () => {
+    await cluster.close();
+    await Promise.all(cs.map((c) => c.close()));
+    await new Promise<void>((r) => sock.close(() => r()));
+  });
+  const tagOf = (text: string) => text.slice(text.indexOf('qb:'));
+  cs.forEach((c, i) => c.send({ host: HOSTS[i % 3]!, port }, quicLong(Buffer.from(`C-conn-${i}`), 'initial')));
+  await waitFor(() => cs.every((c) => c.replies.length === 1), 3000, 'server initials');
+  // The client now addresses the server by the server's CID, through every node in turn.
+  for (let r = 0; r < 3; r++) cs.forEach((c, i) => c.send({ host: HOSTS[(i + r + 1) % 3]!, port }, quicShort(Buffer.from(`S-conn-${i}`), `hs${r}`)));
+  await waitFor(() => cs.every((c) => c.replies.length === 4), 3000, 'replies to the server CID');
+  for (const c of cs) assert.deepEqual(new Set(c.replies.map((r) => tagOf(r.text))).size, 1, 'same backend socket for both ids');
+  assert.equal(cluster.nodes.reduce((s, n) => s + n.proxy.flowCount(), 0), cs.length);
+  const alias = [...cluster.table.values()].find((e) => e.key === Buffer.from('S-conn-0').toString('hex'));
+  const orig = [...cluster.table.values()].find((e) => e.key === Buffer.from('C-conn-0').toString('hex'));
+  assert.ok(alias && orig);
+  assert.equal(alias.backend, orig.backend);
+  assert.equal(alias.primary, orig.primary);
 });

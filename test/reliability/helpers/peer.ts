@@ -1,0 +1,95 @@
+/**
+ * A test client that speaks the real peer protocol (docs/protocol.md) to a live node: raw
+ * connections for unauthenticated fuzzing, and authenticated connections that pose as a node id
+ * that is configured but not running. The handshake is src/cluster/handshake.ts itself, so a
+ * test peer is exactly as authenticated as a real node.
+ */
+import net, { type Socket } from 'node:net';
+import { once } from 'node:events';
+import { deriveAuthKey, initiateHandshake } from '../../../src/cluster/handshake.js';
+import { ByteWriter, FrameType } from '../../../src/cluster/frame.js';
+import { EntryBatchEncoder } from '../../../src/cluster/entry-codec.js';
+import type { FlowEntry } from '../../../src/cluster/flow-entry.js';
+import type { ChannelType } from '../../../src/cluster/cluster-options.js';
+import { TEST_SECRET } from '../../helpers/cluster.js';
+
+export interface PeerTarget {
+  readonly host: string;
+  readonly port: number;
+  /** The node id that listens there. */
+  readonly id: string;
+}
+
+/** A plain TCP connection; errors are swallowed (the node is expected to cut us off). */
+export async function rawConnect(host: string, port: number, localAddress?: string): Promise<Socket> {
+  const s = net.connect({ host, port, ...(localAddress ? { localAddress } : {}) });
+  s.on('error', () => undefined);
+  await once(s, 'connect');
+  return s;
+}
+
+/** Connects and completes the mutual handshake as `as` (a configured node id). */
+export async function authConnect(
+  target: PeerTarget,
+  as: string,
+  channel: ChannelType,
+  opts: { secret?: string; cluster?: string; localAddress?: string } = {},
+): Promise<Socket> {
+  const s = await rawConnect(target.host, target.port, opts.localAddress);
+  try {
+    await initiateHandshake(s, {
+      authKey: deriveAuthKey(opts.secret ?? TEST_SECRET),
+      cluster: opts.cluster ?? 'test',
+      selfId: as,
+      peerId: target.id,
+      channel,
+      timeoutMs: 2000,
+    });
+  } catch (err) {
+    s.destroy();
+    throw err;
+  }
+  return s;
+}
+
+/** Resolves when the socket is closed (by either side), or after `ms`; true if it closed. */
+export function closed(s: Socket, ms: number): Promise<boolean> {
+  if (s.destroyed) return Promise.resolve(true);
+  return new Promise((resolve) => {
+    const timer = setTimeout(() => {
+      s.off('close', onClose);
+      resolve(false);
+    }, ms);
+    const onClose = (): void => {
+      clearTimeout(timer);
+      resolve(true);
+    };
+    s.once('close', onClose);
+  });
+}
+
+/** Sends `bytes`, half-closes, and waits for the node to close its side (at most `ms`). */
+export async function sendAndFinish(s: Socket, bytes: Buffer | readonly Buffer[], ms = 3000): Promise<boolean> {
+  s.resume(); // whatever the node sends back is not the point here
+  for (const b of Array.isArray(bytes) ? bytes : [bytes]) if (b.length > 0) s.write(b);
+  s.end();
+  const ok = await closed(s, ms);
+  s.destroy();
+  return ok;
+}
+
+/** An entry batch frame: ENTRIES with a sequence number, or SNAPSHOT_CHUNK when seq is null. */
+export function batchFrame(seq: number | null, entries: readonly FlowEntry[]): Buffer {
+  const w = ByteWriter.frame(seq === null ? FrameType.SNAPSHOT_CHUNK : FrameType.ENTRIES, 256);
+  if (seq !== null) w.u64(seq);
+  const enc = new EntryBatchEncoder(w);
+  for (const e of entries) enc.add(e);
+  enc.finish();
+  return Buffer.from(w.finish());
+}
+
+/** A well-formed entry as a peer would replicate it. */
+export function entry(service: string, key: string, fields: Partial<FlowEntry> = {}): FlowEntry {
+  const now = Date.now();
+  return { service, key, primary: 'lb1', backup: 'lb2', backend: null, version: now * 1024, writer: 'lb3', lastActive: now, ended: false, ...fields };
+}
