@@ -129,6 +129,11 @@ export class Exchange {
     }
     this.status = statusCode;
     this.responded = true;
+    // Passive health (outlier detection) for a backend this node talks to directly.
+    if (this.peer === null && this.backend !== undefined && this.backendPool !== undefined) {
+      if (statusCode >= 500) this.backendPool.reportFailure(this.backend.address, '5xx');
+      else this.backendPool.reportSuccess(this.backend.address);
+    }
     return true;
   }
 

@@ -327,7 +327,10 @@ export class HttpServiceProxy implements ServiceProxy, ExchangeOwner {
     const peer = ex.peer;
     if (peer === null) {
       const kind = upstreamErrorKind(err);
-      if (ex.backend !== undefined && kind !== 'bad-request') ex.backend.failures++;
+      if (ex.backend !== undefined && kind !== 'bad-request') {
+        ex.backend.failures++;
+        ex.backendPool?.reportFailure(ex.backend.address, kind === 'backend-timeout' ? 'timeout' : 'connect');
+      }
       return this.fail(ex, kind);
     }
     if (upstreamErrorKind(err) === 'bad-request') return this.fail(ex, 'bad-request');

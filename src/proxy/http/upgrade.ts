@@ -143,6 +143,7 @@ export class UpgradeRouter {
     } catch (err) {
       pool.release(state);
       b.failures++;
+      pool.reportFailure(b.address, (err as Error).message === 'timeout' ? 'timeout' : 'connect');
       this.#fail(socket, (err as Error).message === 'timeout' ? 'backend-timeout' : 'backend-failed');
       return false;
     }
