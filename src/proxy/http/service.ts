@@ -328,8 +328,8 @@ export class HttpServiceProxy implements ServiceProxy, ExchangeOwner {
     if (peer === null) {
       const kind = upstreamErrorKind(err);
       if (ex.backend !== undefined && kind !== 'bad-request') {
-        ex.backend.failures++;
-        ex.backendPool?.reportFailure(ex.backend.address, kind === 'backend-timeout' ? 'timeout' : 'connect');
+        if (ex.backendPool) ex.backendPool.reportFailure(ex.backend.address, kind === 'backend-timeout' ? 'timeout' : 'connect');
+        else ex.backend.failures++;
       }
       return this.fail(ex, kind);
     }

@@ -142,7 +142,6 @@ export class UpgradeRouter {
       up = await connectWithin(b.host, b.port, t.connectMs);
     } catch (err) {
       pool.release(state);
-      b.failures++;
       pool.reportFailure(b.address, (err as Error).message === 'timeout' ? 'timeout' : 'connect');
       this.#fail(socket, (err as Error).message === 'timeout' ? 'backend-timeout' : 'backend-failed');
       return false;

@@ -66,15 +66,30 @@ function failure(status: number): ForwardResult {
   }
 }
 
-/** Sends the header and waits for the status; null when the stream failed before answering. */
-async function exchange(stream: Duplex, header: Buffer, timeoutMs: number): Promise<number | null> {
+/** How often a forward waiting for its status checks whether membership declared the peer dead. */
+const DEAD_POLL_MS = 50;
+
+/**
+ * Sends the header and waits for the status; null when the stream failed before answering. A peer
+ * that hangs (stopped process, lost host: no RST comes) would hold the client until the timeout;
+ * once membership declares it dead (failureTimeoutMs), the wait is cut short so the client goes
+ * to the next owner.
+ */
+async function exchange(stream: Duplex, header: Buffer, timeoutMs: number, isDead: () => boolean): Promise<number | null> {
   halfOpen(stream);
   // Errors are handled by the pipe later; until then a reset must not crash the process.
   stream.on('error', noop);
   if (stream.destroyed || !stream.writable) return null;
   stream.write(header);
-  const b = await readExactly(stream, 1, timeoutMs);
-  return b === null ? null : b[0]!;
+  const watch = setInterval(() => {
+    if (isDead()) stream.destroy();
+  }, DEAD_POLL_MS);
+  try {
+    const b = await readExactly(stream, 1, timeoutMs);
+    return b === null ? null : b[0]!;
+  } finally {
+    clearInterval(watch);
+  }
 }
 
 /**
@@ -83,7 +98,13 @@ async function exchange(stream: Duplex, header: Buffer, timeoutMs: number): Prom
  * before answering may simply be stale (the peer restarted), so it is retried once on a fresh
  * dial before the peer is called unavailable.
  */
-export async function forwardToPeer(pool: PeerPool, peer: string, makeHeader: () => Buffer, timeoutMs: number): Promise<ForwardResult> {
+export async function forwardToPeer(
+  pool: PeerPool,
+  peer: string,
+  makeHeader: () => Buffer,
+  timeoutMs: number,
+  isDead: () => boolean = () => false,
+): Promise<ForwardResult> {
   let pooled: boolean;
   let stream: Duplex;
   try {
@@ -92,10 +113,10 @@ export async function forwardToPeer(pool: PeerPool, peer: string, makeHeader: ()
     return failure(-1);
   }
   for (;;) {
-    const status = await exchange(stream, makeHeader(), timeoutMs);
+    const status = await exchange(stream, makeHeader(), timeoutMs, isDead);
     if (status === ForwardStatus.OK) return { ok: true, stream };
     stream.destroy();
-    if (status !== null || !pooled) return failure(status ?? -1);
+    if (status !== null || !pooled || isDead()) return failure(status ?? -1);
     pooled = false;
     try {
       stream = await pool.dial(peer);

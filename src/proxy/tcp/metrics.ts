@@ -17,6 +17,8 @@ export interface TcpMetrics {
   readonly forwardRejected: Counter<'reason'>;
   /** Connections refused or failed, by reason: limit | draining | no_backend | backend_failed | backend_timeout | unavailable | flow_key. */
   readonly rejected: Counter<'service' | 'reason'>;
+  /** Data-plane streams to peers: take_pooled | take_dialled | dial | dial_failed. */
+  readonly peerStreams: Counter<'event'>;
 }
 
 const byRegistry = new WeakMap<Registry, TcpMetrics>();
@@ -60,6 +62,12 @@ export function tcpMetrics(registry: Registry): TcpMetrics {
       name: 'tandem_tcp_rejected_total',
       help: 'TCP connections refused or failed before any payload, by reason',
       labelNames: ['service', 'reason'] as const,
+      registers,
+    }),
+    peerStreams: new Counter({
+      name: 'tandem_tcp_peer_streams_total',
+      help: 'Data-plane streams to peers: takes served by a pre-opened stream or by a dial, and dials',
+      labelNames: ['event'] as const,
       registers,
     }),
   };

@@ -4,8 +4,8 @@
  *
  * A dial costs a TCP handshake plus the transport's challenge–response; a pooled stream costs
  * nothing but the forward header. Each peer that is not seen dead gets up to `size` idle streams,
- * refilled in the background one dial at a time per peer (so a burst of takes cannot become a
- * dial storm), with a back-off after a failed dial. Idle streams are recycled after `maxIdleMs`,
+ * refilled in the background with at most `parallel` dials in flight per peer (so a burst of takes
+ * cannot become a dial storm), with a back-off after a failed dial. Idle streams are recycled after `maxIdleMs`,
  * well inside the receiver's wait for a header, and dropped as soon as the peer closes them (a
  * peer that dies closes them all, which is how a stale stream is usually noticed before use).
  *
@@ -14,16 +14,23 @@
  */
 import type { Duplex } from 'node:stream';
 import type { DataPlane, ProxyContext } from '../context.js';
+import { tcpMetrics } from './metrics.js';
 
 export interface PeerPoolOptions {
-  /** Idle streams kept per peer. Default 4; 0 disables pre-opening. */
+  /** Idle streams kept per peer. Default 8; 0 disables pre-opening. */
   readonly size?: number;
+  /** Background dials in flight per peer. Default 2. */
+  readonly parallel?: number;
   /** An idle stream older than this is closed and replaced. Default 30 s. */
   readonly maxIdleMs?: number;
   /** Wait after a failed dial before the next background dial to that peer. Default 1 s. */
   readonly retryMs?: number;
   /** Background maintenance period (cheap: a pass over the peers). Default 250 ms. */
   readonly tickMs?: number;
+  /** Told of every take: served from the pool, or had to dial (for metrics). */
+  readonly onTake?: (pooled: boolean) => void;
+  /** Told of every dial and whether it failed. */
+  readonly onDial?: (ok: boolean) => void;
 }
 
 interface Idle {
@@ -34,7 +41,7 @@ interface Idle {
 
 interface PeerSlots {
   idle: Idle[];
-  dialing: boolean;
+  dialing: number;
   retryAt: number;
 }
 
@@ -51,9 +58,12 @@ export class PeerPool {
   readonly #dial: (peer: string) => Promise<Duplex>;
   readonly #peers: () => readonly string[];
   readonly #size: number;
+  readonly #parallel: number;
   readonly #maxIdleMs: number;
   readonly #retryMs: number;
   readonly #tickMs: number;
+  readonly #onTake: (pooled: boolean) => void;
+  readonly #onDial: (ok: boolean) => void;
   readonly #slots = new Map<string, PeerSlots>();
   #timer: NodeJS.Timeout | null = null;
   #closed = false;
@@ -63,10 +73,13 @@ export class PeerPool {
   constructor(dial: (peer: string) => Promise<Duplex>, peers: () => readonly string[], opts: PeerPoolOptions = {}) {
     this.#dial = dial;
     this.#peers = peers;
-    this.#size = Math.max(0, opts.size ?? 4);
+    this.#size = Math.max(0, opts.size ?? 8);
+    this.#parallel = Math.max(1, opts.parallel ?? 2);
     this.#maxIdleMs = opts.maxIdleMs ?? 30_000;
     this.#retryMs = opts.retryMs ?? 1000;
     this.#tickMs = opts.tickMs ?? 250;
+    this.#onTake = opts.onTake ?? (() => {});
+    this.#onDial = opts.onDial ?? (() => {});
   }
 
   start(): void {
@@ -89,10 +102,12 @@ export class PeerPool {
       this.#detach(item);
       if (item.stream.destroyed || !item.stream.writable) continue;
       this.stats.hits++;
+      this.#onTake(true);
       this.#refill(peer);
       return { stream: item.stream, pooled: true };
     }
     this.stats.misses++;
+    this.#onTake(false);
     const stream = await this.dial(peer);
     this.#refill(peer);
     return { stream, pooled: false };
@@ -102,9 +117,12 @@ export class PeerPool {
   async dial(peer: string): Promise<Duplex> {
     this.stats.dials++;
     try {
-      return await this.#dial(peer);
+      const s = await this.#dial(peer);
+      this.#onDial(true);
+      return s;
     } catch (err) {
       this.stats.dialFailures++;
+      this.#onDial(false);
       throw err;
     }
   }
@@ -119,7 +137,7 @@ export class PeerPool {
 
   #slotsOf(peer: string): PeerSlots {
     let s = this.#slots.get(peer);
-    if (!s) this.#slots.set(peer, (s = { idle: [], dialing: false, retryAt: 0 }));
+    if (!s) this.#slots.set(peer, (s = { idle: [], dialing: 0, retryAt: 0 }));
     return s;
   }
 
@@ -130,7 +148,7 @@ export class PeerPool {
     for (const [peer, slots] of this.#slots) {
       if (!want.has(peer)) {
         this.#drop(slots, () => true);
-        if (!slots.dialing) this.#slots.delete(peer);
+        if (slots.dialing === 0) this.#slots.delete(peer);
         continue;
       }
       this.#drop(slots, (i) => now - i.since > this.#maxIdleMs);
@@ -154,23 +172,24 @@ export class PeerPool {
   #refill(peer: string): void {
     if (this.#closed || this.#size === 0 || !this.#timer) return;
     const slots = this.#slotsOf(peer);
-    if (slots.dialing || slots.idle.length >= this.#size || Date.now() < slots.retryAt) return;
-    slots.dialing = true;
-    this.dial(peer).then(
-      (stream) => {
-        slots.dialing = false;
-        if (this.#closed || !this.#peers().includes(peer)) {
-          stream.destroy();
-          return;
-        }
-        this.#park(slots, stream);
-        this.#refill(peer);
-      },
-      () => {
-        slots.dialing = false;
-        slots.retryAt = Date.now() + this.#retryMs;
-      },
-    );
+    while (slots.dialing < this.#parallel && slots.idle.length + slots.dialing < this.#size && Date.now() >= slots.retryAt) {
+      slots.dialing++;
+      this.dial(peer).then(
+        (stream) => {
+          slots.dialing--;
+          if (this.#closed || !this.#peers().includes(peer)) {
+            stream.destroy();
+            return;
+          }
+          this.#park(slots, stream);
+          this.#refill(peer);
+        },
+        () => {
+          slots.dialing--;
+          slots.retryAt = Date.now() + this.#retryMs;
+        },
+      );
+    }
   }
 
   #park(slots: PeerSlots, stream: Duplex): void {
@@ -212,7 +231,12 @@ export function acquirePeerPool(ctx: ProxyContext, opts?: PeerPoolOptions): Peer
   if (!s) {
     const dp = ctx.dataPlane;
     const peers = () => ctx.nodes().map((n) => n.id).filter((id) => id !== dp.selfId && dp.stateOf(id) !== 'dead');
-    s = { pool: new PeerPool((peer) => dp.dial(peer, 'tcp'), peers, opts), refs: 0 };
+    const m = tcpMetrics(ctx.registry);
+    const hooks: PeerPoolOptions = {
+      onTake: (pooled) => m.peerStreams.inc({ event: pooled ? 'take_pooled' : 'take_dialled' }),
+      onDial: (ok) => m.peerStreams.inc({ event: ok ? 'dial' : 'dial_failed' }),
+    };
+    s = { pool: new PeerPool((peer) => dp.dial(peer, 'tcp'), peers, { ...hooks, ...opts }), refs: 0 };
     shared.set(dp, s);
     s.pool.start();
   }

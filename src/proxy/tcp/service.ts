@@ -219,7 +219,7 @@ export class TcpServiceProxy implements ServiceProxy {
           conn.served = { entry: r.entry, state: r.state };
           return this.#join(conn, r.socket, kind, key, origin);
         }
-        const r = await forwardToPeer(this.#pool!, id, () => this.#header(key, origin), this.#statusTimeout());
+        const r = await forwardToPeer(this.#pool!, id, () => this.#header(key, origin), this.#statusTimeout(), () => dataPlane.stateOf(id) === 'dead');
         if (r.ok) return this.#join(conn, r.stream, kind, key, origin);
         reason = r.reason;
         if (r.suspect) dataPlane.markSuspect(id);

@@ -152,6 +152,49 @@ test('tcp cluster: forged forwards to the data-plane port are refused', async ()
   assert.equal(echo.reduce((n, b) => n + b.count(), 0), served, 'no backend connection came of it');
 });
 
+test('tcp cluster: client-ip, the primary hangs (SIGSTOP) — connections wait at most about the failure timeout', async (t) => {
+  const client = '127.0.0.62';
+  const r0 = await exchange('127.0.0.1', 17313, Buffer.from('hello'), client);
+  assert.ok(r0);
+  const backendId = r0.reply.toString().split(':')[0]!;
+  const flow = await c.flow('lb1', 'sticky', client);
+  assert.ok(flow?.backup && flow.backend);
+  const primary = flow.primary;
+  const survivors = c.nodes.filter((n) => n.id !== primary);
+  for (const n of survivors) for (let i = 0; i < 100 && !(await c.flow(n.id, 'sticky', client))?.backend; i++) await sleep(10);
+  const victim = c.node(primary).process!;
+  victim.kill('SIGSTOP');
+  try {
+    const t0 = Date.now();
+    let worst = 0;
+    let failed = 0;
+    const served = new Set<string>();
+    // Concurrent connections, so that some are in flight when the peer stops answering.
+    while (Date.now() - t0 < 2000) {
+      const rs = await Promise.all(
+        survivors.map(async (n) => {
+          const s = Date.now();
+          const r = await exchange(n.host, 17313, Buffer.from('x'), client, 8000);
+          return { r, ms: Date.now() - s };
+        }),
+      );
+      for (const { r, ms } of rs) {
+        worst = Math.max(worst, ms);
+        if (r && r.reply.length > 0) served.add(r.reply.toString().split(':')[0]!);
+        else failed++;
+      }
+      await sleep(20);
+    }
+    t.diagnostic(`SIGSTOP ${primary}: ${failed} connections failed; the slowest took ${worst} ms`);
+    assert.equal(failed, 0);
+    assert.deepEqual([...served], [backendId]);
+    assert.ok(worst < 3000, `a connection waited ${worst} ms`);
+  } finally {
+    victim.kill('SIGCONT');
+    await c.restart(primary);
+  }
+});
+
 test('tcp cluster: client-ip, kill -9 the primary — new connections reach the same backend through the backup', async (t) => {
   const client = '127.0.0.61';
   const r0 = await exchange('127.0.0.1', 17313, Buffer.from('hello'), client);

@@ -1,11 +1,24 @@
-import { test } from 'node:test';
+import { test, afterEach } from 'node:test';
 import assert from 'node:assert/strict';
 import { createServer, connect, type Server, type Socket, type AddressInfo } from 'node:net';
 import { createHash, randomBytes } from 'node:crypto';
 import { pipeBoth, readExactly, type PipeEnd } from '../../../src/proxy/tcp/pipe.js';
 import { PassThrough } from 'node:stream';
 
+/** Every socket a test opened or accepted, destroyed after each test so the process can exit. */
+const sockets = new Set<Socket>();
+const track = (s: Socket): Socket => {
+  sockets.add(s);
+  s.once('close', () => sockets.delete(s));
+  return s;
+};
+afterEach(() => {
+  for (const s of sockets) s.destroy();
+  sockets.clear();
+});
+
 async function listen(server: Server): Promise<number> {
+  server.on('connection', (s: Socket) => track(s));
   await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
   return (server.address() as AddressInfo).port;
 }
@@ -14,7 +27,7 @@ async function listen(server: Server): Promise<number> {
 async function proxy(backendPort: number, idleMs = 0): Promise<{ port: number; ends: PipeEnd[]; close(): void; server: Server }> {
   const ends: PipeEnd[] = [];
   const server = createServer({ allowHalfOpen: true, pauseOnConnect: true }, (client) => {
-    const b = connect({ port: backendPort, host: '127.0.0.1', allowHalfOpen: true });
+    const b = track(connect({ port: backendPort, host: '127.0.0.1', allowHalfOpen: true }));
     const onErr = () => client.destroy();
     b.once('error', onErr);
     b.once('connect', () => {
@@ -53,7 +66,7 @@ test('pipe: client half-closes, the backend answers after the FIN (request/respo
   const bp = await listen(backend);
   const p = await proxy(bp);
   const payload = randomBytes(3 * 1024 * 1024 + 7);
-  const c = connect({ port: p.port, host: '127.0.0.1', allowHalfOpen: true });
+  const c = track(connect({ port: p.port, host: '127.0.0.1', allowHalfOpen: true }));
   const reply = collect(c);
   c.end(payload);
   assert.equal((await reply).toString(), createHash('sha256').update(payload).digest('hex'));
@@ -74,7 +87,7 @@ test('pipe: the backend half-closes first and keeps reading what the client stil
   });
   const bp = await listen(backend);
   const p = await proxy(bp);
-  const c = connect({ port: p.port, host: '127.0.0.1', allowHalfOpen: true });
+  const c = track(connect({ port: p.port, host: '127.0.0.1', allowHalfOpen: true }));
   const reply = await collect(c); // FIN from the backend reached the client...
   assert.equal(reply.toString(), 'banner-then-FIN');
   // ...and the client → backend direction still flows.
@@ -95,7 +108,7 @@ test('pipe: a reset on one side resets the other promptly', async () => {
   });
   const bp = await listen(backend);
   const p = await proxy(bp);
-  const c = connect({ port: p.port, host: '127.0.0.1', allowHalfOpen: true });
+  const c = track(connect({ port: p.port, host: '127.0.0.1', allowHalfOpen: true }));
   c.write('x');
   await waitFor(() => bs !== undefined);
   const t0 = Date.now();
@@ -117,7 +130,7 @@ test('pipe: idle timeout closes both sides; traffic in either direction keeps it
   });
   const bp = await listen(backend);
   const p = await proxy(bp, 150);
-  const c = connect({ port: p.port, host: '127.0.0.1', allowHalfOpen: true });
+  const c = track(connect({ port: p.port, host: '127.0.0.1', allowHalfOpen: true }));
   c.resume();
   await waitFor(() => bs !== undefined);
   // Backend → client only, every 50 ms, for 400 ms: never idle.
@@ -141,7 +154,7 @@ test('pipe: backpressure — a backend that does not read stops the client, then
   });
   const bp = await listen(backend);
   const p = await proxy(bp);
-  const c = connect({ port: p.port, host: '127.0.0.1', allowHalfOpen: true });
+  const c = track(connect({ port: p.port, host: '127.0.0.1', allowHalfOpen: true }));
   await new Promise((r) => c.once('connect', r));
   const chunk = Buffer.alloc(64 * 1024, 2);
   let written = 0;

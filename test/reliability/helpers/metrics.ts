@@ -70,3 +70,16 @@ export async function assertNodesSound(c: TestCluster, ids: readonly string[]): 
     assert.deepEqual(bad.slice(0, 3), [], `${id} logged no uncaught exception / fatal error`);
   }
 }
+
+/**
+ * After start: every node process of `ids` is ours and running. A port clash (another run of the
+ * suite on this machine) makes a new node exit at once while the other run's node answers /readyz
+ * on the same address, which would make every later figure meaningless.
+ */
+export async function assertStarted(c: TestCluster, ids: readonly string[]): Promise<void> {
+  await new Promise((r) => setTimeout(r, 200));
+  for (const id of ids) {
+    const p = c.node(id).process;
+    assert.ok(p !== null && p.exitCode === null, `${id} exited right after start (a port in use by another run?):\n${c.log(id)}`);
+  }
+}

@@ -21,10 +21,16 @@ export interface PeerTarget {
 }
 
 /** A plain TCP connection; errors are swallowed (the node is expected to cut us off). */
-export async function rawConnect(host: string, port: number, localAddress?: string): Promise<Socket> {
+export async function rawConnect(host: string, port: number, localAddress?: string, timeoutMs = 3000): Promise<Socket> {
   const s = net.connect({ host, port, ...(localAddress ? { localAddress } : {}) });
+  // Rejects on a failed connect (once() does on 'error'), never hangs: bounded tests.
+  const timer = setTimeout(() => s.destroy(new Error(`connect to ${host}:${port} timed out`)), timeoutMs);
+  try {
+    await once(s, 'connect');
+  } finally {
+    clearTimeout(timer);
+  }
   s.on('error', () => undefined);
-  await once(s, 'connect');
   return s;
 }
 
@@ -92,4 +98,17 @@ export function batchFrame(seq: number | null, entries: readonly FlowEntry[]): B
 export function entry(service: string, key: string, fields: Partial<FlowEntry> = {}): FlowEntry {
   const now = Date.now();
   return { service, key, primary: 'lb1', backup: 'lb2', backend: null, version: now * 1024, writer: 'lb3', lastActive: now, ended: false, ...fields };
+}
+
+/** Binds a UDP socket; rejects on an error (port in use) instead of waiting forever. */
+export function bindUdp(socket: import('node:dgram').Socket, port: number, host: string): Promise<void> {
+  return new Promise((resolve, reject) => {
+    const onError = (err: Error): void => reject(err);
+    socket.once('error', onError);
+    socket.bind(port, host, () => {
+      socket.off('error', onError);
+      socket.on('error', () => undefined);
+      resolve();
+    });
+  });
 }

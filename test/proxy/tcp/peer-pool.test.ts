@@ -1,0 +1,65 @@
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { createServer, connect, type Socket, type AddressInfo } from 'node:net';
+import type { Duplex } from 'node:stream';
+import { PeerPool } from '../../../src/proxy/tcp/peer-pool.js';
+
+const waitFor = async (cond: () => boolean, ms = 2000) => {
+  const t0 = Date.now();
+  while (!cond()) {
+    if (Date.now() - t0 > ms) throw new Error('timeout');
+    await new Promise((r) => setTimeout(r, 5));
+  }
+};
+
+test('peer pool: fills, hands out pooled streams, drops streams the peer closes, refills', async () => {
+  const accepted = new Set<Socket>();
+  const server = createServer((s) => {
+    accepted.add(s);
+    s.on('close', () => accepted.delete(s));
+  });
+  await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+  const port = (server.address() as AddressInfo).port;
+  const dial = (): Promise<Duplex> =>
+    new Promise((resolve, reject) => {
+      const s = connect(port, '127.0.0.1');
+      s.once('connect', () => resolve(s));
+      s.once('error', reject);
+    });
+  const pool = new PeerPool(dial, () => ['p'], { size: 3, tickMs: 20 });
+  pool.start();
+  await waitFor(() => pool.idle('p') === 3);
+  const { stream, pooled } = await pool.take('p');
+  assert.equal(pooled, true);
+  await waitFor(() => pool.idle('p') === 3, 1000); // refilled after the take
+  // The peer closes every stream (e.g. it restarted): idle ones are dropped, then replaced.
+  for (const s of accepted) s.destroy();
+  await waitFor(() => accepted.size >= 3 && pool.idle('p') === 3);
+  pool.close();
+  assert.equal(pool.idle('p'), 0);
+  stream.destroy();
+  await waitFor(() => accepted.size === 0);
+  server.close();
+});
+
+test('peer pool: a failing peer is retried after the back-off, not in a loop; dead peers are not kept warm', async () => {
+  let dials = 0;
+  let peers = ['p'];
+  const pool = new PeerPool(
+    () => {
+      dials++;
+      return Promise.reject(new Error('refused'));
+    },
+    () => peers,
+    { size: 4, tickMs: 10, retryMs: 200 },
+  );
+  pool.start();
+  await new Promise((r) => setTimeout(r, 150));
+  assert.ok(dials <= 2, `${dials} dials within the back-off`);
+  await assert.rejects(pool.take('p'), /refused/);
+  peers = [];
+  const before = dials;
+  await new Promise((r) => setTimeout(r, 300));
+  assert.equal(dials, before, 'no dial to a peer that is not wanted');
+  pool.close();
+});
