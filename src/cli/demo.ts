@@ -188,6 +188,7 @@ Send traffic to any node — the flow keeps its owners and its backend:
   echo hello | nc -u -w1 127.0.0.1 8082                       udp echo, keyed by ip:port
 
 Look:
+  http://127.0.0.1:9000/                                      the live dashboard (any node's admin port)
   curl http://127.0.0.1:9000/api/cluster                      nodes and their states
   curl 'http://127.0.0.1:9000/api/flows?service=web&key=alice'   where alice's flow lives
   curl http://127.0.0.1:9000/api/backends                     backends and their health

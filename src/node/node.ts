@@ -317,6 +317,12 @@ export class TandemNode {
   #onPeerState(id: string, state: PeerState, prev: PeerState): void {
     this.#recomputeCandidates();
     this.events.add('membership', `${id}: ${prev} → ${state}`, { peer: id, state, prev });
+    // A node still starting has a partial view: peers it has not reached yet read 'dead' (never
+    // heard from), and its table is whatever snapshots arrived so far. Re-protecting then would
+    // strip live peers of their flows, and the result reaches every peer whose full resync starts
+    // afterwards (found by the chaos test: tables never converged after a restart). The running
+    // nodes have already re-protected whatever really died; this node gets their result.
+    if (!this.#started) return;
     if (state === 'dead' && prev !== 'dead') {
       const n = this.router.reprotectAll(this.flows(), new Set(this.#candidates));
       this.logger.warn({ peer: id, reprotected: n }, 'peer dead: flows re-protected');

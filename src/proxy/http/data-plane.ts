@@ -93,6 +93,12 @@ export class HttpDataPlane {
   #onRequest = (req: IncomingMessage, res: ServerResponse): void => {
     const name = serviceOf(req.rawHeaders);
     const proxy = name === undefined ? undefined : this.#lookup(name);
+    if (proxy?.draining) {
+      // This node is stopping and has handed its flows over: close without a response, which
+      // the forwarding node reads as "failed before any byte" and retries on the flow's next owner.
+      req.socket.destroy();
+      return;
+    }
     if (proxy === undefined) {
       // The peers disagree about the services (a reload in progress): the sender gets a 503.
       sendError(res, name === undefined ? 'bad-request' : 'unknown-service', !req.complete);

@@ -55,6 +55,8 @@ export class HttpServiceProxy implements ServiceProxy, ExchangeOwner {
   readonly #backends: BackendClients;
   #access: Logger | null = null;
   #draining = false;
+  /** Exchanges not yet finished, client-facing and forwarded in by peers (drain waits for them). */
+  #inflight = 0;
   readonly #upgrades: UpgradeRouter;
   /** Reused for httpFlowKey, which is synchronous. */
   readonly #src = { remoteAddress: '', remotePort: 0, headers: {} as Record<string, string | string[] | undefined> };
@@ -126,7 +128,11 @@ export class HttpServiceProxy implements ServiceProxy, ExchangeOwner {
     this.#draining = true;
     const server = this.#server;
     if (!server) return;
+    const deadline = Date.now() + timeoutMs;
     await drainServer(server, timeoutMs);
+    // Requests forwarded in by peers use this service's backend pools too: they finish before
+    // the pools close (peers stop sending once the hand-over has reached them).
+    while (this.#inflight > 0 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 10));
     await this.stop();
   }
 
@@ -152,6 +158,7 @@ export class HttpServiceProxy implements ServiceProxy, ExchangeOwner {
 
   #onRequest = (req: IncomingMessage, res: ServerResponse): void => {
     const ex = new Exchange(this, req, res, false, performance.now());
+    this.#inflight++;
     const socket = req.socket;
     const ip = socket.remoteAddress;
     if (ip === undefined) {
@@ -180,6 +187,7 @@ export class HttpServiceProxy implements ServiceProxy, ExchangeOwner {
   /** A request forwarded by a peer (from HttpDataPlane): served here, never forwarded again. */
   serveForwarded(req: IncomingMessage, res: ServerResponse): void {
     const ex = new Exchange(this, req, res, true, performance.now());
+    this.#inflight++;
     const head = (ex.head = scanRequestHead(req.rawHeaders, null, false, true));
     ex.via = this.#via;
     const key = head.flowKey === undefined ? undefined : decodeFlowKey(head.flowKey);
@@ -353,6 +361,7 @@ export class HttpServiceProxy implements ServiceProxy, ExchangeOwner {
   }
 
   finished(ex: Exchange): void {
+    this.#inflight--;
     if (ex.backend !== undefined) {
       ex.backendPool?.release(ex.backend);
       this.#ctx.router.active(ex.entry);

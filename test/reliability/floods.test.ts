@@ -1,0 +1,220 @@
+/**
+ * Client floods (issue 10), each bounded in count and time:
+ *  - 1M distinct flow keys over UDP (QUIC connection ids, so one socket makes them all) against a
+ *    two-node cluster whose service allows 20 000 flows: every node's flow table and backend
+ *    sockets stay within that bound, evictions are counted, memory stays bounded, and the service
+ *    still serves a new flow afterwards. The flood is open-loop (faster than two nodes on a small
+ *    machine absorb, so the kernel drops part of it); the figures say how many keys reached the
+ *    nodes, and the assertions need ten times the bound at least.
+ *  - 10 000 idle client connections to the HTTP service and 10 000 to the TCP service, each capped
+ *    at 2 000 connections with a 1.5 s idle/header timeout: no node holds more than its cap, every
+ *    idle connection is closed by the timeout, and the service answers afterwards.
+ * (The peer-side flood, 100k entries/s, is peer-flood.test.ts.)
+ */
+import { test, before, after } from 'node:test';
+import assert from 'node:assert/strict';
+import net from 'node:net';
+import { createSocket, type Socket as UdpSocket } from 'node:dgram';
+import { startCluster, sleep, type TestCluster } from '../helpers/cluster.js';
+import { httpBackend, tcpBackend, udpBackend, type Backend } from '../helpers/backends.js';
+import { assertNodesSound, assertStarted } from './helpers/metrics.js';
+import { bindUdp } from './helpers/peer.js';
+
+const BASE = 17760;
+const UDP_PORT = BASE + 5;
+const HTTP_PORT = BASE + 6;
+const TCP_PORT = BASE + 7;
+const KEYS = 1_000_000;
+const MAX_FLOWS = 20_000;
+const RATE = 45_000; // datagrams per second offered
+const FLOOD_BUDGET_MS = 30_000;
+const CONNS = 10_000;
+const MAX_CONNS = 2_000;
+const RSS = 'tandem_process_process_resident_memory_bytes';
+let c: TestCluster;
+const backends: Backend[] = [];
+
+before(async () => {
+  backends.push(await udpBackend('u1'), await httpBackend('h1'), await tcpBackend('t1'));
+  c = await startCluster({
+    basePort: BASE,
+    nodes: 2,
+    services: [
+      { name: 'quic', protocol: 'udp', port: UDP_PORT, flowKey: 'quic-cid', maxFlows: MAX_FLOWS, backends: [{ address: backends[0].address }], healthCheck: { type: 'none' } },
+      { name: 'web', protocol: 'http', port: HTTP_PORT, flowKey: 'header:x-session', maxConnections: MAX_CONNS, backends: [{ address: backends[1].address }], healthCheck: { type: 'none' }, timeouts: { headerMs: 1500, idleMs: 1500, requestMs: 3000 } },
+      { name: 'raw', protocol: 'tcp', port: TCP_PORT, maxConnections: MAX_CONNS, backends: [{ address: backends[2].address }], healthCheck: { type: 'none' }, timeouts: { idleMs: 1500, connectMs: 1000 } },
+    ],
+  });
+  await assertStarted(c, ['lb1', 'lb2']);
+});
+
+after(async () => {
+  await c?.stop();
+  await Promise.all(backends.map((b) => b.close()));
+});
+
+/** A short-header QUIC packet (RFC 9000 section 17.3.1) whose 8-byte DCID is `n`: one flow per n. */
+function quicPacket(n: number): Buffer {
+  const b = Buffer.alloc(1 + 8 + 24, 0x2e);
+  b[0] = 0x41;
+  b.writeUInt32BE(0x71666c64, 1); // "qfld"
+  b.writeUInt32BE(n, 5);
+  return b;
+}
+
+test(`${KEYS / 1e6}M distinct flow keys over UDP: tables and backend sockets within maxFlows ${MAX_FLOWS}, memory bounded`, { timeout: FLOOD_BUDGET_MS + 60_000 }, async (t) => {
+  const rss0 = await Promise.all(c.nodes.map((n) => c.metric(n.id, RSS)));
+  const socks: UdpSocket[] = [];
+  let replies = 0;
+  for (let i = 0; i < 4; i++) {
+    const s = createSocket('udp4');
+    await bindUdp(s, 0, '127.0.0.1');
+    s.on('message', () => replies++);
+    socks.push(s);
+  }
+  t.after(() => {
+    for (const s of socks) s.close();
+  });
+  const t0 = Date.now();
+  let sent = 0;
+  const peaks = c.nodes.map(() => ({ table: 0, sockets: 0 }));
+  let nextPeek = 100_000;
+  while (sent < KEYS && Date.now() - t0 < FLOOD_BUDGET_MS) {
+    const due = Math.min(KEYS, Math.floor(((Date.now() - t0) / 1000) * RATE) + 200);
+    for (; sent < due; sent++) socks[sent % socks.length].send(quicPacket(sent), UDP_PORT, c.nodes[sent % 2].host);
+    if (sent >= nextPeek) {
+      nextPeek += 100_000;
+      for (const [i, n] of c.nodes.entries()) {
+        peaks[i].table = Math.max(peaks[i].table, await c.metric(n.id, 'tandem_flows', { service: 'quic' }));
+        peaks[i].sockets = Math.max(peaks[i].sockets, await c.metric(n.id, 'tandem_udp_flows', { service: 'quic' }));
+      }
+    }
+    await sleep(2);
+  }
+  const floodMs = Date.now() - t0;
+  await sleep(1000);
+  const lines: string[] = [];
+  let received = 0;
+  let created = 0;
+  for (const [i, n] of c.nodes.entries()) {
+    const table = await c.metric(n.id, 'tandem_flows', { service: 'quic' });
+    const sockets = await c.metric(n.id, 'tandem_udp_flows', { service: 'quic' });
+    const inn = await c.metric(n.id, 'tandem_udp_datagrams_total', { service: 'quic', direction: 'in' });
+    const made = await c.metric(n.id, 'tandem_flows_created_total');
+    const lru = await c.metric(n.id, 'tandem_flow_evictions_total', { service: 'quic', reason: 'lru' });
+    const sockEv = await c.metric(n.id, 'tandem_udp_flow_evictions_total', { service: 'quic' });
+    const rss = await c.metric(n.id, RSS);
+    received += inn;
+    created += made;
+    peaks[i].table = Math.max(peaks[i].table, table);
+    peaks[i].sockets = Math.max(peaks[i].sockets, sockets);
+    lines.push(
+      `${n.id}: datagrams in ${inn}, flows created ${made}, table ${table} (peak seen ${peaks[i].table}), backend sockets ${sockets} (peak ${peaks[i].sockets}), ` +
+        `table LRU evictions ${lru}, socket evictions ${sockEv}, RSS ${Math.round(rss0[i] / 2 ** 20)} → ${Math.round(rss / 2 ** 20)} MiB`,
+    );
+    assert.ok(table <= MAX_FLOWS && peaks[i].table <= MAX_FLOWS, `${n.id}: table within the bound`);
+    assert.ok(sockets <= MAX_FLOWS && peaks[i].sockets <= MAX_FLOWS, `${n.id}: backend sockets within the bound`);
+    assert.ok(made <= MAX_FLOWS || lru > 0, `${n.id}: evictions counted`);
+    assert.ok(rss - rss0[i] < 300 * 2 ** 20, `${n.id}: RSS grew ${Math.round((rss - rss0[i]) / 2 ** 20)} MiB`);
+  }
+  t.diagnostic(`${sent} distinct keys sent in ${floodMs} ms (${Math.round(sent / (floodMs / 1000))}/s offered); ${received} datagrams reached the nodes' service sockets, ${created} flows created cluster-wide, ${replies} replies`);
+  for (const l of lines) t.diagnostic(l);
+  assert.equal(sent, KEYS, `all ${KEYS} keys sent within ${FLOOD_BUDGET_MS} ms`);
+  assert.ok(received >= 10 * MAX_FLOWS, `the bound was exercised: ${received} keys reached the nodes`);
+  // Still serving: a fresh flow gets its reply.
+  const probe = createSocket('udp4');
+  await bindUdp(probe, 0, '127.0.0.1');
+  const got = new Promise<boolean>((resolve) => {
+    const timer = setTimeout(() => resolve(false), 3000);
+    probe.on('message', () => {
+      clearTimeout(timer);
+      resolve(true);
+    });
+  });
+  probe.send(quicPacket(KEYS + 7), UDP_PORT, c.nodes[0].host);
+  const served = await got;
+  probe.close();
+  assert.ok(served, 'a new flow is served after the flood');
+  await assertNodesSound(c, ['lb1', 'lb2']);
+});
+
+/** Opens `n` connections (in batches) and keeps them idle; tracks when each is closed by the peer. */
+async function idleConnections(port: number, host: string, n: number): Promise<{ socks: net.Socket[]; closedAt: number[]; refused: number }> {
+  const socks: net.Socket[] = [];
+  const closedAt: number[] = [];
+  let refused = 0;
+  for (let i = 0; i < n; i += 500) {
+    await Promise.all(
+      Array.from({ length: Math.min(500, n - i) }, () =>
+        new Promise<void>((resolve) => {
+          const s = net.connect(port, host);
+          s.on('error', () => undefined);
+          s.once('connect', () => {
+            socks.push(s);
+            resolve();
+          });
+          s.once('close', () => {
+            closedAt.push(Date.now());
+            if (!s.remotePort) refused++;
+            resolve();
+          });
+        }),
+      ),
+    );
+  }
+  return { socks, closedAt, refused };
+}
+
+for (const [label, port] of [['HTTP', HTTP_PORT], ['TCP', TCP_PORT]] as const) {
+  test(`${CONNS} idle ${label} client connections: at most ${MAX_CONNS} held, all closed by the idle timeout, service answers after`, { timeout: 60_000 }, async (t) => {
+    const host = c.node('lb1').host;
+    const t0 = Date.now();
+    const { socks, closedAt } = await idleConnections(port, host, CONNS);
+    t.after(() => {
+      for (const s of socks) s.destroy();
+    });
+    const openedMs = Date.now() - t0;
+    await sleep(300);
+    const openAfterLimit = socks.filter((s) => !s.destroyed && !s.readableEnded).length;
+    const active = label === 'TCP' ? await c.metric('lb1', 'tandem_tcp_active_connections', { service: 'raw' }) : null;
+    // Idle timeout 1.5 s (+ the server's check interval): everything must be gone within 5 s.
+    const deadline = Date.now() + 5000;
+    let open = openAfterLimit;
+    while (open > 0 && Date.now() < deadline) {
+      await sleep(100);
+      open = socks.filter((s) => !s.destroyed && !s.readableEnded).length;
+    }
+    const lastClose = closedAt.length ? Math.max(...closedAt) - t0 : -1;
+    t.diagnostic(
+      `${socks.length} of ${CONNS} connections established in ${openedMs} ms; ${openAfterLimit} still open 300 ms later (cap ${MAX_CONNS})` +
+        `${active !== null ? `, node counts ${active} active` : ''}; ${open} open after the idle timeout; last close at +${lastClose} ms`,
+    );
+    assert.ok(openAfterLimit <= MAX_CONNS + 10, `${openAfterLimit} connections held, cap ${MAX_CONNS}`);
+    assert.equal(open, 0, 'every idle connection closed by the timeout');
+    // The service answers afterwards.
+    if (label === 'HTTP') {
+      const r = await fetch(`http://${host}:${port}/after`, { headers: { 'x-session': 'after-flood' }, signal: AbortSignal.timeout(3000) });
+      assert.equal(r.status, 200);
+      await r.text();
+    } else {
+      const echoed = await new Promise<string>((resolve) => {
+        const s = net.connect(port, host, () => s.write('after'));
+        let got = '';
+        s.on('data', (d: Buffer) => {
+          got += d.toString();
+          if (got.length >= 5) {
+            s.destroy();
+            resolve(got);
+          }
+        });
+        s.on('error', () => resolve(got));
+        setTimeout(() => {
+          s.destroy();
+          resolve(got);
+        }, 3000).unref();
+      });
+      assert.equal(echoed, 'after');
+    }
+    await assertNodesSound(c, ['lb1', 'lb2']);
+  });
+}
