@@ -66,6 +66,16 @@ export function answerClientError(err: NodeJS.ErrnoException, socket: Duplex): H
     return null;
   }
   const kind = clientErrorKind(err.code);
+  // Only a response to an earlier, complete request is waited for; a pending response whose own
+  // request failed mid-body is that request's, and the error is answered now.
+  if (pending && !pending.writableFinished && pending.req?.complete) {
+    // RFC 9112 section 9.3.2: responses go in request order. A bad request pipelined behind a
+    // good one is answered after the good one's response, then the connection closes.
+    const answer = () => (socket.writable ? endWithError(socket, kind) : socket.destroy());
+    pending.once('finish', answer);
+    pending.once('close', () => (pending.writableFinished ? undefined : socket.destroy()));
+    return kind;
+  }
   endWithError(socket, kind);
   return kind;
 }

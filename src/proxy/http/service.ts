@@ -172,6 +172,10 @@ export class HttpServiceProxy implements ServiceProxy, ExchangeOwner {
     ex.clientPort = socket.remotePort ?? 0;
     const head = (ex.head = scanRequestHead(req.rawHeaders, this.#flowHeader, this.#flowCookie, false));
     ex.via = this.#via;
+    // RFC 9110 section 15.6.6: this is an HTTP/1.x listener; HTTP/2.0 or 0.9 heads are refused.
+    if (req.httpVersionMajor !== 1) return this.fail(ex, 'version-not-supported');
+    // RFC 9112 section 6.1: Transfer-Encoding in an HTTP/1.0 request is faulty framing.
+    if (req.httpVersionMinor === 0 && req.headers['transfer-encoding'] !== undefined) return this.fail(ex, 'bad-request');
     // RFC 9112 section 3.2: exactly one Host in HTTP/1.1, at most one before.
     if (head.hostCount > 1 || (head.hostCount === 0 && req.httpVersion === '1.1')) return this.fail(ex, 'bad-request');
     const key = this.#key(ex.clientIp, ex.clientPort, head);
