@@ -38,6 +38,8 @@ export function formatPath(path: readonly (string | number)[]): string {
 }
 
 const DEFAULT_IDLE_MS: Record<Protocol, number> = { http: 600_000, tcp: 600_000, udp: 30_000 };
+/** A UDP flow holds a backend socket (a file descriptor and an ephemeral port) on its owner. */
+const DEFAULT_MAX_FLOWS: Record<Protocol, number> = { http: 1_000_000, tcp: 1_000_000, udp: 50_000 };
 
 /** Reads and validates a config file. Throws ConfigError listing every problem. */
 export function loadConfigFile(file: string): Config {
@@ -264,9 +266,10 @@ function resolveSecrets(raw: unknown, baseDir: string, issues: ConfigIssue[]): S
 function build(raw: RawConfig, secrets: Secrets, baseDir: string, source: string | null): Config {
   const abs = (p: string) => (isAbsolute(p) ? p : resolve(baseDir, p));
   const services: ServiceConfig[] = raw.services.map((s) => {
-    const { flowKey, flowIdleTimeoutMs, healthCheck, backends, ...rest } = s;
+    const { flowKey, flowIdleTimeoutMs, healthCheck, backends, maxFlows, ...rest } = s;
     return {
       ...rest,
+      maxFlows: maxFlows ?? DEFAULT_MAX_FLOWS[s.protocol],
       flowKey: flowKey ?? formatFlowKeySpec(defaultFlowKey(s.protocol)),
       flowIdleTimeoutMs: flowIdleTimeoutMs ?? DEFAULT_IDLE_MS[s.protocol],
       backends: backends.map((b) => {

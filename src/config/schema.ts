@@ -120,7 +120,7 @@ const serviceSchema = strictObject({
   flowKey: str().optional(),
   policy: z.enum(POLICIES, { errorMap: () => ({ message: `must be one of ${POLICIES.join(', ')}` }) }).default('round-robin'),
   flowIdleTimeoutMs: int(100, 86_400_000 * 7).optional(),
-  maxFlows: int(1, 100_000_000).default(1_000_000),
+  maxFlows: int(1, 100_000_000).optional(),
   maxConnections: int(1, 10_000_000).default(10_000),
   proxyProtocol: z.enum(['v1', 'v2'], { errorMap: () => ({ message: 'must be v1 or v2' }) }).optional(),
   quicCidLength: int(0, 20).default(8),
@@ -157,8 +157,9 @@ export type Protocol = (typeof PROTOCOLS)[number];
 export type PolicyName = (typeof POLICIES)[number];
 
 export interface ServiceConfig
-  extends Readonly<Omit<RawService, 'backends' | 'flowKey' | 'flowIdleTimeoutMs' | 'healthCheck' | 'timeouts'>> {
+  extends Readonly<Omit<RawService, 'backends' | 'flowKey' | 'flowIdleTimeoutMs' | 'healthCheck' | 'timeouts' | 'maxFlows'>> {
   readonly flowKey: string;
+  readonly maxFlows: number;
   readonly flowIdleTimeoutMs: number;
   readonly backends: readonly BackendConfig[];
   readonly healthCheck: HealthCheckConfig;

@@ -67,6 +67,8 @@ test('a good config validates, gets defaults, and is frozen', () => {
   assert.equal(c.services[0].flowIdleTimeoutMs, 600_000);
   assert.equal(c.services[1].flowKey, 'connection');
   assert.equal(c.services[2].flowIdleTimeoutMs, 30_000);
+  assert.equal(c.services[0].maxFlows, 1_000_000);
+  assert.equal(c.services[2].maxFlows, 50_000);
   assert.deepEqual(c.services[1].backends[0], { address: '[::1]:9101', host: '::1', port: 9101, weight: 1 });
   assert.equal(c.services[0].backends[1].weight, 3);
   assert.equal(c.services[0].healthCheck.rise, 2);
