@@ -49,6 +49,8 @@ export class TandemNode {
   /** Communications per second over the last few seconds (EWMA of router lookups). */
   #rate = { last: 0, perSec: 0 };
   #started = false;
+  /** Peers heard from since this process started (see #notKnownDead). */
+  readonly #heard = new Set<string>();
   readonly startedAt = Date.now();
 
   constructor(config: Config, selfId: string, opts: NodeOptions = {}) {
@@ -315,6 +317,9 @@ export class TandemNode {
   }
 
   #onPeerState(id: string, state: PeerState, prev: PeerState): void {
+    // Only a peer heard from since this process started can be known dead ('suspect' implies
+    // heard: it needs a frame within failureTimeoutMs).
+    if (state !== 'dead') this.#heard.add(id);
     this.#recomputeCandidates();
     this.events.add('membership', `${id}: ${prev} → ${state}`, { peer: id, state, prev });
     // A node still starting has a partial view: peers it has not reached yet read 'dead' (never
@@ -324,15 +329,30 @@ export class TandemNode {
     // nodes have already re-protected whatever really died; this node gets their result.
     if (!this.#started) return;
     if (state === 'dead' && prev !== 'dead') {
-      const n = this.router.reprotectAll(this.flows(), new Set(this.#candidates));
+      const n = this.router.reprotectAll(this.flows(), this.#notKnownDead());
       this.logger.warn({ peer: id, reprotected: n }, 'peer dead: flows re-protected');
       this.events.add('reprotect', `${id} dead: ${n} flows re-protected (backups promoted)`, { peer: id, flows: n });
     } else if (state === 'alive' && prev === 'dead') {
       // Flows re-owned while too few nodes were alive may lack a backup: protect them again now.
-      const n = this.router.reprotectAll(this.flows(), new Set(this.#candidates));
+      const n = this.router.reprotectAll(this.flows(), this.#notKnownDead());
       this.logger.info({ peer: id, reprotected: n }, 'peer alive');
       if (n > 0) this.events.add('reprotect', `${id} back: ${n} flows given a backup`, { peer: id, flows: n });
     }
+  }
+
+  /**
+   * The nodes re-protection may keep as owners: every node except the peers this node saw die.
+   * A node ready after a restart may still wait for some peers to redial it (their back-off runs
+   * up to reconnectMaxMs): they read 'dead' but are not known dead, and moving their flows away
+   * would write a table the rest of the cluster never agrees with (found by the chaos test).
+   * Routing still skips them (router.hops): this set only decides whom to strip of flows.
+   */
+  #notKnownDead(): Set<string> {
+    const out = new Set<string>();
+    for (const n of this.#config.cluster.nodes) {
+      if (n.id === this.self.id || !this.#heard.has(n.id) || this.stateOf(n.id) !== 'dead') out.add(n.id);
+    }
+    return out;
   }
 
   #startTimers(): void {

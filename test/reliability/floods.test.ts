@@ -15,7 +15,7 @@ import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import net from 'node:net';
 import { createSocket, type Socket as UdpSocket } from 'node:dgram';
-import { startCluster, sleep, type TestCluster } from '../helpers/cluster.js';
+import { startCluster, sleep, waitUntil, type TestCluster } from '../helpers/cluster.js';
 import { httpBackend, tcpBackend, udpBackend, type Backend } from '../helpers/backends.js';
 import { assertNodesSound, assertStarted } from './helpers/metrics.js';
 import { bindUdp } from './helpers/peer.js';
@@ -81,20 +81,29 @@ test(`${KEYS / 1e6}M distinct flow keys over UDP: tables and backend sockets wit
   let sent = 0;
   const peaks = c.nodes.map(() => ({ table: 0, sockets: 0 }));
   let nextPeek = 100_000;
+  let missedSamples = 0;
   while (sent < KEYS && Date.now() - t0 < FLOOD_BUDGET_MS) {
     const due = Math.min(KEYS, Math.floor(((Date.now() - t0) / 1000) * RATE) + 200);
     for (; sent < due; sent++) socks[sent % socks.length].send(quicPacket(sent), UDP_PORT, c.nodes[sent % 2].host);
     if (sent >= nextPeek) {
       nextPeek += 100_000;
+      // A node saturated by the flood may answer its admin API late (the admin client gives up
+      // after 3 s): a missed sample is counted, not an error — the bound is checked after.
       for (const [i, n] of c.nodes.entries()) {
-        peaks[i].table = Math.max(peaks[i].table, await c.metric(n.id, 'tandem_flows', { service: 'quic' }));
-        peaks[i].sockets = Math.max(peaks[i].sockets, await c.metric(n.id, 'tandem_udp_flows', { service: 'quic' }));
+        try {
+          peaks[i].table = Math.max(peaks[i].table, await c.metric(n.id, 'tandem_flows', { service: 'quic' }));
+          peaks[i].sockets = Math.max(peaks[i].sockets, await c.metric(n.id, 'tandem_udp_flows', { service: 'quic' }));
+        } catch {
+          missedSamples++;
+        }
       }
     }
     await sleep(2);
   }
   const floodMs = Date.now() - t0;
+  // Let the nodes work off what the kernel queued, then wait until both answer again.
   await sleep(1000);
+  for (const n of c.nodes) await waitUntil(async () => (await c.get(n.id, '/healthz').catch(() => null))?.status === 200, 15_000, `${n.id} answers after the flood`);
   const lines: string[] = [];
   let received = 0;
   let created = 0;
@@ -119,7 +128,7 @@ test(`${KEYS / 1e6}M distinct flow keys over UDP: tables and backend sockets wit
     assert.ok(made <= MAX_FLOWS || lru > 0, `${n.id}: evictions counted`);
     assert.ok(rss - rss0[i] < 300 * 2 ** 20, `${n.id}: RSS grew ${Math.round((rss - rss0[i]) / 2 ** 20)} MiB`);
   }
-  t.diagnostic(`${sent} distinct keys sent in ${floodMs} ms (${Math.round(sent / (floodMs / 1000))}/s offered); ${received} datagrams reached the nodes' service sockets, ${created} flows created cluster-wide, ${replies} replies`);
+  t.diagnostic(`${sent} distinct keys sent in ${floodMs} ms (${Math.round(sent / (floodMs / 1000))}/s offered); ${received} datagrams reached the nodes' service sockets, ${created} flows created cluster-wide, ${replies} replies; ${missedSamples} admin samples timed out during the flood`);
   for (const l of lines) t.diagnostic(l);
   assert.equal(sent, KEYS, `all ${KEYS} keys sent within ${FLOOD_BUDGET_MS} ms`);
   assert.ok(received >= 10 * MAX_FLOWS, `the bound was exercised: ${received} keys reached the nodes`);

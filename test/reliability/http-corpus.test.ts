@@ -94,6 +94,8 @@ interface Case {
   readonly close?: boolean;
   /** How many responses at most (a smuggled second request would add one). */
   readonly maxResponses?: number;
+  /** The last expected response may be replaced by the connection's close. */
+  readonly lastOptional?: boolean;
 }
 
 const SMUGGLED = 'GET /smuggled HTTP/1.1\r\nHost: t\r\n\r\n';
@@ -169,7 +171,9 @@ const CASES: Case[] = [
   { name: '5000 header fields', raw: head(Array.from({ length: 5000 }, (_, i) => `X-${i}: v\r\n`).join('')), expect: [431, 400], close: true },
   { name: 'one field of 20 KB', raw: head(`X-Big: ${'v'.repeat(20_000)}\r\n`), expect: [431], close: true },
   // --- pipelining: a good request, then a bad one ---
-  { name: 'pipelined good then CL+TE', raw: head('') + head(`Content-Length: 5\r\nTransfer-Encoding: chunked\r\n`, 'POST') + `0\r\n\r\n${SMUGGLED}`, expect: [200, 400], close: true, maxResponses: 2 },
+  // The good request is answered first (section 9.3.2: responses in request order); the bad one
+  // gets its 400 or, once the first response is under way, just the close.
+  { name: 'pipelined good then CL+TE', raw: head('') + head(`Content-Length: 5\r\nTransfer-Encoding: chunked\r\n`, 'POST') + `0\r\n\r\n${SMUGGLED}`, expect: [200, 400], close: true, maxResponses: 2, lastOptional: true },
 ];
 
 /**
@@ -177,13 +181,9 @@ const CASES: Case[] = [
  * reported to its owner. They run in their own `todo` test below: visible in every run, not
  * failing CI, and passing on their own once fixed.
  */
-const KNOWN_PROXY_ISSUES = new Set([
-  // Answered 200: the request line's version is not checked, an HTTP/2.0 request is proxied as 1.1.
-  'HTTP/2.0 on an HTTP/1 connection',
-  // The 400 for the bad second request is written before the first one's 200 (which is lost):
-  // the client reads the 400 as the answer to its valid first request (section 9.3.2: responses
-  // in request order).
-  'pipelined good then CL+TE',
+const KNOWN_PROXY_ISSUES = new Set<string>([
+  // Both deviations found in the first runs (an HTTP/2.0 request line proxied as 1.1; a pipelined
+  // 400 written before the earlier request's 200) were fixed in src/proxy/http; none open.
 ]);
 
 /** A session key whose primary is `owner` (asked from the node's own ranking). */
@@ -212,7 +212,8 @@ async function runCorpus(cases: readonly Case[]): Promise<{ failures: string[]; 
         if (o.statuses.length === 0) problems.push('no response');
         if (k.maxResponses !== undefined && o.statuses.length > k.maxResponses) problems.push(`${o.statuses.length} responses (a smuggled request was answered)`);
         if ((k.maxResponses ?? 1) > 1) {
-          k.expect.forEach((s, i) => o.statuses[i] !== s && problems.push(`response ${i + 1}: ${o.statuses[i]} instead of ${s}`));
+          const want = k.lastOptional && o.statuses.length === k.expect.length - 1 ? k.expect.slice(0, -1) : k.expect;
+          want.forEach((s, i) => o.statuses[i] !== s && problems.push(`response ${i + 1}: ${o.statuses[i]} instead of ${s}`));
         } else if (o.statuses.length > 0 && !(want[0] as readonly number[]).includes(o.statuses[0])) {
           problems.push(`status ${o.statuses[0]} instead of ${k.expect.join('|')}`);
         }
@@ -250,7 +251,7 @@ test('HTTP bad-input corpus: each case refused as RFC 9112 asks, locally and thr
   await assertNodesSound(c, ['lb1', 'lb2']);
 });
 
-test('HTTP corpus, known proxy deviations (reported; todo until src/proxy/http is fixed)', { todo: 'HTTP/2.0 request line accepted; pipelined 400 overtakes an earlier 200' }, async (t) => {
+test('HTTP corpus, known proxy deviations (reported; todo until src/proxy/http is fixed)', { todo: KNOWN_PROXY_ISSUES.size > 0 ? [...KNOWN_PROXY_ISSUES].join('; ') : false, skip: KNOWN_PROXY_ISSUES.size === 0 ? 'no known deviation open' : false }, async (t) => {
   const { failures } = await runCorpus(CASES.filter((k) => KNOWN_PROXY_ISSUES.has(k.name)));
   if (failures.length) t.diagnostic(failures.join('\n'));
   assert.deepEqual(failures, []);

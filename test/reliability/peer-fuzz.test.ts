@@ -559,8 +559,9 @@ test('UDP encapsulation fuzz: only authentic, fresh datagrams from the sender\'s
   for (let i = 0; i < cases.length; i++) {
     const k = cases[i];
     k.from.send(k.bytes, c.node('lb1').peerPort, c.node('lb1').host);
-    // A few at a time: the point is the receiver's checks, not the kernel's socket buffer.
-    if (i % 10 === 9) await sleep(2);
+    // A few at a time (~1000/s): the point is the receiver's checks, not the kernel's socket
+    // buffer, which must absorb a stall of the node (GC, a busy CI machine) without dropping.
+    if (i % 5 === 4) await sleep(5);
   }
   const wantRejected = cases.filter((k) => k.expect !== null).length;
   const wantServed = cases.length - wantRejected;
