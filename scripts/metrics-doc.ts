@@ -27,7 +27,7 @@ export async function metricsDoc(): Promise<string> {
   await node.start();
   const list = [];
   for (const m of node.registry.getMetricsAsArray()) {
-    const data = await m.get();
+    const data = await (m as unknown as { get(): Promise<{ name: string; type: unknown; help: string }> }).get();
     const labelNames = ((m as unknown as { labelNames?: string[] }).labelNames ?? []).filter((l) => l !== 'le' && l !== 'quantile');
     list.push({ name: data.name, type: String(data.type), help: data.help, labels: labelNames });
   }

@@ -189,9 +189,24 @@ export class FlowSockets {
     this.#timer = setInterval(() => this.sweep(), sweepMs(this.#idleMs)).unref();
   }
 
+  /**
+   * A live iterator over the LRU order. A fresh `values().next()` per eviction walks every slot
+   * freed since V8 last rehashed the Map (quadratic under churn, as the flow table found); a
+   * persistent cursor has passed them already. New and bumped flows go to the end, so the cursor
+   * always yields the oldest flow; at the end it starts over.
+   */
+  #cursor: IterableIterator<UdpFlow> | null = null;
+
   #evictOldest(): void {
-    const first = this.#flows.values().next();
-    if (!first.done) this.#close(first.value, 'lru');
+    for (let pass = 0; pass < 2; pass++) {
+      this.#cursor ??= this.#flows.values();
+      const next = this.#cursor.next();
+      if (!next.done) {
+        this.#close(next.value, 'lru');
+        return;
+      }
+      this.#cursor = null;
+    }
   }
 
   #open(id: string, key: string, backend: BackendTarget, client: ClientAddress, ingress: string, tag: unknown): UdpFlow | null {
@@ -217,10 +232,15 @@ export class FlowSockets {
     });
     // ICMP port unreachable surfaces on a connected socket as ECONNREFUSED: the backend is down
     // for now, not the socket; keep it (the next datagram may get through) and count.
-    socket.on('error', () => {
+    socket.on('error', (err: NodeJS.ErrnoException) => {
       if (flow.closed) return;
       this.#o.onDrop('socket-error');
-      if (flow.pending) this.#close(flow, 'error');
+      if (flow.pending) {
+        this.#close(flow, 'error');
+        // Out of file descriptors: free one (the least recently used flow) so that new flows are
+        // not locked out until idle expiry. maxFlows should sit below the limit; this is the net.
+        if (err.code === 'EMFILE' || err.code === 'ENFILE') this.#evictOldest();
+      }
     });
     this.#flows.set(id, flow);
     socket.connect(backend.port, backend.host, () => {
