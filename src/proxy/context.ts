@@ -20,6 +20,9 @@ export interface DataPlane {
   markSuspect(id: string): void;
   /** An authenticated stream to a peer's peerPort for the given channel. */
   dial(peerId: string, channel: DataChannel): Promise<Duplex>;
+  /** Peer state changes (the Cluster is an EventEmitter); optional so that test doubles may omit it. */
+  on?(event: 'peer-state', listener: (id: string, state: PeerState, prev: PeerState) => void): unknown;
+  off?(event: 'peer-state', listener: (id: string, state: PeerState, prev: PeerState) => void): unknown;
   /** Accept authenticated streams of a channel from peers. */
   onChannel(channel: DataChannel, handler: (socket: Duplex, peerId: string, session: { key: Buffer }) => void): void;
 }

@@ -105,6 +105,11 @@ export class Exchange {
     this.#abort = null;
   }
 
+  /** Abort the attempt in flight (its peer was declared dead); it fails into attemptFailed. */
+  abortAttempt(err: Error): void {
+    if (!this.done && !this.responded && this.#abort !== null) this.#abort(err);
+  }
+
   // undici DispatchHandler (legacy form).
 
   onConnect(abort: (err?: Error) => void): void {

@@ -57,6 +57,17 @@ export class HttpServiceProxy implements ServiceProxy, ExchangeOwner {
   #draining = false;
   /** Exchanges not yet finished, client-facing and forwarded in by peers (drain waits for them). */
   #inflight = 0;
+  /** Exchanges whose current attempt is a forward to a peer. */
+  readonly #forwarding = new Set<Exchange>();
+  /**
+   * A peer declared dead (silent for failureTimeoutMs: cut off, frozen) will not answer what was
+   * forwarded to it. Abort those attempts now rather than after requestMs: with no response byte
+   * yet, they go on to the next owner under the usual retry rule (idempotent or not yet sent).
+   */
+  readonly #onPeerState = (id: string, state: string): void => {
+    if (state !== 'dead') return;
+    for (const ex of [...this.#forwarding]) if (ex.peer === id) ex.abortAttempt(new Error(`peer ${id} declared dead`));
+  };
   readonly #upgrades: UpgradeRouter;
   /** Reused for httpFlowKey, which is synchronous. */
   readonly #src = { remoteAddress: '', remotePort: 0, headers: {} as Record<string, string | string[] | undefined> };
@@ -103,6 +114,7 @@ export class HttpServiceProxy implements ServiceProxy, ExchangeOwner {
     server.on('connect', (_req: IncomingMessage, socket: Duplex) => endWithError(socket, 'method-not-allowed'));
     server.on('clientError', this.#onClientError);
     server.on('connection', this.#onConnection);
+    this.#ctx.dataPlane.on?.('peer-state', this.#onPeerState);
     this.#server = server;
     // One dial timeout per node (the pools are shared): the shortest connectMs of its services.
     const peers = this.peers;
@@ -138,6 +150,7 @@ export class HttpServiceProxy implements ServiceProxy, ExchangeOwner {
 
   async stop(): Promise<void> {
     this.#draining = true;
+    this.#ctx.dataPlane.off?.('peer-state', this.#onPeerState);
     const server = this.#server;
     this.#server = null;
     if (server) {
@@ -296,6 +309,7 @@ export class HttpServiceProxy implements ServiceProxy, ExchangeOwner {
       return this.fail(ex, 'peer-unavailable');
     }
     ex.beginAttempt(peerId);
+    this.#forwarding.add(ex);
     const req = ex.req;
     const t = this.#cfg.timeouts;
     const headers = ex.head.headers;
@@ -329,6 +343,7 @@ export class HttpServiceProxy implements ServiceProxy, ExchangeOwner {
   // ---- outcomes ----------------------------------------------------------------------------
 
   attemptFailed(ex: Exchange, err: Error): void {
+    this.#forwarding.delete(ex);
     if (ex.done) return;
     // Not req.destroyed: a request whose body was read to its end is destroyed too (autoDestroy).
     if (ex.clientGone || ex.clientFailed || ex.res.destroyed || ex.req.socket.destroyed) {
@@ -366,6 +381,7 @@ export class HttpServiceProxy implements ServiceProxy, ExchangeOwner {
 
   finished(ex: Exchange): void {
     this.#inflight--;
+    this.#forwarding.delete(ex);
     if (ex.backend !== undefined) {
       ex.backendPool?.release(ex.backend);
       this.#ctx.router.active(ex.entry);
