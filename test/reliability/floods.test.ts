@@ -252,11 +252,11 @@ for (const [label, port] of [['HTTP', HTTP_PORT], ['TCP', TCP_PORT]] as const) {
  * Found by the 1M-key flood (reported to the UDP proxy's owner, src/proxy/udp/flows.ts): with
  * maxFlows above what the process may open, the owner keeps every flow socket it managed to open
  * and each new flow then fails with EMFILE (counted as `socket-error` drops) instead of evicting
- * the least recently used flow, so no new UDP flow is served until idle expiry frees sockets. The
- * default maxFlows is 1 000 000, above most descriptor limits. Reproduced with a node whose limit
- * is 256 descriptors and a flood of 600 flows; todo until fixed.
+ * the least recently used flow, so no new UDP flow was served until idle expiry freed sockets.
+ * Fixed: on EMFILE the owner evicts its least recently used flow and opens the new flow's socket
+ * again with what it had queued. A node limited to 256 descriptors, a flood of 600 flows.
  */
-test('UDP: a flood past the file-descriptor limit must not lock new flows out', { todo: 'src/proxy/udp/flows.ts: no LRU eviction when a flow socket cannot be opened (EMFILE)' }, async (t) => {
+test('UDP: a flood past the file-descriptor limit must not lock new flows out', async (t) => {
   const { execFileSync, spawn } = await import('node:child_process');
   const { mkdtempSync, writeFileSync, readFileSync } = await import('node:fs');
   const { tmpdir } = await import('node:os');

@@ -209,7 +209,7 @@ export class FlowSockets {
     }
   }
 
-  #open(id: string, key: string, backend: BackendTarget, client: ClientAddress, ingress: string, tag: unknown): UdpFlow | null {
+  #open(id: string, key: string, backend: BackendTarget, client: ClientAddress, ingress: string, tag: unknown, retry = true): UdpFlow | null {
     let socket: Socket;
     try {
       socket = createSocket({ type: isIP(backend.host) === 6 ? 'udp6' : 'udp4' });
@@ -234,13 +234,21 @@ export class FlowSockets {
     // for now, not the socket; keep it (the next datagram may get through) and count.
     socket.on('error', (err: NodeJS.ErrnoException) => {
       if (flow.closed) return;
-      this.#o.onDrop('socket-error');
-      if (flow.pending) {
-        this.#close(flow, 'error');
-        // Out of file descriptors: free one (the least recently used flow) so that new flows are
-        // not locked out until idle expiry. maxFlows should sit below the limit; this is the net.
-        if (err.code === 'EMFILE' || err.code === 'ENFILE') this.#evictOldest();
+      if (!flow.pending) return void this.#o.onDrop('socket-error');
+      const queued = flow.pending;
+      this.#close(flow, 'error');
+      // Out of file descriptors: free one (the least recently used flow) and open this flow's
+      // socket again, once, with what it had queued, so that new flows are not locked out until
+      // idle expiry. maxFlows should sit below the limit; this is the safety net.
+      if (retry && (err.code === 'EMFILE' || err.code === 'ENFILE')) {
+        this.#evictOldest();
+        const again = this.#open(id, key, backend, client, ingress, tag, false);
+        if (again?.pending) {
+          again.pending.push(...queued);
+          return;
+        }
       }
+      this.#o.onDrop('socket-error');
     });
     this.#flows.set(id, flow);
     socket.connect(backend.port, backend.host, () => {
