@@ -13,8 +13,7 @@
  *   active()/end() — lifecycle: refreshes are batched (refreshDue), ends replicate a tombstone.
  */
 import type { FlowEntry } from './flow-entry.js';
-import type { Owners } from './reprotect.js';
-import { reprotect } from './reprotect.js';
+import { reprotectAll } from './reprotect.js';
 
 export type Hop = { readonly kind: 'local' } | { readonly kind: 'peer'; readonly id: string };
 export const LOCAL: Hop = Object.freeze({ kind: 'local' });
@@ -182,24 +181,19 @@ export class FlowRouter {
    * result from the entry and the alive set, and writes it with version + 1 under the new primary's
    * name, so the tables agree without a message; the new primary also replicates the entries for
    * nodes whose view differs. Any later real write has a far higher HLC version and wins.
+   * Returns the entries written.
    */
-  reprotectAll(entries: Iterable<FlowEntry>, alive: ReadonlySet<string>): number {
-    let n = 0;
-    const changed: Array<{ entry: FlowEntry; owners: Owners }> = [];
-    const rank = (service: string, key: string) => this.#d.rank(service, key);
-    for (const entry of entries) {
-      if (entry.ended) continue;
-      const owners = reprotect(entry, alive, rank);
-      if (owners) changed.push({ entry, owners });
-    }
-    for (const { entry, owners } of changed) {
+  reprotectAll(entries: Iterable<FlowEntry>, alive: ReadonlySet<string>): FlowEntry[] {
+    const written: FlowEntry[] = [];
+    // Computed over the whole set before writing: merging while iterating the table would reorder it.
+    for (const { entry, owners } of reprotectAll(entries, alive, (service, key) => this.#d.rank(service, key))) {
       const next: FlowEntry = { ...entry, primary: owners.primary, backup: owners.backup, version: entry.version + 1, writer: owners.primary };
       if (!this.#d.merge(next)) continue;
       if (owners.primary === this.#d.selfId) this.#d.publish(next);
-      n++;
+      written.push(next);
     }
-    this.stats.reprotected += n;
-    return n;
+    this.stats.reprotected += written.length;
+    return written;
   }
 
   #hop(id: string): Hop {

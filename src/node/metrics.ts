@@ -41,14 +41,9 @@ export class NodeMetrics {
       labelNames: ['role'],
       registers,
       collect() {
-        let primary = 0;
-        let backup = 0;
-        for (const e of node.flows()) {
-          if (e.primary === node.id) primary++;
-          else if (e.backup === node.id) backup++;
-        }
-        this.set({ role: 'primary' }, primary);
-        this.set({ role: 'backup' }, backup);
+        const c = node.ownedCounts();
+        this.set({ role: 'primary' }, c.primary);
+        this.set({ role: 'backup' }, c.backup);
       },
     });
     new Gauge({

@@ -64,7 +64,7 @@ export class TandemNode {
     this.events = new EventLog(selfId);
     collectDefaultMetrics({ register: this.registry, prefix: 'tandem_process_' });
     this.#rendezvous = new Rendezvous(config.cluster.secret);
-    this.#setNodes(config);
+    this.#rankNodes = config.cluster.nodes.map((n) => ({ id: n.id, weight: n.weight }));
     const metrics = new NodeMetrics(this.registry);
     this.table = new FlowTable({
       limits: (service) => {
@@ -83,6 +83,7 @@ export class TandemNode {
       logger: this.logger.child({ component: 'cluster' }),
       registry: this.registry,
     });
+    this.#recomputeCandidates();
     this.router = new FlowRouter({
       selfId,
       owners: (key) => this.#rendezvous.owners(key, this.#candidateNodes),
@@ -239,22 +240,25 @@ export class TandemNode {
 
   /** A summary of this node for `tandem status` and the dashboard. */
   status(): { id: string; ready: boolean; draining: boolean; uptimeSec: number; flows: { total: number; primary: number; backup: number }; ratePerSec: number } {
-    let total = 0;
-    let primary = 0;
-    let backup = 0;
-    for (const e of this.flows()) {
-      total++;
-      if (e.primary === this.id) primary++;
-      else if (e.backup === this.id) backup++;
-    }
     return {
       id: this.id,
       ready: this.ready,
       draining: this.#draining,
       uptimeSec: Math.round((Date.now() - this.startedAt) / 1000),
-      flows: { total, primary, backup },
+      flows: this.ownedCounts(),
       ratePerSec: Math.round(this.#rate.perSec * 10) / 10,
     };
+  }
+
+  /** Live flows in this node's table, and how many of them it holds as primary and as backup. */
+  ownedCounts(): { total: number; primary: number; backup: number } {
+    const c = { total: 0, primary: 0, backup: 0 };
+    for (const e of this.flows()) {
+      c.total++;
+      if (e.primary === this.id) c.primary++;
+      else if (e.backup === this.id) c.backup++;
+    }
+    return c;
   }
 
   /** Flow entries (not control entries). */
@@ -275,18 +279,12 @@ export class TandemNode {
   /** Re-protect every entry as if this node were dead, and replicate the result. */
   handOver(): number {
     const alive = new Set(this.#candidates.filter((id) => id !== this.self.id));
-    let n = 0;
-    for (const entry of this.flows()) {
-      if (entry.primary !== this.self.id && entry.backup !== this.self.id) continue;
-      const before = entry;
-      if (this.router.reprotectAll([entry], alive) > 0) {
-        const after = this.table.get(before.service, before.key);
-        if (after) this.cluster.publish(after);
-        n++;
-      }
-    }
-    this.logger.info({ flows: n }, 'flows handed over');
-    return n;
+    const mine = [...this.flows()].filter((e) => e.primary === this.self.id || e.backup === this.self.id);
+    // None of the new primaries is this node, so reprotectAll publishes none of them: this node does.
+    const written = this.router.reprotectAll(mine, alive);
+    for (const e of written) this.cluster.publish(e);
+    this.logger.info({ flows: written.length }, 'flows handed over');
+    return written.length;
   }
 
   async stop(): Promise<void> {
@@ -298,22 +296,11 @@ export class TandemNode {
     this.logger.info('node stopped');
   }
 
-  #setNodes(config: Config): void {
-    this.#rankNodes = config.cluster.nodes.map((n) => ({ id: n.id, weight: n.weight }));
-    this.#recomputeCandidates();
-  }
-
   #recomputeCandidates(): void {
     const ids: string[] = [];
-    for (const n of this.#config.cluster.nodes) if (n.id === this.self?.id || this.#peerUp(n.id)) ids.push(n.id);
+    for (const n of this.#config.cluster.nodes) if (n.id === this.self.id || this.cluster.stateOf(n.id) !== 'dead') ids.push(n.id);
     this.#candidates = ids;
     this.#candidateNodes = this.#rankNodes.filter((n) => ids.includes(n.id));
-  }
-
-  #peerUp(id: string): boolean {
-    // During construction the cluster does not exist yet; every peer counts as down until seen.
-    const c = (this as { cluster?: Cluster }).cluster;
-    return c !== undefined && c.stateOf(id) !== 'dead';
   }
 
   #onPeerState(id: string, state: PeerState, prev: PeerState): void {
@@ -329,12 +316,12 @@ export class TandemNode {
     // nodes have already re-protected whatever really died; this node gets their result.
     if (!this.#started) return;
     if (state === 'dead' && prev !== 'dead') {
-      const n = this.router.reprotectAll(this.flows(), this.#notKnownDead());
+      const n = this.router.reprotectAll(this.flows(), this.#notKnownDead()).length;
       this.logger.warn({ peer: id, reprotected: n }, 'peer dead: flows re-protected');
       this.events.add('reprotect', `${id} dead: ${n} flows re-protected (backups promoted)`, { peer: id, flows: n });
     } else if (state === 'alive' && prev === 'dead') {
       // Flows re-owned while too few nodes were alive may lack a backup: protect them again now.
-      const n = this.router.reprotectAll(this.flows(), this.#notKnownDead());
+      const n = this.router.reprotectAll(this.flows(), this.#notKnownDead()).length;
       this.logger.info({ peer: id, reprotected: n }, 'peer alive');
       if (n > 0) this.events.add('reprotect', `${id} back: ${n} flows given a backup`, { peer: id, flows: n });
     }

@@ -101,13 +101,12 @@ export class Services {
     }
   }
 
-  /** Client listeners and peer-facing data planes finish their open work (bounded by timeoutMs). */
+  /**
+   * Every service finishes its open work (bounded by timeoutMs). A service's drain also waits for
+   * the requests peers forwarded to it, which its data plane hands to the service.
+   */
   async drain(timeoutMs: number): Promise<void> {
-    const planes = [this.#http, this.#tcp, this.#udp] as Array<{ drain?: (ms: number) => Promise<void> }>;
-    await Promise.all([
-      ...[...this.#running.values()].map((r) => r.proxy.drain(timeoutMs)),
-      ...planes.map((p) => p.drain?.(timeoutMs)),
-    ]);
+    await Promise.all([...this.#running.values()].map((r) => r.proxy.drain(timeoutMs)));
   }
 
   async stop(): Promise<void> {
