@@ -4,6 +4,7 @@
  * fixed sets in this module's callers.
  */
 import { Counter, Gauge, type Registry } from 'prom-client';
+import { takeOverName } from '../metrics.js';
 import type { PeerState } from './cluster-options.js';
 
 export type RejectReason = 'garbage' | 'oversized' | 'malformed' | 'protocol';
@@ -23,12 +24,8 @@ export class ClusterMetrics {
 
   constructor(registry: Registry) {
     const registers = [registry];
-    // A second Cluster on the same registry (a restart inside one process) takes the names over
-    // rather than failing on "already registered".
-    const fresh = (name: string): string => {
-      if (registry.getSingleMetric(name) !== undefined) registry.removeSingleMetric(name);
-      return name;
-    };
+    // A second Cluster on the same registry (a restart inside one process) takes the names over.
+    const fresh = (name: string): string => takeOverName(registry, name);
     this.peerState = new Gauge({ name: fresh('tandem_peer_state'), help: 'Peer state as this node sees it: 0 dead, 1 suspect, 2 alive.', labelNames: ['peer'], registers });
     this.frames = new Counter({ name: fresh('tandem_peer_frames_total'), help: 'Frames on control links.', labelNames: ['peer', 'direction'], registers });
     this.bytes = new Counter({ name: fresh('tandem_peer_bytes_total'), help: 'Bytes of frames on control links.', labelNames: ['peer', 'direction'], registers });

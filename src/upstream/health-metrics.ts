@@ -8,6 +8,7 @@
  * fixed sets.
  */
 import { Counter, Gauge, type Registry } from 'prom-client';
+import { perRegistry, takeOverName } from '../metrics.js';
 import type { UpstreamPool } from './pool.js';
 
 export type CheckResult = 'ok' | 'fail' | 'timeout';
@@ -26,12 +27,8 @@ export class HealthMetrics {
 
   constructor(registry: Registry) {
     const registers = [registry];
-    // Another copy of this module (a test that re-imports it) may have registered the names on
-    // this registry: take them over rather than fail on "already registered".
-    const fresh = (name: string): string => {
-      if (registry.getSingleMetric(name) !== undefined) registry.removeSingleMetric(name);
-      return name;
-    };
+    // Another copy of this module (a test that re-imports it) may have registered the names.
+    const fresh = (name: string): string => takeOverName(registry, name);
     const sources = this.#sources;
     new Gauge({
       name: fresh('tandem_backend_up'),
@@ -94,14 +91,5 @@ export class HealthMetrics {
   }
 }
 
-const perRegistry = new WeakMap<Registry, HealthMetrics>();
-
 /** The registry's one HealthMetrics, created on first use. */
-export function healthMetrics(registry: Registry): HealthMetrics {
-  let m = perRegistry.get(registry);
-  if (!m) {
-    m = new HealthMetrics(registry);
-    perRegistry.set(registry, m);
-  }
-  return m;
-}
+export const healthMetrics = perRegistry((registry) => new HealthMetrics(registry));

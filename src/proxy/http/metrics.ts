@@ -4,6 +4,7 @@
  * its label children once, so that the per-request cost is an increment, not a label lookup.
  */
 import { Counter, Histogram, type Registry } from 'prom-client';
+import { perRegistry } from '../../metrics.js';
 import type { HttpErrorKind } from './errors.js';
 
 export type ServedBy = 'local' | 'primary' | 'backup';
@@ -18,7 +19,6 @@ interface Metrics {
   readonly errors: Counter<'service' | 'code'>;
 }
 
-const byRegistry = new WeakMap<Registry, Metrics>();
 
 /** An existing metric of that name on the registry (another proxy made it), or a new one. */
 function counter<L extends string>(registry: Registry, name: string, help: string, labelNames: readonly L[]): Counter<L> {
@@ -27,9 +27,7 @@ function counter<L extends string>(registry: Registry, name: string, help: strin
   return new Counter<L>({ name, help, labelNames, registers: [registry] });
 }
 
-function metricsFor(registry: Registry): Metrics {
-  let m = byRegistry.get(registry);
-  if (m) return m;
+const metricsFor = perRegistry((registry: Registry): Metrics => {
   const durationName = 'tandem_http_request_duration_seconds';
   const duration =
     (registry.getSingleMetric(durationName) as Histogram<'service'> | undefined) ??
@@ -40,7 +38,7 @@ function metricsFor(registry: Registry): Metrics {
       buckets: [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60],
       registers: [registry],
     });
-  m = {
+  return {
     requests: counter(registry, 'tandem_http_requests_total', 'Client requests answered, by who served them (local, or forwarded to the primary or the backup).', ['service', 'code_class', 'hop']),
     peerRequests: counter(registry, 'tandem_http_peer_requests_total', 'Requests forwarded here by a peer and served here.', ['service', 'code_class']),
     forwards: counter(registry, 'tandem_http_forwards_total', 'Routing decisions: served locally, forwarded to the primary or backup, flows re-owned.', ['service', 'kind']),
@@ -48,9 +46,7 @@ function metricsFor(registry: Registry): Metrics {
     duration,
     errors: counter(registry, 'tandem_http_errors_total', 'Error responses written by tandem, by tandem-error code.', ['service', 'code']),
   };
-  byRegistry.set(registry, m);
-  return m;
-}
+});
 
 const CLASSES = ['1xx', '2xx', '3xx', '4xx', '5xx'] as const;
 const HOPS: readonly ServedBy[] = ['local', 'primary', 'backup'];

@@ -4,6 +4,7 @@
  * metric objects are made once per registry and shared.
  */
 import { Counter, Gauge, type Registry } from 'prom-client';
+import { perRegistry } from '../../metrics.js';
 
 export interface TcpMetrics {
   /** Client connections accepted on this node, by outcome: proxied | rejected | failed. */
@@ -21,13 +22,9 @@ export interface TcpMetrics {
   readonly peerStreams: Counter<'event'>;
 }
 
-const byRegistry = new WeakMap<Registry, TcpMetrics>();
-
-export function tcpMetrics(registry: Registry): TcpMetrics {
-  let m = byRegistry.get(registry);
-  if (m) return m;
+export const tcpMetrics = perRegistry((registry: Registry): TcpMetrics => {
   const registers = [registry];
-  m = {
+  return {
     connections: new Counter({
       name: 'tandem_tcp_connections_total',
       help: 'TCP client connections accepted by this node, by outcome',
@@ -71,6 +68,4 @@ export function tcpMetrics(registry: Registry): TcpMetrics {
       registers,
     }),
   };
-  byRegistry.set(registry, m);
-  return m;
-}
+});

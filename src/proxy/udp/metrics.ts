@@ -6,6 +6,7 @@
  * The flow gauge is read at scrape time from the live proxies, so the hot path pays nothing.
  */
 import { Counter, Gauge, type Registry } from 'prom-client';
+import { perRegistry, takeOverName } from '../../metrics.js';
 
 export type Direction = 'in' | 'out';
 export type HopLabel = 'local' | 'forwarded';
@@ -43,12 +44,8 @@ export class UdpMetrics {
 
   constructor(registry: Registry) {
     const registers = [registry];
-    // A second copy of this module (a test that re-imports it) may have registered the names on
-    // this registry: take them over rather than fail on "already registered".
-    const fresh = (name: string): string => {
-      if (registry.getSingleMetric(name) !== undefined) registry.removeSingleMetric(name);
-      return name;
-    };
+    // A second copy of this module (a test that re-imports it) may have registered the names.
+    const fresh = (name: string): string => takeOverName(registry, name);
     const sources = this.#sources;
     this.datagrams = new Counter({
       name: fresh('tandem_udp_datagrams_total'),
@@ -112,14 +109,5 @@ export class UdpMetrics {
   }
 }
 
-const perRegistry = new WeakMap<Registry, UdpMetrics>();
-
 /** The registry's one UdpMetrics, created on first use. */
-export function udpMetrics(registry: Registry): UdpMetrics {
-  let m = perRegistry.get(registry);
-  if (!m) {
-    m = new UdpMetrics(registry);
-    perRegistry.set(registry, m);
-  }
-  return m;
-}
+export const udpMetrics = perRegistry((registry) => new UdpMetrics(registry));
