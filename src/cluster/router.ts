@@ -114,9 +114,18 @@ export class FlowRouter {
     return out;
   }
 
-  /** Step 6: neither owner is available; re-rank the alive nodes, keep the backend, replicate. */
-  reown(entry: FlowEntry): FlowEntry {
-    const { primary, backup } = this.#d.owners(entry.key, this.#d.candidates());
+  /**
+   * Step 6: neither owner is available; re-rank the alive nodes, keep the backend, replicate.
+   * `exclude` are nodes that just failed this communication (tried and suspect, not yet dead):
+   * they are left out of the ranking unless nothing else is left.
+   */
+  reown(entry: FlowEntry, exclude: readonly string[] = []): FlowEntry {
+    let candidates = this.#d.candidates();
+    if (exclude.length > 0) {
+      const rest = candidates.filter((id) => !exclude.includes(id));
+      if (rest.length > 0) candidates = rest;
+    }
+    const { primary, backup } = this.#d.owners(entry.key, candidates);
     const next: FlowEntry = { ...entry, primary, backup, version: this.#d.version(), writer: this.#d.selfId, lastActive: this.#d.now() };
     this.#write(next);
     this.stats.reowned++;

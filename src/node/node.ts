@@ -12,6 +12,7 @@ import { Hlc } from '../cluster/hlc.js';
 import { Rendezvous, type RendezvousNode } from '../cluster/rendezvous.js';
 import { Cluster } from '../cluster/cluster.js';
 import { FlowRouter } from '../cluster/router.js';
+import { Forwarder } from '../proxy/hops.js';
 import type { FlowEntry } from '../cluster/flow-entry.js';
 import { AdminServer } from '../admin/server.js';
 import { registerAdminRoutes } from './admin-routes.js';
@@ -37,6 +38,8 @@ export class TandemNode {
   readonly hlc = new Hlc();
   readonly cluster: Cluster;
   readonly router: FlowRouter;
+  /** The one forwarding loop, handed to every proxy (it holds the single peer-state subscription). */
+  readonly forwarder: Forwarder;
   readonly admin: AdminServer;
   readonly services: Services;
   readonly events: EventLog;
@@ -86,7 +89,10 @@ export class TandemNode {
     this.#recomputeCandidates();
     this.router = new FlowRouter({
       selfId,
-      owners: (key) => this.#rendezvous.owners(key, this.#candidateNodes),
+      // The precomputed candidate list on the hot path; a narrower list (a re-own that leaves
+      // out the nodes that just failed) is ranked from the configured nodes.
+      owners: (key, candidates) =>
+        this.#rendezvous.owners(key, candidates === this.#candidates ? this.#candidateNodes : this.#rankNodes.filter((n) => candidates.includes(n.id))),
       rank: (_service, key) => this.#rendezvous.rank(key, this.#rankNodes),
       candidates: () => this.#candidates,
       state: (id) => this.stateOf(id),
@@ -97,6 +103,7 @@ export class TandemNode {
       version: () => this.hlc.now(),
       now: Date.now,
     });
+    this.forwarder = new Forwarder(this.router, this.cluster);
     this.cluster.on('peer-state', (id: string, state: PeerState, prev: PeerState) => this.#onPeerState(id, state, prev));
     this.cluster.on('remote-entries', (entries: readonly FlowEntry[]) => {
       for (const e of entries) if (isControl(e)) this.#applyDrain(e);
@@ -106,6 +113,7 @@ export class TandemNode {
       nodes: () => this.#config.cluster.nodes,
       router: this.router,
       dataPlane: this.cluster,
+      forwarder: this.forwarder,
       secret: config.cluster.secret,
       logger: this.logger,
       registry: this.registry,
@@ -291,6 +299,7 @@ export class TandemNode {
     for (const t of this.#timers) clearInterval(t);
     this.#timers = [];
     await this.services.stop();
+    this.forwarder.close();
     await this.cluster.stop();
     await this.admin.stop();
     this.logger.info('node stopped');

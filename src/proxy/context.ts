@@ -6,6 +6,7 @@ import type { Duplex } from 'node:stream';
 import type { Logger } from 'pino';
 import type { Registry } from 'prom-client';
 import type { FlowRouter } from '../cluster/router.js';
+import type { Forwarder } from './hops.js';
 import type { UpstreamPool } from '../upstream/pool.js';
 import type { ServiceConfig, NodeConfig } from '../config/schema.js';
 
@@ -32,6 +33,8 @@ export interface ProxyContext {
   readonly nodes: () => readonly NodeConfig[];
   readonly router: FlowRouter;
   readonly dataPlane: DataPlane;
+  /** The node's one forwarding loop (hops.ts), shared by every protocol. */
+  readonly forwarder: Forwarder;
   /** The cluster secret, for keys of data-plane MACs (derive with HKDF, never use it raw). */
   readonly secret: string;
   readonly logger: Logger;
