@@ -20,7 +20,10 @@ export class ClusterMetrics {
   readonly replicationEntries: Counter<'direction'>;
   readonly replicationLag: Gauge<'peer'>;
   readonly resyncs: Counter<'peer' | 'kind'>;
+  readonly hlcRefused: Counter<'peer' | 'reason'>;
+  readonly hlcAhead: Gauge;
   #lagSource: () => Iterable<readonly [string, number]> = () => [];
+  #aheadSource: () => number = () => 0;
 
   constructor(registry: Registry) {
     const registers = [registry];
@@ -43,6 +46,24 @@ export class ClusterMetrics {
       },
     });
     this.resyncs = new Counter({ name: fresh('tandem_replication_resyncs_total'), help: 'Replication streams (re)started towards a peer: resume from the log, or full snapshot.', labelNames: ['peer', 'kind'], registers });
+    this.hlcRefused = new Counter({
+      name: fresh('tandem_hlc_refused_total'),
+      help: 'Replicated entries refused by the hybrid logical clock, by peer and reason: future (version more than 24 h ahead of this node\'s clock: a runaway clock), invalid.',
+      labelNames: ['peer', 'reason'],
+      registers,
+    });
+    this.hlcAhead = new Gauge({
+      name: fresh('tandem_hlc_ahead_seconds'),
+      help: "How far this node's hybrid logical clock runs ahead of its wall clock (> 0: a peer's clock is ahead of this one's).",
+      registers,
+      collect() {
+        this.set(self.#aheadSource() / 1000);
+      },
+    });
+  }
+
+  setAheadSource(fn: () => number): void {
+    this.#aheadSource = fn;
   }
 
   setLagSource(fn: () => Iterable<readonly [string, number]>): void {

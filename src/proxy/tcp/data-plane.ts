@@ -5,7 +5,8 @@
  *
  * The cluster transport has already authenticated the peer. Each stream must then start with a
  * forward header (stream-header.ts) that passes, in order: layout, MAC (constant time), ingress =
- * the authenticated peer, timestamp within the window, nonce not seen (replay.ts). Anything else
+ * the authenticated peer, nonce not seen (replay.ts; freshness is the stream's own handshake, no
+ * clock is read). Anything else
  * is refused — the stream is destroyed without an answer — and counted in
  * tandem_tcp_forward_rejected_total{reason}. A pre-opened stream (peer-pool.ts) may wait for its
  * header a long time; one that closes before sending a byte is not an error.
@@ -25,7 +26,7 @@ import {
   type ForwardHeader,
 } from './stream-header.js';
 
-export type ForwardRejectReason = 'malformed' | 'bad_mac' | 'ingress_mismatch' | 'stale' | 'replay' | 'timeout' | 'unknown_service';
+export type ForwardRejectReason = 'malformed' | 'bad_mac' | 'ingress_mismatch' | 'replay' | 'timeout' | 'unknown_service';
 
 export interface TcpDataPlaneOptions {
   /** How long a stream may wait for its header: longer than the pool's idle recycling (30 s). Default 60 s. */
@@ -33,7 +34,6 @@ export interface TcpDataPlaneOptions {
   /** Once the first header byte arrived, the rest must follow within this. Default 5 s. */
   readonly headerRestMs?: number;
   readonly replay?: ReplayCacheOptions;
-  readonly now?: () => number;
 }
 
 const noop = () => {};
@@ -46,7 +46,6 @@ export class TcpDataPlane {
   readonly #m: TcpMetrics;
   readonly #headerTimeoutMs: number;
   readonly #headerRestMs: number;
-  readonly #now: () => number;
   readonly #pending = new Set<Duplex>();
   #started = false;
   #stopped = false;
@@ -59,7 +58,6 @@ export class TcpDataPlane {
     this.#m = tcpMetrics(ctx.registry);
     this.#headerTimeoutMs = opts.headerTimeoutMs ?? 60_000;
     this.#headerRestMs = opts.headerRestMs ?? 5000;
-    this.#now = opts.now ?? Date.now;
   }
 
   /** Registers the 'tcp' channel handler (once per node). */
@@ -132,7 +130,7 @@ export class TcpDataPlane {
     if (!d.ok) return d.reason;
     // A stream is never forwarded twice, so the ingress node is always the peer that sent it.
     if (d.header.ingress !== peerId) return 'ingress_mismatch';
-    const v = this.#replay.check(d.header.ingress, d.header.timestampMs, d.header.nonce, this.#now());
+    const v = this.#replay.check(d.header.ingress, d.header.nonce);
     if (v !== 'ok') return v;
     return d.header;
   }

@@ -14,7 +14,7 @@ export interface TcpMetrics {
   readonly forwards: Counter<'service' | 'kind'>;
   /** Client bytes: in = client → backend, out = backend → client (counted on the ingress node). */
   readonly bytes: Counter<'service' | 'direction'>;
-  /** Forwarded streams refused by the data plane: malformed | bad_mac | stale | replay | ingress_mismatch | timeout | unknown_service. */
+  /** Forwarded streams refused by the data plane: malformed | bad_mac | replay | ingress_mismatch | timeout | unknown_service. */
   readonly forwardRejected: Counter<'reason'>;
   /** Connections refused or failed, by reason: limit | draining | no_backend | backend_failed | backend_timeout | unavailable | flow_key. */
   readonly rejected: Counter<'service' | 'reason'>;
