@@ -19,7 +19,8 @@ import { createSocket, type Socket as UdpSocket } from 'node:dgram';
 import { tcpBackend, type Backend } from '../../helpers/backends.js';
 
 export interface MixedTargets {
-  readonly http?: { readonly port: number; readonly sessions: number; readonly workers: number; readonly prefix?: string };
+  /** Session keys `${prefix}-0` … `${prefix}-${sessions - 1}`, or exactly `keys` when given. */
+  readonly http?: { readonly port: number; readonly sessions: number; readonly workers: number; readonly prefix?: string; readonly keys?: readonly string[] };
   /** Short connections; `clients`: local addresses to connect from (client-ip flows), optional. */
   readonly tcp?: { readonly port: number; readonly workers: number; readonly clients?: readonly string[] };
   /** Long-lived flows, one socket each, bound on `bindHost`, `perSecond` datagrams per flow. */
@@ -197,7 +198,7 @@ export class MixedLoad {
             await this.#pause();
             continue;
           }
-          const key = `${t.prefix ?? 'mix'}-${n++ % t.sessions}`;
+          const key = t.keys !== undefined ? t.keys[n++ % t.keys.length]! : `${t.prefix ?? 'mix'}-${n++ % t.sessions}`;
           const epoch = this.#c.epochOf(host);
           const f = this.http;
           f.ops++;
