@@ -16,7 +16,7 @@
 import { Agent, request } from 'node:http';
 import net from 'node:net';
 import { createSocket, type Socket as UdpSocket } from 'node:dgram';
-import { tcpBackend, type Backend } from '../../helpers/backends.js';
+import type { Backend } from '../../helpers/backends.js';
 
 export interface MixedTargets {
   /** Session keys `${prefix}-0` … `${prefix}-${sessions - 1}`, or exactly `keys` when given. */
@@ -36,6 +36,8 @@ export interface LoadControl {
   epochOf(host: string): number;
   /** Pause between operations of one worker (pacing), ms. Default 10. */
   readonly pauseMs?: number;
+  /** Per-protocol pauses, overriding pauseMs. */
+  readonly pauses?: { readonly http?: number; readonly tcp?: number };
   /** Per-request patience, ms (a busy machine answers late; this is not a bound). Default 10 000. */
   readonly timeoutMs?: number;
 }
@@ -85,9 +87,34 @@ export function movedFlows(f: ProtoFigures): string[] {
   return [...f.backends].filter(([, s]) => s.size > 1).map(([k, s]) => `${k}: ${[...s].join('→')}`);
 }
 
-/** A TCP backend that answers "<id>:<bytes>" to whatever it gets. */
-export function idTcpBackend(id: string, host = '127.0.0.1'): Promise<Backend> {
-  return tcpBackend(id, host, 0, (s, chunk) => s.write(Buffer.concat([Buffer.from(`${id}:`), chunk])));
+/**
+ * A TCP backend that answers "<id>:<bytes>" to whatever it gets and ends its side after the
+ * client's FIN (a backend that stayed half-open would keep every connection flow alive).
+ */
+export async function idTcpBackend(id: string, host = '127.0.0.1'): Promise<Backend> {
+  let count = 0;
+  const sockets = new Set<net.Socket>();
+  const server = net.createServer({ allowHalfOpen: true }, (s) => {
+    count++;
+    sockets.add(s);
+    s.on('close', () => sockets.delete(s));
+    s.on('error', () => undefined);
+    s.on('data', (d: Buffer) => s.write(Buffer.concat([Buffer.from(`${id}:`), d])));
+    s.on('end', () => s.end());
+  });
+  await new Promise<void>((resolve) => server.listen(0, host, () => resolve()));
+  const port = (server.address() as net.AddressInfo).port;
+  return {
+    id,
+    host,
+    port,
+    address: `${host}:${port}`,
+    count: () => count,
+    close: () => {
+      for (const s of sockets) s.destroy();
+      return new Promise<void>((resolve) => server.close(() => resolve()));
+    },
+  };
 }
 
 function httpGet(host: string, port: number, agent: Agent, key: string, timeoutMs: number): Promise<{ status: number; id: string | null }> {
@@ -127,7 +154,13 @@ function tcpOnce(host: string, port: number, localAddress: string | undefined, t
     s.on('connect', () => s.write('ping'));
     s.on('data', (d: Buffer) => {
       got += d.toString('latin1');
-      if (got.endsWith(':ping')) done(null);
+      if (got.endsWith(':ping')) {
+        // A clean close (FIN both ways) ends the connection flow, as a client normally does.
+        clearTimeout(timer);
+        s.removeAllListeners('close');
+        s.end();
+        resolve(got.slice(0, got.indexOf(':')));
+      }
     });
     s.on('error', (err) => done(err));
     s.on('close', () => done(new Error(`closed after ${JSON.stringify(got)}`)));
@@ -175,8 +208,8 @@ export class MixedLoad {
     return up.length === 0 ? null : up[this.#rr++ % up.length]!;
   }
 
-  async #pause(): Promise<void> {
-    await new Promise((r) => setTimeout(r, this.#c.pauseMs ?? 10));
+  async #pause(proto: 'http' | 'tcp'): Promise<void> {
+    await new Promise((r) => setTimeout(r, this.#c.pauses?.[proto] ?? this.#c.pauseMs ?? 10));
   }
 
   async #httpLoad(): Promise<void> {
@@ -195,7 +228,7 @@ export class MixedLoad {
         while (!this.#stopped) {
           const host = this.#pick();
           if (host === null) {
-            await this.#pause();
+            await this.#pause('http');
             continue;
           }
           const key = t.keys !== undefined ? t.keys[n++ % t.keys.length]! : `${t.prefix ?? 'mix'}-${n++ % t.sessions}`;
@@ -218,7 +251,7 @@ export class MixedLoad {
               } else fail(f, `${host} ${key}: cut by a kill, retry failed`);
             } else fail(f, `${host} ${key}: ${(err as Error).message}`);
           }
-          await this.#pause();
+          await this.#pause('http');
         }
       }),
     );
@@ -235,7 +268,7 @@ export class MixedLoad {
         while (!this.#stopped) {
           const host = this.#pick();
           if (host === null) {
-            await this.#pause();
+            await this.#pause('tcp');
             continue;
           }
           const local = t.clients?.[n++ % t.clients.length];
@@ -253,7 +286,7 @@ export class MixedLoad {
             if (changed) f.cut++;
             else fail(f, `${host} ${key}: ${(err as Error).message}`);
           }
-          await this.#pause();
+          await this.#pause('tcp');
         }
       }),
     );
