@@ -11,7 +11,7 @@ import { SCENARIOS } from './lib/scenarios.js';
 import { contenderNode, cpuModelOf, findTools, missingTools, missingMessage, type NodeInfo } from './lib/tools.js';
 import { installCleanupHandlers, pinning, stopAll } from './lib/procs.js';
 import { startBackend } from './lib/contenders.js';
-import { tandemNodeArgs, ROOT } from './lib/tandem.js';
+import { tandemNodeArgs, ROOT, type TandemHandle } from './lib/tandem.js';
 import { Lineup } from './lib/lineup.js';
 import { runMicro } from './lib/micro.js';
 import { runScenario, type RunnerCtx } from './lib/runner.js';
@@ -152,6 +152,7 @@ async function main(): Promise<number> {
   let profiles: ProfileSummary[] = [];
   let micro: BenchReport['micro'] = [];
   const lineup = new Lineup({ dir, tools, node: node.path, contenders: opts.contenders, log });
+  const routes: TandemHandle['routes'] = {};
   try {
     if (net) {
       await startBackend(dir, tools);
@@ -182,6 +183,7 @@ async function main(): Promise<number> {
         };
         netStates[s.id] = netState();
         scenarios.push(await runScenario(s, ctx));
+        Object.assign(routes, lineup.tandem.routes);
         if (profiled) {
           writeWindows(profileDir, ctx.profileWindows ?? {});
           await lineup.stopTandem();
@@ -201,7 +203,7 @@ async function main(): Promise<number> {
   }
   const tandem = lineup.tandem;
   const hops: Record<string, string> = {};
-  for (const [k, r] of Object.entries(tandem.routes)) hops[k] = `1 hop: ${r.one ?? '—'}; 2 hops: ${r.two ?? '—'}${r.note ? ` (${r.note})` : ''}`;
+  for (const [k, r] of Object.entries(routes)) hops[k] = `1 hop: ${r.one ?? '—'}; 2 hops: ${r.two ?? '—'}${r.note ? ` (${r.note})` : ''}`;
   const report: BenchReport = {
     meta: {
       startedAt, finishedAt: new Date().toISOString(), quick: opts.quick, rounds: opts.rounds, durationSec: opts.durationSec,
