@@ -1,4 +1,4 @@
-/** The admin API's routes (DESIGN.md section 6), over a running node. */
+/** The admin API's routes (docs/design.md §6), over a running node. */
 import type { AdminServer } from '../admin/server.js';
 import type { TandemNode } from './node.js';
 

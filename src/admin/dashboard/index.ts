@@ -1,5 +1,5 @@
 /**
- * The dashboard (issue 11): `GET /` serves a single page built into dist/dashboard/ by the package
+ * The dashboard (docs/dashboard.md): `GET /` serves a single page built into dist/dashboard/ by the package
  * build (scripts/build-dashboard.mjs), `GET /api/stream` feeds it live over server-sent events, and
  * `GET /api/dashboard/counters` lets the node serving a page sample every other node's traffic.
  * The page's other calls (flow lookup, ranking, drain) use the admin API's existing routes.
