@@ -116,21 +116,6 @@ export function registerAdminRoutes(node: TandemNode, admin: AdminServer): void 
   admin.post('/api/backends/drain', drain(true));
   admin.post('/api/backends/undrain', drain(false));
 
-  if (process.env.TANDEM_TEST_HOOKS === '1') {
-    // Test-only (issue 3 allows an internal API for creating flows before protocol services
-    // exist). Off unless the environment asks for it, and it still needs the admin token.
-    admin.post('/api/test/flows', (req) => {
-      const b = (req.body ?? {}) as { service?: string; keys?: string[]; backend?: string };
-      if (typeof b.service !== 'string' || !Array.isArray(b.keys)) return { status: 400, json: { error: 'service and keys required' } };
-      const out = b.keys.map((key) => {
-        const e = node.router.lookup(b.service as string, String(key));
-        const r = b.backend ? node.router.assign(e, () => true, () => b.backend as string) : { entry: e };
-        return { key: r.entry.key, primary: r.entry.primary, backup: r.entry.backup, backend: r.entry.backend };
-      });
-      return { status: 200, json: { flows: out } };
-    });
-  }
-
   admin.get('/metrics', async () => ({
     status: 200,
     text: await node.registry.metrics(),
