@@ -1,8 +1,8 @@
 /** The admin API's routes (docs/design.md §6), over a running node. */
 import type { AdminServer } from '../admin/server.js';
-import type { TandemNode } from './node.js';
+import type { NodeControl } from './node-view.js';
 
-export function registerAdminRoutes(node: TandemNode, admin: AdminServer): void {
+export function registerAdminRoutes(node: NodeControl, admin: AdminServer): void {
   admin.get('/healthz', () => ({ status: 200, json: { status: 'ok', node: node.id } }));
 
   admin.get('/readyz', () =>
@@ -12,7 +12,7 @@ export function registerAdminRoutes(node: TandemNode, admin: AdminServer): void 
   );
 
   admin.get('/api/cluster', () => {
-    const stats = new Map(node.cluster.stats().peers.map((p) => [p.id, p]));
+    const stats = new Map(node.peers().map((p) => [p.id, p]));
     return {
       status: 200,
       json: {
@@ -81,7 +81,7 @@ export function registerAdminRoutes(node: TandemNode, admin: AdminServer): void 
         name: s.name,
         protocol: s.protocol,
         policy: s.policy,
-        backends: (node.services.pool(s.name)?.backends ?? []).map((b) => ({
+        backends: (node.backends(s.name) ?? []).map((b) => ({
           address: b.address,
           weight: b.configWeight,
           effectiveWeight: b.weight,

@@ -8,7 +8,7 @@ import { readFileSync, existsSync } from 'node:fs';
 import { createHash } from 'node:crypto';
 import { fileURLToPath } from 'node:url';
 import type { AdminReply, AdminServer } from '../server.js';
-import type { TandemNode } from '../../node/node.js';
+import type { NodeView } from '../../node/node-view.js';
 import { DashboardStream, type StreamOptions } from './stream.js';
 import { readCounters } from './sampler.js';
 import type { Lookup } from './wire.js';
@@ -67,7 +67,7 @@ function serve(asset: Asset, ifNoneMatch: string | undefined): AdminReply {
   return { status: 200, text: asset.body, contentType: asset.type, headers };
 }
 
-export function registerDashboard(node: TandemNode, admin: AdminServer, opts: StreamOptions = {}): DashboardStream {
+export function registerDashboard(node: NodeView, admin: AdminServer, opts: StreamOptions = {}): DashboardStream {
   // Read once at start: a page load never touches the disk.
   const assets = loadAssets();
   for (const route of ['/', '/dashboard/app.js', '/dashboard/app.css']) {
