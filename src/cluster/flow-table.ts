@@ -20,7 +20,7 @@ export interface FlowTableLimits {
 
 export interface FlowTableOptions {
   /** Per service (from config); must also answer for unknown services with a default. */
-  limits(service: string): FlowTableLimits;
+  readonly limits: (service: string) => FlowTableLimits;
   /** How long ended entries are kept, measured from the wall part of their version. Default 30 s. */
   tombstoneMs?: number;
   now?: () => number;

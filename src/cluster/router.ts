@@ -152,7 +152,7 @@ export class FlowRouter {
   /** The flow was served here just now; its refresh goes out with the next batch. */
   active(entry: FlowEntry): void {
     let m = this.#active.get(entry.service);
-    if (!m) this.#active.set(entry.service, (m = new Map()));
+    if (!m) this.#active.set(entry.service, (m = new Map<string, FlowEntry>()));
     m.set(entry.key, entry);
   }
 

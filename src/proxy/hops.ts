@@ -134,7 +134,7 @@ export class Forwarder {
     let failure: F = unavailable;
     for (;;) {
       for (let i = 0; i < hops.length; i++) {
-        const hop = hops[i]!;
+        const hop = hops[i];
         const node = hop.kind === 'local' ? self : hop.id;
         if (tried.includes(node)) continue;
         tried.push(node);
