@@ -1,6 +1,6 @@
 /**
  * The one config schema: it gives both the TypeScript types (`Config`, `ServiceConfig`, …) and the
- * validator. Every key of DESIGN.md section 6 is here under its contract name; later keys extend it.
+ * validator. Every key of docs/design.md §6 is here under its contract name; later keys extend it.
  *
  * Why preprocess for unknown keys: zod's refinements do not run on an object whose fields already
  * failed, and the contract is "every problem in one run". A preprocess step sees the raw object

@@ -7,9 +7,12 @@ import { spawn, type ChildProcess } from 'node:child_process';
 import { mkdtempSync, writeFileSync, createWriteStream, readFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { pathToFileURL } from 'node:url';
 import { stringify } from 'yaml';
 
 const BIN = new URL('../../bin/tandem.js', import.meta.url).pathname;
+/** Preloaded into every node process: adds the test-only `POST /api/test/flows` (see the file). */
+const FLOW_HOOK = pathToFileURL(new URL('./flow-hook.mjs', import.meta.url).pathname).href;
 
 export interface TestNode {
   readonly id: string;
@@ -95,9 +98,8 @@ export class TestCluster {
   async start(id: string, timeoutMs = 15_000): Promise<void> {
     const n = this.node(id);
     const log = createWriteStream(n.logFile, { flags: 'a' });
-    const child = spawn(process.execPath, [BIN, 'start', '--config', this.configPath, '--node', id, '--log-level', this.#logLevel], {
+    const child = spawn(process.execPath, ['--import', FLOW_HOOK, BIN, 'start', '--config', this.configPath, '--node', id, '--log-level', this.#logLevel], {
       stdio: ['ignore', 'pipe', 'pipe'],
-      env: { ...process.env, TANDEM_TEST_HOOKS: '1' },
     });
     child.stdout.pipe(log);
     child.stderr.pipe(log);
