@@ -43,11 +43,11 @@ export function benchRoutes(options: { matches?: number } = {}): RouteBenchResul
     const reqs: MatchRequest[] = raw.map((r) => ({ host: normalizeHost(r.host), path: normalizeTarget(r.path).path, method: r.method, header: () => undefined }));
     let sink = 0;
     const runMatch = (k: number): void => {
-      for (let i = 0; i < k; i++) sink += m.match(reqs[i & 1023]!);
+      for (let i = 0; i < k; i++) sink += m.match(reqs[i & 1023]);
     };
     const runRequest = (k: number): void => {
       for (let i = 0; i < k; i++) {
-        const r = raw[i & 1023]!;
+        const r = raw[i & 1023];
         sink += m.match({ host: normalizeHost(r.host), path: normalizeTarget(r.path).path, method: r.method, header: () => undefined });
       }
     };

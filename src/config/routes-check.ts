@@ -4,7 +4,7 @@
  */
 import { covers, type RouteMatch } from '../routes/matcher.js';
 import { parseHostPort } from './address.js';
-import { HEADER_NAME, resolveHeaderRules, resolveMatch, resolveRateLimit, type RawMatch } from './routes-schema.js';
+import { HEADER_NAME, resolveHeaderRules, resolveMatch, resolveRateLimit } from './routes-schema.js';
 import { isFlowKeyAllowed, flowKeysFor } from '../flowkey/spec.js';
 import type { BackendConfig, RawConfig, RouteConfig, ServiceConfig } from './schema.js';
 
@@ -136,7 +136,7 @@ function safeMatch(m: Obj): RouteMatch | null {
     (m.pathPrefix === undefined || typeof m.pathPrefix === 'string') &&
     (m.method === undefined || typeof m.method === 'string') &&
     (m.header === undefined || (isObj(m.header) && Object.values(m.header).every((v) => typeof v === 'string')));
-  return ok ? resolveMatch(m as RawMatch) : null;
+  return ok ? resolveMatch(m) : null;
 }
 
 type RawService = RawConfig['services'][number];

@@ -88,6 +88,40 @@ const routeTimeoutsSchema = strictObject({
   requestMs: int(1, 86_400_000).optional(),
 });
 
+export const ALPN_PROTOCOLS = ['h2', 'http/1.1'] as const;
+export const SESSION_TICKET_MODES = ['cluster', 'node', 'off'] as const;
+
+const certificatePairSchema = strictObject({
+  cert: str('a file path'),
+  key: str('a file path'),
+});
+
+const acmeSchema = strictObject({
+  directory: str('an https:// URL').regex(/^https:\/\/[^\s/]+/, 'must be an https:// URL (RFC 8555 section 6.1)'),
+  email: str().regex(/^[^@\s]+@[^@\s]+\.[^@\s]+$/, 'must be an e-mail address'),
+  domains: z
+    .array(str(), { invalid_type_error: 'must be a list of domain names', required_error: 'is required' })
+    .min(1, 'must list at least one domain'),
+  caFile: str('a file path').optional(),
+});
+
+/** `services[].tls` (http services): this service terminates TLS (docs/tls.md). */
+const serviceTlsSchema = strictObject({
+  certificates: z
+    .array(certificatePairSchema, { invalid_type_error: 'must be a list of { cert, key } file pairs' })
+    .min(1, 'must list at least one certificate (or leave it out and use acme)')
+    .optional(),
+  acme: acmeSchema.optional(),
+  alpn: z
+    .array(z.enum(ALPN_PROTOCOLS, { errorMap: () => ({ message: 'must be h2 or http/1.1' }) }), { invalid_type_error: 'must be a list of h2, http/1.1' })
+    .min(1, 'must list at least one protocol')
+    .refine((l) => new Set(l).size === l.length, 'must not repeat a protocol')
+    .default(['h2', 'http/1.1']),
+  sessionTickets: z
+    .enum(SESSION_TICKET_MODES, { errorMap: () => ({ message: 'must be one of cluster, node, off' }) })
+    .default('cluster'),
+});
+
 export const PROTOCOLS = ['http', 'tcp', 'udp'] as const;
 export const POLICIES = ['round-robin', 'least-connections', 'p2c', 'consistent-hash', 'random'] as const;
 
@@ -121,6 +155,7 @@ const serviceSchema = strictObject({
       { invalid_type_error: 'must be a list of routes' },
     )
     .optional(),
+  tls: serviceTlsSchema.optional(),
 });
 
 export const rawConfigSchema = strictObject({
@@ -145,10 +180,34 @@ export type HealthCheckConfig = Readonly<NonNullable<RawService['healthCheck']>>
 export type TimeoutsConfig = Readonly<RawService['timeouts']>;
 export type Protocol = (typeof PROTOCOLS)[number];
 export type PolicyName = (typeof POLICIES)[number];
+export type AlpnProtocol = (typeof ALPN_PROTOCOLS)[number];
+export type SessionTicketMode = (typeof SESSION_TICKET_MODES)[number];
+
+/** A certificate and its key, as absolute file paths. */
+export interface CertificatePairConfig {
+  readonly cert: string;
+  readonly key: string;
+}
+
+export interface AcmeConfig {
+  readonly directory: string;
+  readonly email: string;
+  readonly domains: readonly string[];
+  /** Absolute path, or null. */
+  readonly caFile: string | null;
+}
+
+/** `services[].tls` after loading: paths absolute, defaults applied. */
+export interface ServiceTlsConfig {
+  readonly certificates: readonly CertificatePairConfig[];
+  readonly acme: AcmeConfig | null;
+  readonly alpn: readonly AlpnProtocol[];
+  readonly sessionTickets: SessionTicketMode;
+}
 
 export interface ServiceConfig
   extends Readonly<
-    Omit<RawService, 'backends' | 'flowKey' | 'flowIdleTimeoutMs' | 'healthCheck' | 'timeouts' | 'maxFlows' | 'routes' | 'rateLimit' | 'requestHeaders' | 'responseHeaders'>
+    Omit<RawService, 'backends' | 'flowKey' | 'flowIdleTimeoutMs' | 'healthCheck' | 'timeouts' | 'maxFlows' | 'routes' | 'rateLimit' | 'requestHeaders' | 'responseHeaders' | 'tls'>
   > {
   readonly flowKey: string;
   readonly maxFlows: number;
@@ -163,6 +222,8 @@ export interface ServiceConfig
   readonly rateLimit: RateLimitConfig | null;
   readonly requestHeaders: HeaderRules | null;
   readonly responseHeaders: HeaderRules | null;
+  /** null: cleartext. */
+  readonly tls: ServiceTlsConfig | null;
 }
 
 /** One route, resolved: every field its service would give is filled in from the service. */

@@ -133,7 +133,12 @@ export class ClusterRateLimiter {
       if (s.admitted > 0 || s.seen > 0) out.push({ key, admitted: s.admitted, seen: s.seen });
       let others = 0;
       let reporters = 0;
-      if (s.remote !== null) for (const v of s.remote.values()) (others += v), reporters++;
+      if (s.remote !== null) {
+        for (const v of s.remote.values()) {
+          others += v;
+          reporters++;
+        }
+      }
       const total = s.seen + others;
       // Nobody saw the key this period: keep the share (a quiet key keeps its last split).
       if (total > 0) s.share = s.seen / total;

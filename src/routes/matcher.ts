@@ -66,7 +66,7 @@ class Bucket {
     let rest = prefix;
     outer: while (rest.length > 0) {
       for (let k = 0; k < n.children.length; k++) {
-        let child = n.children[k]!;
+        let child = n.children[k];
         const common = commonPrefix(child.label, rest);
         if (common === 0) continue;
         if (common < child.label.length) {
@@ -97,7 +97,7 @@ class Bucket {
     for (;;) {
       const rs = n.routes;
       for (let j = 0; j < rs.length; j++) {
-        const r = rs[j]!;
+        const r = rs[j];
         if (r.index >= best) break;
         if (passes(r, req)) {
           best = r.index;
@@ -107,7 +107,7 @@ class Bucket {
       const cs = n.children;
       let next: TrieNode | null = null;
       for (let k = 0; k < cs.length; k++) {
-        if (path.startsWith(cs[k]!.label, i)) {
+        if (path.startsWith(cs[k].label, i)) {
           next = cs[k]!;
           break;
         }
@@ -122,7 +122,7 @@ class Bucket {
 function passes(r: Compiled, req: MatchRequest): boolean {
   if (r.method !== null && r.method !== req.method) return false;
   const hs = r.headers;
-  if (hs !== null) for (let i = 0; i < hs.length; i++) if (req.header(hs[i]![0]) !== hs[i]![1]) return false;
+  if (hs !== null) for (let i = 0; i < hs.length; i++) if (req.header(hs[i][0]) !== hs[i][1]) return false;
   return true;
 }
 

@@ -55,10 +55,10 @@ export function normalizeTarget(target: string): Target {
     // absolute-form: scheme "://" authority path-abempty [ "?" query ]
     const m = /^[A-Za-z][A-Za-z0-9+.-]*:\/\/([^/?#]*)(.*)$/.exec(target);
     if (m !== null) {
-      const authority = m[1]!;
+      const authority = m[1];
       const at = authority.lastIndexOf('@');
       host = normalizeHost(at >= 0 ? authority.slice(at + 1) : authority);
-      rest = m[2]!.length === 0 ? '/' : m[2]!;
+      rest = m[2].length === 0 ? '/' : m[2];
     } else if (target === '*') return { host: null, path: '*' };
   }
   let q = rest.indexOf('?');
@@ -96,7 +96,7 @@ export function removeDotSegments(path: string): string {
   const segs = path.split('/');
   const out: string[] = [];
   for (let i = 1; i < segs.length; i++) {
-    const s = segs[i]!;
+    const s = segs[i];
     const last = i === segs.length - 1;
     if (s === '.') {
       if (last) out.push('');

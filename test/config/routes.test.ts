@@ -45,23 +45,23 @@ function problems(yaml: string): string[] {
 
 test('a config with routes resolves every route with the service defaults filled in', () => {
   const c = parseConfigText(GOOD, 'test.yaml');
-  const s = c.services[0]!;
+  const s = c.services[0];
   assert.deepEqual(s.routes.map((r) => r.flowService), ['web/api', 'web/static', 'web/old']);
   const [api, st, old] = s.routes;
-  assert.deepEqual(api!.match, { host: 'api.test', pathPrefix: '/v1/' });
-  assert.equal(api!.policy, 'least-connections');
-  assert.equal(api!.flowKey, 'header:x-session', 'flowKey from the service');
-  assert.equal(api!.timeouts.connectMs, 500);
-  assert.equal(api!.timeouts.requestMs, s.timeouts.requestMs, 'other timeouts from the service');
-  assert.deepEqual(api!.requestHeaders, { set: [['x-route', 'api']], add: [], remove: ['x-debug'] });
-  assert.deepEqual(api!.rateLimit, { requestsPerSecond: 5, burst: 5, key: 'header:x-user', maxKeys: 100_000 });
-  assert.equal(st!.flowKey, 'client-ip');
-  assert.equal(st!.policy, 'round-robin');
-  assert.deepEqual(old!.redirect, { to: 'https://new.test{path}', status: 308 });
-  assert.deepEqual(old!.backends, []);
+  assert.deepEqual(api.match, { host: 'api.test', pathPrefix: '/v1/' });
+  assert.equal(api.policy, 'least-connections');
+  assert.equal(api.flowKey, 'header:x-session', 'flowKey from the service');
+  assert.equal(api.timeouts.connectMs, 500);
+  assert.equal(api.timeouts.requestMs, s.timeouts.requestMs, 'other timeouts from the service');
+  assert.deepEqual(api.requestHeaders, { set: [['x-route', 'api']], add: [], remove: ['x-debug'] });
+  assert.deepEqual(api.rateLimit, { requestsPerSecond: 5, burst: 5, key: 'header:x-user', maxKeys: 100_000 });
+  assert.equal(st.flowKey, 'client-ip');
+  assert.equal(st.policy, 'round-robin');
+  assert.deepEqual(old.redirect, { to: 'https://new.test{path}', status: 308 });
+  assert.deepEqual(old.backends, []);
   assert.deepEqual(s.rateLimit, { requestsPerSecond: 100, burst: 20, key: 'client-ip', maxKeys: 100_000 });
   assert.equal(s.backends.length, 1);
-  assert.ok(Object.isFrozen(api!.match));
+  assert.ok(Object.isFrozen(api.match));
 });
 
 test('an http service with routes may have no default backends; other services may not', () => {
@@ -71,7 +71,7 @@ test('an http service with routes may have no default backends; other services m
     routes: [{ name: a, match: { pathPrefix: /a }, backends: [{ address: 127.0.0.1:9001 }] }]
 `;
   assert.deepEqual(problems(onlyRoutes), []);
-  assert.deepEqual(parseConfigText(onlyRoutes).services[0]!.backends, []);
+  assert.deepEqual(parseConfigText(onlyRoutes).services[0].backends, []);
   assert.deepEqual(problems(`${head}  - { name: t, protocol: tcp, port: 9 }\n`), ['services[0].backends: is required']);
 });
 

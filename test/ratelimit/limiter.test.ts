@@ -31,8 +31,8 @@ function simulate(o: SimOptions): { admitted: number[]; byKey: Map<string, numbe
   const end = Math.max(...o.arrivals.map((a) => a[0])) + 1;
   for (const [t, i, key] of o.arrivals) {
     at(t, () => {
-      if (lims[i]!.take(key, t).ok) {
-        admitted[i]!++;
+      if (lims[i].take(key, t).ok) {
+        admitted[i]++;
         byKey.set(key, (byKey.get(key) ?? 0) + 1);
       }
     });
@@ -41,17 +41,17 @@ function simulate(o: SimOptions): { admitted: number[]; byKey: Map<string, numbe
     const phase = o.phase ? o.phase(i) : (i * o.syncMs) / o.nodes;
     for (let t = phase; t <= end; t += o.syncMs) {
       at(t, () => {
-        const counts: KeyCounts[] = lims[i]!.sync(t);
-        for (let j = 0; j < o.nodes; j++) if (j !== i) at(t + o.delayMs, () => lims[j]!.receive(`n${i}`, counts, t + o.delayMs));
+        const counts: KeyCounts[] = lims[i].sync(t);
+        for (let j = 0; j < o.nodes; j++) if (j !== i) at(t + o.delayMs, () => lims[j].receive(`n${i}`, counts, t + o.delayMs));
       });
     }
   }
   // A heap would be faster; the simulation is small.
   while (evs.length > 0) {
     let k = 0;
-    for (let m = 1; m < evs.length; m++) if (evs[m]!.t < evs[k]!.t || (evs[m]!.t === evs[k]!.t && evs[m]!.seq < evs[k]!.seq)) k = m;
+    for (let m = 1; m < evs.length; m++) if (evs[m].t < evs[k].t || (evs[m].t === evs[k].t && evs[m].seq < evs[k].seq)) k = m;
     const [ev] = evs.splice(k, 1);
-    ev!.run();
+    ev.run();
   }
   return { admitted, byKey, limiters: lims };
 }
@@ -74,7 +74,7 @@ test('per-node limiting would admit 3×; sharing counts without allowances would
   // A single node seeing the whole stream is the reference: what one limiter admits alone.
   const one = simulate({ nodes: 1, rate: 100, burst: 20, syncMs: 50, delayMs: 1, arrivals: even(600, 2000, 1, 'k') });
   const three = simulate({ nodes: 3, rate: 100, burst: 20, syncMs: 50, delayMs: 1, arrivals: even(600, 2000, 3, 'k') });
-  const t1 = one.admitted[0]!;
+  const t1 = one.admitted[0];
   const t3 = three.admitted.reduce((a, b) => a + b, 0);
   assert.ok(Math.abs(t3 - t1) <= 0.1 * t1, `3 nodes admit what one node does: ${t3} vs ${t1}`);
 });

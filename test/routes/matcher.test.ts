@@ -68,7 +68,7 @@ test('absolute-form targets: the authority wins over Host', () => {
 
 test('the index agrees with the linear specification on 20k seeded random requests over 300 random routes', () => {
   const rnd = prng(2026);
-  const pick = <T>(xs: readonly T[]) => xs[Math.floor(rnd() * xs.length)]!;
+  const pick = <T>(xs: readonly T[]) => xs[Math.floor(rnd() * xs.length)];
   const hosts = ['a.test', 'b.test', '*.c.test', 'x.c.test', 'y.c.test'];
   const prefixes = ['/', '/a', '/a/', '/a/b', '/b/', '/ab', '/a/b/c'];
   const routes: RouteMatch[] = [];

@@ -39,6 +39,7 @@ export function service(backends: readonly BackendConfig[], hc: Partial<HealthCh
     rateLimit: null,
     requestHeaders: null,
     responseHeaders: null,
+    tls: null,
   };
 }
 
