@@ -294,7 +294,8 @@ function aimReport(): BenchReport {
   const row = (key: string, metric: string, unit: string, better: 'higher' | 'lower', v: Partial<Record<ContenderId, number>>): MetricRow => {
     const cells = {} as MetricRow['cells'];
     for (const id of ['tandem1', 'tandem2', 'naive', 'haproxy', 'haproxy2', 'nginx', 'direct'] as const) {
-      cells[id] = v[id] === undefined ? { status: 'n/a', reason: 'x', samples: [] } : cell(v[id] as number);
+      const x = v[id];
+      cells[id] = x === undefined ? { status: 'n/a', reason: 'x', samples: [] } : cell(x);
     }
     return { key, metric, unit, better, headline: better === 'higher', cells };
   };
@@ -428,7 +429,7 @@ test('summarizeProfile gives self-time shares of busy samples within the windows
   const text = formatProfile(s, 2).join('\n');
   assert.match(text, /^lb1, 1 hop \(tcp-bulk\): 9 ms of CPU in 9 samples within the measured rounds, idle 10\.0%/);
   assert.match(text, /by group: tandem's code 11\.1% · dependencies \(node_modules, wasm\) 11\.1% · node internals \(node:\*\) 11\.1% · GC 22\.2% · native/);
-  assert.match(text, /44\.4%  native        writeBuffer  \(\(native\)\)/);
+  assert.ok(text.includes('44.4%  native        writeBuffer  ((native))'), text);
   assert.doesNotMatch(text, /onStreamRead/); // top 2 only
 });
 
