@@ -223,8 +223,8 @@ export interface ServiceConfig
   readonly backends: readonly BackendConfig[];
   readonly healthCheck: HealthCheckConfig;
   readonly timeouts: TimeoutsConfig;
-  /** null: cleartext. */
-  readonly tls: ServiceTlsConfig | null;
+  /** Absent or null: cleartext (the loader always sets it; configs built in code may leave it out). */
+  readonly tls?: ServiceTlsConfig | null;
 }
 
 export interface ClusterConfig {
