@@ -172,8 +172,12 @@ export class TlsListener {
           socket.destroy();
           return;
         }
+        if (this.#closed) {
+          socket.destroy();
+          return;
+        }
         const info = reader.info;
-        if (reader.status !== 'done' || info === null || this.#closed) {
+        if (reader.status !== 'done' || info === null) {
           const problem = reader.problem ?? 'malformed';
           this.#fail(FAILURE_BY_PROBLEM[problem]);
           if (problem === 'plain-http') refusePlainHttp(socket);
@@ -185,6 +189,7 @@ export class TlsListener {
         this.#m.serverName(how);
         const route = this.#route(info.ticketKeyName);
         if (route === undefined) {
+          // Unreachable: #rebuild always leaves a route for the encrypting epoch or null.
           this.#fail('other');
           socket.destroy();
           return;
@@ -239,7 +244,8 @@ export class TlsListener {
     if (this.#tickets === null) return this.#routes.get(null);
     const named = ticketKeyName === null ? undefined : this.#keys.byName(ticketKeyName);
     const keys = named ?? this.#keys.forEncryption(Math.floor(this.#now() / this.#tickets.rotationMs));
-    return keys === undefined ? undefined : this.#routes.get(keys.epoch);
+    // No epoch yet (a source that has not made or received any): node:tls's own random keys.
+    return this.#routes.get(keys === undefined ? null : keys.epoch);
   }
 
   readonly #onStoreChange = (): void => {
@@ -256,22 +262,20 @@ export class TlsListener {
   /** Make the Servers for the current epochs (and certificates); keep those still valid. */
   #rebuild(): void {
     const next = new Map<number | null, Route>();
-    if (this.#tickets === null) next.set(null, this.#routes.get(null) ?? this.#makeRoute(null, null));
-    else {
-      for (const k of this.#keys.all()) {
-        const have = this.#routes.get(k.epoch);
-        next.set(k.epoch, have ?? this.#makeRoute(k.epoch, k.keys));
-      }
-    }
+    const all = this.#keys.all();
+    if (this.#tickets === null) next.set(null, this.#routes.get(null) ?? this.#makeRoute(null, 'off'));
+    else if (all.length === 0) next.set(null, this.#routes.get(null) ?? this.#makeRoute(null, 'random'));
+    else for (const k of all) next.set(k.epoch, this.#routes.get(k.epoch) ?? this.#makeRoute(k.epoch, k.keys));
     this.#routes = next;
   }
 
-  #makeRoute(epoch: number | null, keys: Buffer | null): Route {
+  /** Ticket keys: an epoch's, none at all ('off'), or node:tls's own random ones until a source has any. */
+  #makeRoute(epoch: number | null, keys: Buffer | 'off' | 'random'): Route {
     const d = this.#o.store.default;
     return { epoch, byDefault: this.#server(keys, { cert: d.pem.cert, key: d.pem.key }), bySni: this.#server(keys, null) };
   }
 
-  #server(ticketKeys: Buffer | null, own: { cert: Buffer; key: Buffer } | null): TlsServer {
+  #server(ticketKeys: Buffer | 'off' | 'random', own: { cert: Buffer; key: Buffer } | null): TlsServer {
     const s = createTlsServer({
       minVersion: MIN_TLS_VERSION,
       ciphers: CIPHERS,
@@ -279,7 +283,7 @@ export class TlsListener {
       honorCipherOrder: false,
       sessionIdContext: this.#sid,
       sessionTimeout: SESSION_LIFETIME_S,
-      ...(ticketKeys !== null ? { ticketKeys } : { secureOptions: constants.SSL_OP_NO_TICKET }),
+      ...(ticketKeys === 'off' ? { secureOptions: constants.SSL_OP_NO_TICKET } : ticketKeys === 'random' ? {} : { ticketKeys }),
       ALPNProtocols: [...this.#tls.alpn],
       handshakeTimeout: this.#timeoutMs,
       ...(own !== null ? own : { SNICallback: this.#sni }),

@@ -229,6 +229,18 @@ test('sessionTickets off: no session resumes', async () => {
   }
 });
 
+test('a ticket-key source with no epoch yet still serves (node:tls keys meanwhile)', async () => {
+  const empty = { rotationMs: 60_000, window: () => [], on: () => empty, off: () => empty };
+  const srv = await startTestTlsServer({ host: HOST, port: 26013, tls: tls({ sessionTickets: 'cluster' }), tickets: empty });
+  try {
+    const sess = join(dir, 'sess-empty');
+    assert.equal((await sClient(HOST, 26013, { servername: 'b.test', version: '-tls1_3', sessOut: sess })).session, 'New');
+    assert.equal((await sClient(HOST, 26013, { servername: 'b.test', version: '-tls1_3', sessIn: sess })).session, 'Reused');
+  } finally {
+    await srv.close();
+  }
+});
+
 /** Connects, sends bytes, returns what came back before the server closed (or waitMs passed). */
 function rawExchange(bytes: Buffer, waitMs = 5000): Promise<string> {
   return new Promise((resolve) => {
