@@ -2,8 +2,10 @@
  * An etcd v3 client (the `etcd3` package, github.com/microsoft/etcd3) set up the way tandem uses
  * it: every unary call has a deadline, so that an unreachable etcd fails a call in seconds instead
  * of holding it; watch streams reconnect with capped, jittered exponential back-off (the library's
- * default waits up to 30 s, too long to notice that etcd is back); the library's own per-host
- * circuit breaker and retry across endpoints stay as they are.
+ * default waits up to 30 s, too long to notice that etcd is back); the per-endpoint circuit
+ * breaker (cockatiel, as the library's docs configure it) opens after 3 consecutive failures as
+ * by default but tries again after 1 s instead of 5 s, for the same reason; the library's retry
+ * across endpoints stays as it is.
  */
 import { readFileSync } from 'node:fs';
 import type { Etcd3, IOptions } from 'etcd3';
@@ -29,6 +31,8 @@ function watchBackoff(attempt: number, baseMs: number, capMs: number): WatchBack
 export interface ClientTuning {
   /** Deadline of every unary call. Default: the dial timeout. */
   readonly requestTimeoutMs?: number;
+  /** An open circuit (an endpoint that failed 3 times in a row) is tried again after this. Default 1000 ms. */
+  readonly halfOpenAfterMs?: number;
   /** Watch reconnect back-off. Defaults 100 ms and 2000 ms. */
   readonly watchBackoffBaseMs?: number;
   readonly watchBackoffMaxMs?: number;
@@ -39,13 +43,17 @@ export interface ClientTuning {
  * library (with gRPC) is loaded on first use: a node without discovery never pays for it.
  */
 export async function createEtcdClient(s: EtcdClientSettings, t: ClientTuning = {}): Promise<Etcd3> {
-  const { Etcd3: Client } = await import('etcd3');
+  const [{ Etcd3: Client, isRecoverableError }, { ConsecutiveBreaker, circuitBreaker, handleWhen }] = await Promise.all([import('etcd3'), import('cockatiel')]);
+  const halfOpenAfter = t.halfOpenAfterMs ?? 1000;
   const requestTimeoutMs = t.requestTimeoutMs ?? s.dialTimeoutMs;
   const options: IOptions = {
     hosts: [...s.endpoints],
     dialTimeout: s.dialTimeoutMs,
     defaultCallOptions: (ctx) => (ctx.isStream ? {} : { deadline: Date.now() + requestTimeoutMs }),
-    faultHandling: { watchBackoff: watchBackoff(0, t.watchBackoffBaseMs ?? 100, t.watchBackoffMaxMs ?? 2000) },
+    faultHandling: {
+      host: () => circuitBreaker(handleWhen(isRecoverableError), { halfOpenAfter, breaker: new ConsecutiveBreaker(3) }),
+      watchBackoff: watchBackoff(0, t.watchBackoffBaseMs ?? 100, t.watchBackoffMaxMs ?? 2000),
+    },
   };
   if (s.auth !== null) options.auth = { username: s.auth.username, password: s.auth.password };
   const tls = s.tls;
