@@ -116,9 +116,19 @@ test('registration, the watched view, bad values, the own record, leave and expi
     assert.equal(a.config?.revision, 7, 'a malformed config leaves the last good one in force');
 
     // Someone deletes lb1's own record: it puts it back.
+    let deletedSeen = false;
+    const watcher = await kv.watch().key(`${prefix}members/lb1`).create();
+    watcher.on('delete', () => (deletedSeen = true));
     await kv.delete().key(`${prefix}members/lb1`);
-    await waitFor(() => b.members.has('lb1'), 5000, 'own record restored');
-    assert.ok(await kv.get(`${prefix}members/lb1`).string());
+    await waitFor(() => deletedSeen, 5000, 'the delete went through');
+    let restored: string | null = null;
+    for (let i = 0; i < 100 && restored === null; i++) {
+      await new Promise((r) => setTimeout(r, 50));
+      restored = await kv.get(`${prefix}members/lb1`).string();
+    }
+    await watcher.cancel();
+    assert.ok(restored, 'own record put back');
+    await waitFor(() => b.members.has('lb1'), 5000, 'the others see it again');
 
     // Graceful leave: the keys go at once. Passive stop: they go when the lease expires.
     const t0 = Date.now();
