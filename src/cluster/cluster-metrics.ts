@@ -49,4 +49,15 @@ export class ClusterMetrics {
   setPeerState(peer: string, state: PeerState): void {
     this.peerState.set({ peer }, STATE_VALUE[state]);
   }
+
+  /** A peer left the member set: drop its series, so that churn does not grow them without bound. */
+  forgetPeer(peer: string): void {
+    this.peerState.remove({ peer });
+    this.replicationLag.remove({ peer });
+    for (const direction of ['in', 'out']) {
+      this.frames.remove({ peer, direction });
+      this.bytes.remove({ peer, direction });
+    }
+    for (const kind of ['resume', 'full']) this.resyncs.remove({ peer, kind });
+  }
 }
