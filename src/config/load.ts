@@ -10,6 +10,7 @@ import type { ZodIssue } from 'zod';
 import { TandemError, ErrorCodes, type ErrorCode } from '../errors.js';
 import { rawConfigSchema, type Config, type RawConfig, type ServiceConfig, type Protocol } from './schema.js';
 import { parseHostPort } from './address.js';
+import { backendIssues, resolveRoutes, routeIssues } from './routes-check.js';
 import { isFlowKeyAllowed, defaultFlowKey, flowKeysFor, formatFlowKeySpec } from '../flowkey/spec.js';
 import { inspectPair } from '../tls/pem.js';
 import { normalizeName } from '../tls/names.js';
@@ -214,17 +215,7 @@ function crossCheck(raw: unknown): ConfigIssue[] {
         issues.push({ path: `${at}.healthCheck.payload`, message: 'is required for udp checks' });
       }
     }
-    const seen = new Map<string, number>();
-    list(s.backends).forEach((b, j) => {
-      if (!isObj(b) || typeof b.address !== 'string') return;
-      if (!parseHostPort(b.address)) {
-        issues.push({ path: `${at}.backends[${j}].address`, message: `"${b.address}" is not "host:port" with a port from 1 to 65535` });
-        return;
-      }
-      const first = seen.get(b.address);
-      if (first !== undefined) issues.push({ path: `${at}.backends[${j}].address`, message: `duplicate backend (also backends[${first}])` });
-      else seen.set(b.address, j);
-    });
+    issues.push(...backendIssues(at, s.backends), ...routeIssues(at, s));
   });
   return issues;
 }
@@ -313,9 +304,14 @@ function readPem(path: string, baseDir: string, at: string, issues: ConfigIssue[
 
 function build(raw: RawConfig, secrets: Secrets, baseDir: string, source: string | null): Config {
   const abs = (p: string) => (isAbsolute(p) ? p : resolve(baseDir, p));
+  const resolveBackends = (list: RawConfig['services'][number]['backends']) =>
+    (list ?? []).map((b) => {
+      const hp = parseHostPort(b.address)!;
+      return { address: b.address, host: hp.host, port: hp.port, weight: b.weight };
+    });
   const services: ServiceConfig[] = raw.services.map((s) => {
-    const { flowKey, flowIdleTimeoutMs, healthCheck, backends, maxFlows, tls, ...rest } = s;
-    return {
+    const { flowKey, flowIdleTimeoutMs, healthCheck, backends, maxFlows, tls, routes: _routes, rateLimit: _rl, requestHeaders: _rq, responseHeaders: _rs, ...rest } = s;
+    const base = {
       ...rest,
       tls: tls
         ? {
@@ -328,12 +324,10 @@ function build(raw: RawConfig, secrets: Secrets, baseDir: string, source: string
       maxFlows: maxFlows ?? DEFAULT_MAX_FLOWS[s.protocol],
       flowKey: flowKey ?? formatFlowKeySpec(defaultFlowKey(s.protocol)),
       flowIdleTimeoutMs: flowIdleTimeoutMs ?? DEFAULT_IDLE_MS[s.protocol],
-      backends: backends.map((b) => {
-        const hp = parseHostPort(b.address)!;
-        return { address: b.address, host: hp.host, port: hp.port, weight: b.weight };
-      }),
+      backends: resolveBackends(backends),
       healthCheck: healthCheck ?? defaultHealthCheck(s.protocol),
     };
+    return { ...base, ...resolveRoutes(s, base, resolveBackends) };
   });
   const c = raw.cluster;
   return {

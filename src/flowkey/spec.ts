@@ -1,5 +1,5 @@
 /**
- * The `flowKey` setting of a service (DESIGN.md section 4): which part of a communication names its
+ * The `flowKey` setting of a service (docs/design.md §4): which part of a communication names its
  * flow. Parsed once at config time so that the per-request code only switches on `kind`.
  */
 import { TandemError, ErrorCodes } from '../errors.js';
@@ -16,7 +16,7 @@ export type FlowKeySpec =
 export type FlowKeyKind = FlowKeySpec['kind'];
 export type FlowProtocol = 'http' | 'tcp' | 'udp';
 
-// Default first, as in the table of DESIGN.md section 4. `header:NAME` and `cookie:NAME` are shown
+// Default first, as in the table of docs/design.md §4. `header:NAME` and `cookie:NAME` are shown
 // in that form because that is how a user writes them in the config.
 const ALLOWED: Readonly<Record<FlowProtocol, readonly string[]>> = {
   http: Object.freeze(['client-ip', 'connection', 'header:NAME', 'cookie:NAME']),
