@@ -28,6 +28,7 @@ import {
   type ClusterTuning,
   type FlowTableLike,
   type HlcLike,
+  type NodeSettings,
   type PeerState,
 } from './cluster-options.js';
 import type { Session } from './handshake.js';
@@ -88,7 +89,8 @@ export class Cluster extends EventEmitter<ClusterEvents> {
   readonly #membership: Membership;
   readonly #replicator: Replicator;
   readonly #readiness: Readiness;
-  readonly #nodeIds: readonly string[];
+  #nodes: readonly NodeSettings[];
+  #nodeIds: readonly string[];
   readonly #controlHandlers = new Map<number, ControlFrameHandler>();
   readonly #linkUpHandlers: Array<(peerId: string) => void> = [];
   #state: 'new' | 'started' | 'stopped' = 'new';
@@ -102,6 +104,7 @@ export class Cluster extends EventEmitter<ClusterEvents> {
     }
     this.#selfId = opts.selfId;
     this.#settings = s;
+    this.#nodes = s.nodes;
     this.#nodeIds = s.nodes.map((n) => n.id);
     const tuning: ClusterTuning = { ...DEFAULT_TUNING, ...opts.tuning };
     // Used as given: the node passes a child logger already bound to its id and component.
@@ -168,6 +171,44 @@ export class Cluster extends EventEmitter<ClusterEvents> {
     });
   }
 
+  /**
+   * Replace the member set (discovery found or lost nodes; a reload changed the file's). New
+   * peers are linked and replicated to like any other; a removed peer's link is closed and its
+   * streams forgotten; a peer whose address changed is redialled. Self must stay in the set.
+   * Removing a peer emits no 'peer-state': the caller removes a peer once it is dead, after the
+   * usual death handling (docs/operations.md, "Membership through etcd").
+   */
+  setNodes(nodes: readonly NodeSettings[]): { added: string[]; removed: string[]; changed: string[] } {
+    if (!nodes.some((n) => n.id === this.#selfId)) throw new TandemError(ErrorCodes.UNKNOWN_NODE, `node "${this.#selfId}" is not in the new member set`);
+    const before = new Map(this.#nodes.map((n) => [n.id, n]));
+    const after = new Map(nodes.map((n) => [n.id, n]));
+    const added: string[] = [];
+    const removed: string[] = [];
+    const changed: string[] = [];
+    for (const [id, n] of after) {
+      if (id === this.#selfId) continue;
+      const old = before.get(id);
+      if (old === undefined) added.push(id);
+      else if (old.host !== n.host || old.peerPort !== n.peerPort) changed.push(id);
+    }
+    for (const id of before.keys()) if (!after.has(id)) removed.push(id);
+    this.#nodes = nodes;
+    this.#nodeIds = nodes.map((n) => n.id);
+    this.#transport.setNodes(nodes);
+    for (const id of removed) {
+      this.#membership.removePeer(id);
+      this.#replicator.removePeer(id);
+    }
+    for (const id of added) {
+      this.#replicator.addPeer(id);
+      this.#membership.addPeer(id);
+    }
+    for (const id of changed) this.#membership.relink(id);
+    this.#readiness.setPeers(this.#nodeIds.filter((id) => id !== this.#selfId));
+    if (added.length + removed.length + changed.length > 0) this.#log.info({ added, removed, changed }, 'member set changed');
+    return { added, removed, changed };
+  }
+
   /** Listen on the peer port and start dialling peers. Resolves once listening. */
   async start(): Promise<void> {
     if (this.#state !== 'new') throw new Error(`Cluster.start() called on a ${this.#state} cluster`);
@@ -205,7 +246,7 @@ export class Cluster extends EventEmitter<ClusterEvents> {
     return this.#readiness.ready;
   }
 
-  /** Every configured node id, self included, in config order. */
+  /** Every member's id, self included, in member-set order (config order without discovery). */
   get nodeIds(): readonly string[] {
     return this.#nodeIds;
   }
@@ -293,8 +334,8 @@ export class Cluster extends EventEmitter<ClusterEvents> {
     this.#log.debug({ peer: id }, 'control link dropped on request');
   }
 
-  /** Weight of a configured node (1 when not set). */
+  /** Weight of a member (1 when not set). */
   weightOf(id: string): number {
-    return this.#settings.nodes.find((n) => n.id === id)?.weight ?? 1;
+    return this.#nodes.find((n) => n.id === id)?.weight ?? 1;
   }
 }

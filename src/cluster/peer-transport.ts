@@ -56,8 +56,9 @@ const WARN_INTERVAL_MS = 10_000;
 export class PeerTransport {
   readonly #o: PeerTransportOptions;
   readonly #self: NodeSettings;
-  readonly #nodes = new Map<string, NodeSettings>();
-  readonly #nodeIds: ReadonlySet<string>;
+  /** The current member set (setNodes() replaces it); a handshake from any other id is refused. */
+  #nodes = new Map<string, NodeSettings>();
+  #nodeIds: ReadonlySet<string>;
   readonly #authKey: Buffer;
   readonly #handlers = new Map<ChannelType, ChannelHandler>();
   readonly #sockets = new Set<Socket>();
@@ -78,6 +79,19 @@ export class PeerTransport {
     this.#nodeIds = new Set(this.#nodes.keys());
     this.#authKey = deriveAuthKey(o.settings.secret);
     this.#log = o.logger;
+  }
+
+  /**
+   * The member set changed (discovery, reload). Peers not in it are refused from now on, at the
+   * handshake, in both directions; connections already authenticated belong to their owners,
+   * which close them as they see fit. Self keeps the address it listens on.
+   */
+  setNodes(nodes: readonly NodeSettings[]): void {
+    const next = new Map<string, NodeSettings>();
+    for (const n of nodes) if (n.id !== this.#o.selfId) next.set(n.id, n);
+    next.set(this.#o.selfId, this.#self);
+    this.#nodes = next;
+    this.#nodeIds = new Set(next.keys());
   }
 
   /** Register the owner of one channel type (one handler per type; the last one wins). */

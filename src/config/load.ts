@@ -8,7 +8,7 @@ import { resolve, dirname, isAbsolute } from 'node:path';
 import { parseDocument } from 'yaml';
 import type { ZodIssue } from 'zod';
 import { TandemError, ErrorCodes, type ErrorCode } from '../errors.js';
-import { rawConfigSchema, type Config, type RawConfig, type ServiceConfig, type Protocol } from './schema.js';
+import { rawConfigSchema, type Config, type EtcdConfig, type RawConfig, type ServiceConfig, type Protocol } from './schema.js';
 import { parseHostPort } from './address.js';
 import { backendIssues, resolveRoutes, routeIssues } from './routes-check.js';
 import { isFlowKeyAllowed, defaultFlowKey, flowKeysFor, formatFlowKeySpec } from '../flowkey/spec.js';
@@ -44,8 +44,14 @@ const DEFAULT_IDLE_MS: Record<Protocol, number> = { http: 600_000, tcp: 600_000,
 /** A UDP flow holds a backend socket (a file descriptor and an ephemeral port) on its owner. */
 const DEFAULT_MAX_FLOWS: Record<Protocol, number> = { http: 1_000_000, tcp: 1_000_000, udp: 50_000 };
 
+/**
+ * What a caller may do to the parsed document before validation: `tandem start --host` adds its
+ * own node, a node applies services pushed through etcd (src/config/layers.ts).
+ */
+export type RawTransform = (raw: unknown) => unknown;
+
 /** Reads and validates a config file. Throws ConfigError listing every problem. */
-export function loadConfigFile(file: string): Config {
+export function loadConfigFile(file: string, transform?: RawTransform): Config {
   const path = resolve(file);
   if (!existsSync(path)) throw new ConfigError(ErrorCodes.CONFIG_NOT_FOUND, [{ path: file, message: 'file not found' }]);
   let text: string;
@@ -54,11 +60,11 @@ export function loadConfigFile(file: string): Config {
   } catch (err) {
     throw new ConfigError(ErrorCodes.CONFIG_NOT_FOUND, [{ path: file, message: `cannot read: ${(err as Error).message}` }]);
   }
-  return parseConfigText(text, file, dirname(path), path);
+  return parseConfigText(text, file, dirname(path), path, transform);
 }
 
 /** Validates YAML text; `baseDir` resolves relative secretFile/tls paths. */
-export function parseConfigText(text: string, name = '(config)', baseDir = process.cwd(), source: string | null = null): Config {
+export function parseConfigText(text: string, name = '(config)', baseDir = process.cwd(), source: string | null = null, transform?: RawTransform): Config {
   if (text.trim() === '' || /^\s*(#.*)?(\n\s*(#.*)?)*$/.test(text)) {
     throw new ConfigError(ErrorCodes.CONFIG_EMPTY, [{ path: name, message: 'file is empty' }]);
   }
@@ -71,9 +77,9 @@ export function parseConfigText(text: string, name = '(config)', baseDir = proce
     });
     throw new ConfigError(ErrorCodes.CONFIG_NOT_YAML, issues);
   }
-  const raw: unknown = doc.toJS();
-  if (raw === null || raw === undefined) throw new ConfigError(ErrorCodes.CONFIG_EMPTY, [{ path: name, message: 'file is empty' }]);
-  return validateConfig(raw, { baseDir, source });
+  const parsed: unknown = doc.toJS();
+  if (parsed === null || parsed === undefined) throw new ConfigError(ErrorCodes.CONFIG_EMPTY, [{ path: name, message: 'file is empty' }]);
+  return validateConfig(transform ? transform(parsed) : parsed, { baseDir, source });
 }
 
 /** Validates an already-parsed object (tests and the demo build configs in memory). */
@@ -146,6 +152,13 @@ function crossCheck(raw: unknown): ConfigIssue[] {
       else tcpPorts.set(at, `node ${String(n.id)} ${key}`);
     }
   });
+
+  if (Array.isArray(cluster.nodes) && cluster.nodes.length === 0 && cluster.discovery === undefined) {
+    issues.push({ path: 'cluster.nodes', message: 'must list at least one node' });
+  } else if (cluster.nodes === undefined && cluster.discovery === undefined && isObj(raw.cluster)) {
+    issues.push({ path: 'cluster.nodes', message: 'is required' });
+  }
+  if (isObj(cluster.discovery) && isObj(cluster.discovery.etcd)) issues.push(...checkEtcd(cluster.discovery.etcd));
 
   const hb = typeof cluster.heartbeatMs === 'number' ? cluster.heartbeatMs : 100;
   const ft = cluster.failureTimeoutMs;
@@ -220,9 +233,39 @@ function crossCheck(raw: unknown): ConfigIssue[] {
   return issues;
 }
 
+function checkEtcd(etcd: Obj): ConfigIssue[] {
+  const issues: ConfigIssue[] = [];
+  const at = 'cluster.discovery.etcd';
+  list(etcd.endpoints).forEach((e, i) => {
+    if (typeof e !== 'string') return;
+    let url: URL | null = null;
+    try {
+      url = new URL(e);
+    } catch {
+      /* reported below */
+    }
+    if (url === null || (url.protocol !== 'http:' && url.protocol !== 'https:') || url.hostname === '' || url.pathname.length > 1 || url.search !== '') {
+      issues.push({ path: `${at}.endpoints[${i}]`, message: `"${e}" is not an http:// or https:// URL of the form scheme://host:port` });
+    }
+  });
+  if (typeof etcd.prefix === 'string' && /[\s\x00-\x1f]/.test(etcd.prefix)) issues.push({ path: `${at}.prefix`, message: 'must not contain spaces or control characters' });
+  if (isObj(etcd.auth)) {
+    const both = etcd.auth.password !== undefined && etcd.auth.passwordFile !== undefined;
+    const none = etcd.auth.password === undefined && etcd.auth.passwordFile === undefined;
+    if (both) issues.push({ path: `${at}.auth.passwordFile`, message: 'set either password or passwordFile, not both' });
+    if (none) issues.push({ path: `${at}.auth.password`, message: 'is required (or passwordFile)' });
+  }
+  if (isObj(etcd.tls) && (etcd.tls.cert === undefined) !== (etcd.tls.key === undefined)) {
+    issues.push({ path: `${at}.tls.${etcd.tls.cert === undefined ? 'cert' : 'key'}`, message: 'is required with tls.' + (etcd.tls.cert === undefined ? 'key' : 'cert') + ' (a client certificate needs both)' });
+  }
+  return issues;
+}
+
 interface Secrets {
   secret: string;
   adminToken: string | null;
+  /** cluster.discovery.etcd.auth, password resolved. */
+  etcdPassword: string | null;
 }
 
 function readSecretFile(path: string, baseDir: string, at: string, issues: ConfigIssue[]): string | null {
@@ -236,7 +279,7 @@ function readSecretFile(path: string, baseDir: string, at: string, issues: Confi
 }
 
 function resolveSecrets(raw: unknown, baseDir: string, issues: ConfigIssue[]): Secrets {
-  const out: Secrets = { secret: '', adminToken: null };
+  const out: Secrets = { secret: '', adminToken: null, etcdPassword: null };
   if (!isObj(raw) || !isObj(raw.cluster)) return out;
   const c = raw.cluster;
   const hasSecret = typeof c.secret === 'string';
@@ -265,6 +308,22 @@ function resolveSecrets(raw: unknown, baseDir: string, issues: ConfigIssue[]): S
       const p = c.tls[k];
       if (typeof p === 'string' && !existsSync(isAbsolute(p) ? p : resolve(baseDir, p))) {
         issues.push({ path: `cluster.tls.${k}`, message: `file not found: ${p}` });
+      }
+    }
+  }
+  const etcd = isObj(c.discovery) && isObj(c.discovery.etcd) ? c.discovery.etcd : null;
+  if (etcd !== null && isObj(etcd.auth)) {
+    const a = etcd.auth;
+    if (typeof a.password === 'string' && a.passwordFile === undefined) out.etcdPassword = a.password;
+    else if (typeof a.passwordFile === 'string' && a.password === undefined) {
+      out.etcdPassword = readSecretFile(a.passwordFile, baseDir, 'cluster.discovery.etcd.auth.passwordFile', issues);
+    }
+  }
+  if (etcd !== null && isObj(etcd.tls)) {
+    for (const k of ['ca', 'cert', 'key'] as const) {
+      const p = etcd.tls[k];
+      if (typeof p === 'string' && !existsSync(isAbsolute(p) ? p : resolve(baseDir, p))) {
+        issues.push({ path: `cluster.discovery.etcd.tls.${k}`, message: `file not found: ${p}` });
       }
     }
   }
@@ -341,10 +400,23 @@ function build(raw: RawConfig, secrets: Secrets, baseDir: string, source: string
       drainTimeoutMs: c.drainTimeoutMs,
       logLevel: c.logLevel,
       tls: c.tls ? { cert: abs(c.tls.cert), key: abs(c.tls.key), ca: abs(c.tls.ca) } : null,
+      discovery: c.discovery ? { etcd: buildEtcd(c.discovery.etcd, c.name, secrets.etcdPassword, abs) } : null,
       nodes: c.nodes,
     },
     services,
     source,
+  };
+}
+
+function buildEtcd(e: NonNullable<RawConfig['cluster']['discovery']>['etcd'], cluster: string, password: string | null, abs: (p: string) => string): EtcdConfig {
+  const prefix = e.prefix ?? `/tandem/${cluster}/`;
+  return {
+    endpoints: e.endpoints,
+    prefix: prefix.endsWith('/') ? prefix : `${prefix}/`,
+    ttlMs: e.ttlMs,
+    dialTimeoutMs: e.dialTimeoutMs,
+    auth: e.auth ? { username: e.auth.username, password: password ?? '' } : null,
+    tls: e.tls ? { ca: e.tls.ca ? abs(e.tls.ca) : null, cert: e.tls.cert ? abs(e.tls.cert) : null, key: e.tls.key ? abs(e.tls.key) : null } : null,
   };
 }
 

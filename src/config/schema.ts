@@ -32,6 +32,20 @@ const tlsSchema = strictObject({
   ca: str('a file path'),
 });
 
+/** cluster.discovery.etcd (docs/configuration.md, "Membership through etcd"). */
+const etcdSchema = strictObject({
+  endpoints: z
+    .array(str('a URL such as "http://127.0.0.1:2379"'), { invalid_type_error: 'must be a list of URLs', required_error: 'is required' })
+    .min(1, 'must list at least one endpoint'),
+  prefix: str().startsWith('/', 'must start with "/"').optional(),
+  ttlMs: int(1000, 600_000).default(3000),
+  dialTimeoutMs: int(100, 60_000).default(2000),
+  auth: strictObject({ username: str().min(1, 'must not be empty'), password: str().optional(), passwordFile: str('a file path').optional() }).optional(),
+  tls: strictObject({ ca: str('a file path').optional(), cert: str('a file path').optional(), key: str('a file path').optional() }).optional(),
+});
+
+const discoverySchema = strictObject({ etcd: etcdSchema });
+
 const clusterSchema = strictObject({
   name: str().regex(NAME, 'must be 1-63 characters of letters, digits, ".", "_" or "-"'),
   secret: str().optional(),
@@ -46,9 +60,9 @@ const clusterSchema = strictObject({
     errorMap: () => ({ message: 'must be one of fatal, error, warn, info, debug, trace, silent' }),
   }).default('info'),
   tls: tlsSchema.optional(),
-  nodes: z
-    .array(nodeSchema, { invalid_type_error: 'must be a list of nodes', required_error: 'is required' })
-    .min(1, 'must list at least one node'),
+  discovery: discoverySchema.optional(),
+  // At least one node unless cluster.discovery is set (checked in load.ts, crossCheck).
+  nodes: z.array(nodeSchema, { invalid_type_error: 'must be a list of nodes', required_error: 'is required' }).default([]),
 });
 
 const backendSchema = strictObject({
@@ -222,8 +236,8 @@ export interface ServiceConfig
   readonly rateLimit: RateLimitConfig | null;
   readonly requestHeaders: HeaderRules | null;
   readonly responseHeaders: HeaderRules | null;
-  /** null: cleartext. */
-  readonly tls: ServiceTlsConfig | null;
+  /** Absent or null: cleartext (the loader always sets it; configs built in code may leave it out). */
+  readonly tls?: ServiceTlsConfig | null;
 }
 
 /** One route, resolved: every field its service would give is filled in from the service. */
@@ -255,7 +269,24 @@ export interface ClusterConfig {
   readonly drainTimeoutMs: number;
   readonly logLevel: RawConfig['cluster']['logLevel'];
   readonly tls: { readonly cert: string; readonly key: string; readonly ca: string } | null;
+  /** Membership and configuration through etcd; null when the file's nodes are the whole membership. */
+  readonly discovery: DiscoveryConfig | null;
   readonly nodes: readonly NodeConfig[];
+}
+
+/** `cluster.discovery.etcd`, resolved: file paths absolute, the password read, the prefix ending in "/". */
+export interface EtcdConfig {
+  readonly endpoints: readonly string[];
+  /** Default `/tandem/<cluster name>/`. */
+  readonly prefix: string;
+  readonly ttlMs: number;
+  readonly dialTimeoutMs: number;
+  readonly auth: { readonly username: string; readonly password: string } | null;
+  readonly tls: { readonly ca: string | null; readonly cert: string | null; readonly key: string | null } | null;
+}
+
+export interface DiscoveryConfig {
+  readonly etcd: EtcdConfig;
 }
 
 export interface Config {

@@ -19,8 +19,13 @@ export function registerAdminRoutes(node: NodeControl, admin: AdminServer): void
         self: node.id,
         cluster: node.config.cluster.name,
         ready: node.ready,
+        // Membership through etcd (null without cluster.discovery) and the pushed config in force.
+        discovery: node.membership.discovery(),
+        configRevision: node.membership.config().revision,
+        configRefused: node.membership.config().refused,
         nodes: node.config.cluster.nodes.map((n) => {
           const s = stats.get(n.id);
+          const m = node.membership.info(n.id);
           return {
             id: n.id,
             state: node.stateOf(n.id),
@@ -29,6 +34,7 @@ export function registerAdminRoutes(node: NodeControl, admin: AdminServer): void
             peerPort: n.peerPort,
             adminPort: n.adminPort,
             ...(s ? { lastHeartbeatAgoMs: s.lastHeartbeatAgoMs, replicationLagMs: s.replicationLagMs, pendingEntries: s.pendingEntries } : {}),
+            ...(m ? { source: m.source, phase: m.phase, configRevision: m.configRevision } : {}),
           };
         }),
       },

@@ -13,6 +13,7 @@ import type { RouterStats } from '../cluster/router.js';
 import type { PeerState } from '../proxy/context.js';
 import type { BackendState } from '../upstream/pool.js';
 import type { EventLog } from './events.js';
+import type { NodeMembers } from './members.js';
 
 /** Reads of this node's replicated flow table. */
 export interface FlowTableView {
@@ -90,6 +91,8 @@ export interface NodeView {
   ranking(key: string): RankedNode[];
   /** Where a new flow for this key would go now. */
   wouldOwn(key: string): Owners;
+  /** The member set and the etcd session: discovery state, config revision, per-member records. */
+  readonly membership: Pick<NodeMembers, 'info' | 'discovery' | 'config'>;
 }
 
 export interface NodeControl extends NodeView {

@@ -10,6 +10,7 @@ import type { ProxyContext, ServiceProxy } from '../proxy/context.js';
 import { UpstreamPool } from '../upstream/pool.js';
 import { createSelector } from '../balancer/index.js';
 import { HealthChecker } from '../upstream/health.js';
+import { HealthMetrics } from '../upstream/health-metrics.js';
 import { HttpServiceProxy } from '../proxy/http/service.js';
 import { HttpDataPlane } from '../proxy/http/data-plane.js';
 import { TcpServiceProxy } from '../proxy/tcp/service.js';
@@ -27,6 +28,7 @@ export class Services {
   #running = new Map<string, Running>();
   #pools = new Map<string, UpstreamPool>();
   #checkers = new Map<string, HealthChecker>();
+  readonly #healthMetrics: HealthMetrics;
   #http: HttpDataPlane;
   #tcp: TcpDataPlane;
   #udp: UdpDataPlane;
@@ -36,6 +38,7 @@ export class Services {
   constructor(ctx: ProxyContext, onHealth: (service: string, address: string, healthy: boolean) => void = () => undefined) {
     this.#ctx = ctx;
     this.#onHealth = onHealth;
+    this.#healthMetrics = new HealthMetrics(ctx.registry);
     this.#http = new HttpDataPlane(ctx, (name) => this.#proxy(name, HttpServiceProxy));
     this.#tcp = new TcpDataPlane(ctx, (name) => this.#proxy(name, TcpServiceProxy));
     this.#udp = new UdpDataPlane(ctx, (name) => this.#proxy(name, UdpServiceProxy));
@@ -89,7 +92,7 @@ export class Services {
           service: cfg,
           pool: this.#pools.get(cfg.name)!,
           logger: this.#ctx.logger.child({ component: 'health', service: cfg.name }),
-          registry: this.#ctx.registry,
+          metrics: this.#healthMetrics,
           onChange: (address, healthy) => this.#onHealth(cfg.name, address, healthy),
         });
         this.#checkers.set(cfg.name, hc);
@@ -136,6 +139,6 @@ export class Services {
 
   #proxy<T>(name: string, kind: abstract new (...args: never[]) => T): T | undefined {
     const p = this.#running.get(name)?.proxy;
-    return p instanceof kind ? (p) : undefined;
+    return p instanceof kind ? p : undefined;
   }
 }

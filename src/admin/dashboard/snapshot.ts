@@ -85,6 +85,7 @@ export function buildSnapshot(node: NodeView, owners: OwnerCounts, sampler: Peer
       lastHeartbeatAgoMs: self ? null : (p?.lastHeartbeatAgoMs ?? null),
       ready: self ? node.ready : state === 'dead' ? null : (s?.counters.ready ?? null),
       uptimeSec: self ? Math.round((now - node.startedAt) / 1000) : s && state !== 'dead' ? Math.round((s.counters.at - s.counters.startedAt) / 1000) : null,
+      configRevision: node.membership.info(n.id)?.configRevision ?? null,
     };
   });
   const services: ServiceView[] = node.config.services.map((svc) => ({
@@ -116,5 +117,8 @@ export function buildSnapshot(node: NodeView, owners: OwnerCounts, sampler: Peer
       };
     }),
   }));
-  return { at: now, self: node.id, cluster: node.config.cluster.name, nodes, flows: { total: flows.total, countedAt: flows.at }, services };
+  const d = node.membership.discovery();
+  const discovery = d === null ? null : { state: d.state, error: d.error };
+  const configRevision = node.membership.config().revision;
+  return { at: now, self: node.id, cluster: node.config.cluster.name, nodes, flows: { total: flows.total, countedAt: flows.at }, services, discovery, configRevision };
 }
