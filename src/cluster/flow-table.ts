@@ -2,7 +2,7 @@ import { TandemError, ErrorCodes } from '../errors.js';
 import { compareVersion, type FlowEntry } from './flow-entry.js';
 
 /**
- * The per-node replicated flow table (DESIGN.md section 3): last-writer-wins by (version, writer),
+ * The per-node replicated flow table (docs/design.md §§3.1-3.3): last-writer-wins by (version, writer),
  * bounded per service, with idle expiry and short-lived tombstones.
  *
  * Convergence: merge keeps an entry iff it is strictly newer than what is stored, so the stored
@@ -19,7 +19,7 @@ export interface FlowTableLimits {
 
 export interface FlowTableOptions {
   /** Per service (from config); must also answer for unknown services with a default. */
-  limits(service: string): FlowTableLimits;
+  readonly limits: (service: string) => FlowTableLimits;
   /**
    * How long ended entries are kept, measured from their lastActive (when the end was written here,
    * or received: replication stamps the receiver's clock). Default 30 s.
@@ -178,7 +178,7 @@ export class FlowTable {
   /**
    * Mark a live entry most recently used, without a new version. This protects it from LRU
    * eviction only: idle expiry reads the replicated lastActive, which the acting owner refreshes
-   * in batches (DESIGN.md section 3, lifecycle).
+   * in batches (docs/design.md §3.3).
    */
   touch(service: string, key: string): void {
     const live = this.#tables.get(service)?.live;

@@ -71,7 +71,7 @@ test('success: both sides agree on ids, channel and session key', async () => {
     assert.equal(theirs.r?.peerId, 'lb1');
     assert.equal(theirs.r?.channel, 'http');
     assert.equal(mine.peerId, 'lb2');
-    assert.ok(mine.session.key.equals(theirs.r!.session.key));
+    assert.ok(mine.session.key.equals(theirs.r.session.key));
     assert.equal(mine.session.key.length, 32);
     s.destroy();
   });

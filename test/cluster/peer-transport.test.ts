@@ -54,7 +54,7 @@ test('data-plane channels: dial + onChannel, bytes right after the handshake, ht
           path: '/x',
           createConnection: (_opts, cb) => {
             a.cluster.dial('lb2', 'http').then((sock) => cb(null, sock), (err: Error) => cb(err, undefined as never));
-            return undefined as never;
+            return undefined;
           },
         });
         req.on('error', reject);

@@ -7,9 +7,12 @@ import { spawn, type ChildProcess } from 'node:child_process';
 import { mkdtempSync, writeFileSync, createWriteStream, readFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { pathToFileURL } from 'node:url';
 import { stringify } from 'yaml';
 
 const BIN = new URL('../../bin/tandem.js', import.meta.url).pathname;
+/** Preloaded into every node process: adds the test-only `POST /api/test/flows` (see the file). */
+const FLOW_HOOK = pathToFileURL(new URL('./flow-hook.mjs', import.meta.url).pathname).href;
 
 export interface TestNode {
   readonly id: string;
@@ -104,11 +107,11 @@ export class TestCluster {
     const n = this.node(id);
     if (launch !== undefined) n.launch = launch;
     const log = createWriteStream(n.logFile, { flags: 'a' });
-    const argv = [process.execPath, BIN, 'start', '--config', this.configPath, '--node', id, '--log-level', this.#logLevel];
+    const argv = [process.execPath, '--import', FLOW_HOOK, BIN, 'start', '--config', this.configPath, '--node', id, '--log-level', this.#logLevel];
     const [cmd, ...args] = [...(n.launch?.prefix ?? []), ...argv];
     const child = spawn(cmd!, args, {
       stdio: ['ignore', 'pipe', 'pipe'],
-      env: { ...process.env, TANDEM_TEST_HOOKS: '1', ...(n.launch?.env ?? {}) },
+      env: { ...process.env, ...(n.launch?.env ?? {}) },
     });
     child.stdout.pipe(log);
     child.stderr.pipe(log);

@@ -123,7 +123,7 @@ test('drain via one node stops new flows to the backend on all three; open conne
     sock.destroy();
   }
   // The open connection still works both ways.
-  const echoed = new Promise<string>((resolve) => held!.once('data', (d: string) => resolve(d)));
+  const echoed = new Promise<string>((resolve) => held.once('data', (d: string) => resolve(d)));
   held.write('still here');
   assert.equal(await echoed, 't2:still here');
   held.destroy();
