@@ -75,7 +75,7 @@ export function lineChart(spec: ChartSpec): string {
     out.push(`<text x="${(sx(x) + 3).toFixed(1)}" y="${T + 10}" fill="#777" font-size="10">${esc(label)}</text>`);
   }
   spec.series.forEach((s, i) => {
-    const color = COLORS[i % COLORS.length]!;
+    const color = COLORS[i % COLORS.length];
     let d = '';
     let pen = false;
     for (const [x, y] of s.points) {

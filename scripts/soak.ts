@@ -161,7 +161,7 @@ async function main(): Promise<void> {
         const ops = load.http.ops + load.tcp.ops + load.udp.ops;
         samples.push({ t: at / 1000, nodes, p99: { http: percentile(w.http, 99), tcp: percentile(w.tcp, 99), udp: percentile(w.udp, 99) }, ops: ops - lastOps });
         lastOps = ops;
-        const s = samples[samples.length - 1]!;
+        const s = samples[samples.length - 1];
         log(`${IDS.map((id) => `${id} rss ${s.nodes[id]?.rssMiB?.toFixed(0) ?? '-'} MiB flows ${s.nodes[id]?.flows ?? '-'}`).join(', ')}; p99 http ${s.p99.http.toFixed(1)} tcp ${s.p99.tcp.toFixed(1)} udp ${s.p99.udp.toFixed(1)} ms; ${s.ops} ops`);
         await sleep(Math.max(0, SAMPLE_MS - (Date.now() - t0 - at)));
       }
@@ -170,7 +170,7 @@ async function main(): Promise<void> {
       const wait = Math.min(nextRestart, endAt - DOWN_MS - 5000) - (Date.now() - t0);
       if (wait > 0) await sleep(Math.min(wait, 1000));
       if (Date.now() - t0 < nextRestart) continue;
-      const id = IDS[victim++ % IDS.length]!;
+      const id = IDS[victim++ % IDS.length];
       const host = c.node(id).host;
       down.add(host);
       epochs.set(host, (epochs.get(host) ?? 0) + 1);
@@ -201,7 +201,7 @@ async function main(): Promise<void> {
         }),
       );
       identical = tables.every((x) => x === tables[0]);
-      entries = tables[0]!.split('\n').length;
+      entries = tables[0].split('\n').length;
       if (!identical) await sleep(500);
     }
     writeReport(args, { samples, restarts, load, capHttp, capTcp, pauseMs, tcpPauseMs: pauses.tcp, identical, entries });
@@ -279,7 +279,7 @@ Load: 12 HTTP clients over 200 sessions, 4 TCP clients (a connection each time),
 | TCP | ${l.tcp.ops} | ${l.tcp.ok} | ${l.tcp.failed} | ${l.tcp.cut} | — | ${percentile(l.tcp.all, 50).toFixed(1)} / ${percentile(l.tcp.all, 99).toFixed(1)} |
 | UDP | ${l.udpCounts.sent} datagrams | ${l.udpCounts.replies} replies | ${lossPct.toFixed(2)} % lost | ${l.udpCounts.ingressMoves} ingress moves | ${movedFlows(l.udp).length} / ${l.udp.backends.size} | ${percentile(l.udp.all, 50).toFixed(1)} / ${percentile(l.udp.all, 99).toFixed(1)} |
 
-Memory: RSS trend after ${WARMUP_S} s of warm-up (per process lifetime, least squares): ${IDS.map((id) => `${id} ${Number.isNaN(trend[id]!) ? 'n/a' : `${trend[id]!.toFixed(3)} MiB/min`}`).join(', ')} — ${flat ? '**flat**' : '**growing: look at rss.svg and heap.svg**'}. Last sample: ${IDS.map((id) => `${id} RSS ${last?.nodes[id]?.rssMiB?.toFixed(0) ?? '-'} MiB, heap ${last?.nodes[id]?.heapMiB?.toFixed(0) ?? '-'} MiB, ${last?.nodes[id]?.fds ?? '-'} fds, ${last?.nodes[id]?.flows ?? '-'} flows`).join('; ')}.
+Memory: RSS trend after ${WARMUP_S} s of warm-up (per process lifetime, least squares): ${IDS.map((id) => `${id} ${Number.isNaN(trend[id]) ? 'n/a' : `${trend[id].toFixed(3)} MiB/min`}`).join(', ')} — ${flat ? '**flat**' : '**growing: look at rss.svg and heap.svg**'}. Last sample: ${IDS.map((id) => `${id} RSS ${last?.nodes[id]?.rssMiB?.toFixed(0) ?? '-'} MiB, heap ${last?.nodes[id]?.heapMiB?.toFixed(0) ?? '-'} MiB, ${last?.nodes[id]?.fds ?? '-'} fds, ${last?.nodes[id]?.flows ?? '-'} flows`).join('; ')}.
 
 Tables at the end: ${o.identical ? `identical on all three nodes (${o.entries} entries)` : 'NOT identical within 30 s'}.
 ${[...l.http.errors, ...l.tcp.errors].length ? `\nErrors (first ones): ${[...l.http.errors, ...l.tcp.errors].join(' · ')}\n` : ''}

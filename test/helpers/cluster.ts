@@ -109,7 +109,7 @@ export class TestCluster {
     const log = createWriteStream(n.logFile, { flags: 'a' });
     const argv = [process.execPath, '--import', FLOW_HOOK, BIN, 'start', '--config', this.configPath, '--node', id, '--log-level', this.#logLevel];
     const [cmd, ...args] = [...(n.launch?.prefix ?? []), ...argv];
-    const child = spawn(cmd!, args, {
+    const child = spawn(cmd, args, {
       stdio: ['ignore', 'pipe', 'pipe'],
       env: { ...process.env, ...(n.launch?.env ?? {}) },
     });

@@ -56,7 +56,7 @@ function faketimeMissing(): string | null {
 const missing = faketimeMissing();
 let c: TestCluster;
 const backends: Backend[] = [];
-const launch = (id: string): Launch => ({ env: fakeEnv(SKEW[id]!) });
+const launch = (id: string): Launch => ({ env: fakeEnv(SKEW[id]) });
 
 before(async () => {
   if (missing !== null) return;
@@ -97,7 +97,7 @@ test('clock skew: one node 10 min ahead, one 10 min behind — no failed request
     const start = byLabel(await metricsText(c, n.id), 'tandem_process_process_start_time_seconds', '').get('') ?? 0;
     const skew = start - Date.now() / 1000;
     seen.push(`${n.id} ${skew >= 0 ? '+' : ''}${Math.round(skew)} s`);
-    assert.ok(Math.abs(skew - SKEW_S[n.id]!) < 120, `${n.id} runs ${SKEW[n.id]} (its clock reads ${Math.round(skew)} s off)`);
+    assert.ok(Math.abs(skew - SKEW_S[n.id]) < 120, `${n.id} runs ${SKEW[n.id]} (its clock reads ${Math.round(skew)} s off)`);
   }
   await waitUntil(async () => (await Promise.all(c.nodes.map((n) => c.cluster(n.id)))).every((v) => v.nodes.every((x) => x.state === 'alive')), 20_000, 'all alive');
 
@@ -129,7 +129,7 @@ test('clock skew: one node 10 min ahead, one 10 min behind — no failed request
   let last: string[][] = [];
   const convergeMs = await waitUntil(async () => {
     last = await Promise.all(c.nodes.map((n) => rows(n.id)));
-    return last.every((r) => r.join('\n') === last[0]!.join('\n'));
+    return last.every((r) => r.join('\n') === last[0].join('\n'));
   }, 20_000, 'identical tables').catch(() => -1);
 
   const per: string[] = [];
@@ -151,7 +151,7 @@ test('clock skew: one node 10 min ahead, one 10 min behind — no failed request
     `HTTP ${f.http.ops} GETs, ${f.http.failed} failed, p99 ${percentile(f.http.all, 99).toFixed(1)} ms; TCP ${f.tcp.ops} connections, ${f.tcp.failed} failed, ${f.tcp.cut} cut by the kill; ` +
       `UDP ${load.udpCounts.sent} datagrams, ${load.udpCounts.replies} replies, ${load.udpCounts.ingressMoves} ingress moves; ` +
       `moved: http ${movedFlows(f.http).length}/${f.http.backends.size}, tcp ${movedFlows(f.tcp).length}/${f.tcp.backends.size}, udp ${movedFlows(f.udp).length}/${f.udp.backends.size}; ` +
-      `tables ${convergeMs >= 0 ? `identical (${last[0]!.length} entries) after ${convergeMs} ms` : 'NOT identical'}`,
+      `tables ${convergeMs >= 0 ? `identical (${last[0].length} entries) after ${convergeMs} ms` : 'NOT identical'}`,
   );
   for (const line of per) t.diagnostic(line);
   if (f.http.errors.length + f.tcp.errors.length) t.diagnostic(`errors: ${[...f.http.errors, ...f.tcp.errors].join(' | ')}`);

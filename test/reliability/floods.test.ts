@@ -280,16 +280,17 @@ for (const [label, port] of [['HTTP', HTTP_PORT], ['TCP', TCP_PORT]] as const) {
 test('UDP: a flood past the file-descriptor limit must not lock new flows out', async (t) => {
   const { execFileSync, spawn } = await import('node:child_process');
   const { mkdtempSync, writeFileSync, readFileSync } = await import('node:fs');
-  const { tmpdir } = await import('node:os');
-  const { join } = await import('node:path');
+  const os = await import('node:os');
+  const path = await import('node:path');
   const { stringify } = await import('yaml');
+  const join = (...parts: string[]): string => path.join(...parts);
   try {
     execFileSync('prlimit', ['--version'], { stdio: 'ignore' });
   } catch {
     t.skip('prlimit (util-linux) not available');
     return;
   }
-  const dir = mkdtempSync(join(tmpdir(), 'tandem-fd-'));
+  const dir = mkdtempSync(join(os.tmpdir(), 'tandem-fd-'));
   const cfg = join(dir, 'tandem.yaml');
   const admin = 17819;
   writeFileSync(

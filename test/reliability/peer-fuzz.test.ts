@@ -234,7 +234,7 @@ test('handshake fuzz: every unauthenticated connection is refused and counted on
     try {
       await runHandshakeCase(k);
     } catch (err) {
-      throw new Error(`seed ${SEED} case "${k.what}": ${(err as Error).message}`);
+      throw new Error(`seed ${SEED} case "${k.what}": ${(err as Error).message}`, { cause: err });
     }
   });
   assert.deepEqual(await silentDone, [true, true], 'silent connections dropped by the handshake timeout');

@@ -124,7 +124,7 @@ export function remainingHeaderBytes(prefix: Uint8Array): number | null {
   if (prefix.length < HEADER_PREFIX_BYTES) return null;
   for (let i = 0; i < HEADER_MAGIC.length; i++) if (prefix[i] !== HEADER_MAGIC[i]) return null;
   if (prefix[4] !== HEADER_VERSION) return null;
-  const n = (prefix[5]! << 8) | prefix[6]!;
+  const n = (prefix[5] << 8) | prefix[6];
   if (n < 8 + NONCE_BYTES + 4 + 4 + 2 || n > MAX_BODY_BYTES) return null;
   return n + MAC_BYTES;
 }
@@ -152,7 +152,7 @@ export function decodeForwardHeader(key: Uint8Array, buf: Buffer): HeaderDecodeR
   const strs: string[] = [];
   for (let i = 0; i < 4; i++) {
     if (o >= macAt) return { ok: false, reason: 'malformed' };
-    const n = buf[o++]!;
+    const n = buf[o++];
     if (o + n > macAt) return { ok: false, reason: 'malformed' };
     strs.push(buf.toString('utf8', o, o + n));
     o += n;

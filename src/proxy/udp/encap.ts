@@ -158,7 +158,7 @@ export function parseEncap(buf: Buffer): ParsedEncap | null {
   let at = FIXED_BYTES;
   const str8 = (): string | null => {
     if (at + 1 > end) return null;
-    const n = buf[at]!;
+    const n = buf[at];
     if (at + 1 + n > end) return null;
     const s = buf.toString('utf8', at + 1, at + 1 + n);
     at += 1 + n;
@@ -178,7 +178,7 @@ export function parseEncap(buf: Buffer): ParsedEncap | null {
   const ingress = str8();
   if (ingress === null) return null;
   return {
-    type: type as EncapTypeCode,
+    type: type,
     senderIncarnation: buf.subarray(SENDER_INC_AT, SENDER_INC_AT + INCARNATION_BYTES),
     receiverIncarnation: buf.subarray(RECEIVER_INC_AT, RECEIVER_INC_AT + INCARNATION_BYTES),
     counter: buf.readBigUInt64BE(COUNTER_AT),

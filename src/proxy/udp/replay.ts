@@ -53,8 +53,8 @@ export class ReplayWindow {
     }
     const w = Number((seq >> 5n) & WORD_MASK);
     const bit = (1 << Number(seq & 31n)) >>> 0;
-    if ((this.#bits[w]! & bit) !== 0) return false;
-    this.#bits[w] = (this.#bits[w]! | bit) >>> 0;
+    if ((this.#bits[w] & bit) !== 0) return false;
+    this.#bits[w] = (this.#bits[w] | bit) >>> 0;
     return true;
   }
 }

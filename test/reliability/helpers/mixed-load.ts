@@ -79,7 +79,7 @@ function fail(f: ProtoFigures, what: string): void {
 export function percentile(xs: readonly number[], p: number): number {
   if (xs.length === 0) return 0;
   const s = [...xs].sort((a, b) => a - b);
-  return s[Math.min(s.length - 1, Math.floor((p / 100) * s.length))]!;
+  return s[Math.min(s.length - 1, Math.floor((p / 100) * s.length))];
 }
 
 /** Flow keys whose answers came from more than one backend, as "key: a→b". */
@@ -205,7 +205,7 @@ export class MixedLoad {
 
   #pick(not?: string): string | null {
     const up = this.#c.up().filter((h) => h !== not);
-    return up.length === 0 ? null : up[this.#rr++ % up.length]!;
+    return up.length === 0 ? null : up[this.#rr++ % up.length];
   }
 
   async #pause(proto: 'http' | 'tcp'): Promise<void> {
@@ -231,7 +231,7 @@ export class MixedLoad {
             await this.#pause('http');
             continue;
           }
-          const key = t.keys !== undefined ? t.keys[n++ % t.keys.length]! : `${t.prefix ?? 'mix'}-${n++ % t.sessions}`;
+          const key = t.keys !== undefined ? t.keys[n++ % t.keys.length] : `${t.prefix ?? 'mix'}-${n++ % t.sessions}`;
           const epoch = this.#c.epochOf(host);
           const f = this.http;
           f.ops++;
@@ -330,7 +330,7 @@ export class MixedLoad {
         if (sentAt.size < 100_000) sentAt.set(`${i}/${payload}`, performance.now());
         f.ops++;
         this.udpCounts.sent++;
-        socks[i]!.send(payload, t.port, ingress[i]!);
+        socks[i].send(payload, t.port, ingress[i]!);
       }
       await new Promise((r) => setTimeout(r, period));
     }

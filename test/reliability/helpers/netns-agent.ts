@@ -112,17 +112,17 @@ async function handle(cmd: string, args: Record<string, unknown>): Promise<unkno
       for (const [i, port] of (args.http as number[]).entries()) {
         const b = await httpBackend(`h${i + 1}`, host, port);
         backends.push(b);
-        out.http!.push(b.address);
+        out.http.push(b.address);
       }
       for (let i = 0; i < (args.tcp as number); i++) {
         const b = await idTcpBackend(`t${i + 1}`, host);
         backends.push(b);
-        out.tcp!.push(b.address);
+        out.tcp.push(b.address);
       }
       for (let i = 0; i < (args.udp as number); i++) {
         const b = await udpBackend(`u${i + 1}`, host);
         backends.push(b);
-        out.udp!.push(b.address);
+        out.udp.push(b.address);
       }
       return out;
     }

@@ -136,7 +136,7 @@ export function netnsUnavailable(): string | null {
 
 /** Namespaces left by earlier runs whose process is gone (a crash or a kill -9 of the runner). */
 function removeStale(): void {
-  let list = '';
+  let list: string;
   try {
     list = ip(['netns', 'list']);
   } catch {
@@ -146,7 +146,7 @@ function removeStale(): void {
     const m = /^(tdm(\d+)-\w+)/.exec(line.trim());
     if (!m) continue;
     const pid = Number(m[2]);
-    let alive = false;
+    let alive: boolean;
     try {
       process.kill(pid, 0);
       alive = true;

@@ -78,7 +78,8 @@ export function closed(s: Socket, ms: number): Promise<boolean> {
 /** Sends `bytes`, half-closes, and waits for the node to close its side (patience: at most `ms`). */
 export async function sendAndFinish(s: Socket, bytes: Buffer | readonly Buffer[], ms = 20_000): Promise<boolean> {
   s.resume(); // whatever the node sends back is not the point here
-  for (const b of Array.isArray(bytes) ? bytes : [bytes]) if (b.length > 0) s.write(b);
+  const parts: readonly Buffer[] = Array.isArray(bytes) ? (bytes as readonly Buffer[]) : [bytes as Buffer];
+  for (const b of parts) if (b.length > 0) s.write(b);
   s.end();
   const ok = await closed(s, ms);
   s.destroy();
