@@ -67,6 +67,7 @@ test('a peer held to 5 % of a core: the others keep serving, its flows move only
     const r = (await c.get('lb1', '/api/flows?service=web&limit=100000')).body as { flows: FlowView[] };
     return new Map(r.flows.map((f) => [f.key, f]));
   };
+  await phase(2000); // warm-up: connections, pools and flows being created
   const calm = await phase(5000);
   const before0 = await entries();
   const events0 = await Promise.all(['lb1', 'lb2'].map(async (id) => Math.max(0, ...((await c.get(id, '/api/events')).body as { events: Array<{ seq: number }> }).events.map((e) => e.seq))));
