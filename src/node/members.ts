@@ -45,6 +45,8 @@ export interface DiscoveryView {
   readonly members: number;
 }
 
+export type MemberView = MemberInfo & { readonly configRevision: number | null };
+
 export interface ConfigView {
   /** The pushed revision this node runs; null while it runs its file's services. */
   readonly revision: number | null;
@@ -113,7 +115,7 @@ export class NodeMembers {
 
   /** The members, self included (a new array when it changed). */
   nodes(): readonly NodeConfig[] {
-    return this.#set.nodes() as readonly NodeConfig[];
+    return this.#set.nodes();
   }
 
   /** May own new flows (not joining or leaving by its etcd record). */
@@ -121,7 +123,7 @@ export class NodeMembers {
     return this.#set.eligible(id);
   }
 
-  info(id: string): (MemberInfo & { configRevision: number | null }) | null {
+  info(id: string): MemberView | null {
     const i = this.#set.info(id);
     if (i === null) return null;
     if (id === this.#o.self.id && this.#etcd !== null) return { source: 'self', phase: this.#phase, configRevision: this.#applied };
