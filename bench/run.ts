@@ -9,9 +9,10 @@ import { join } from 'node:path';
 import { spawnSync } from 'node:child_process';
 import { SCENARIOS } from './lib/scenarios.js';
 import { contenderNode, cpuModelOf, findTools, missingTools, missingMessage, type NodeInfo } from './lib/tools.js';
-import { installCleanupHandlers, pinning, stopAll, stopProc } from './lib/procs.js';
-import { startBackend, startHaproxy, startNaive, startNginxPeer, type Started } from './lib/contenders.js';
-import { startTandem, tandemNodeArgs, tandemUnavailable, ROOT, type TandemHandle } from './lib/tandem.js';
+import { installCleanupHandlers, pinning, stopAll } from './lib/procs.js';
+import { startBackend } from './lib/contenders.js';
+import { tandemNodeArgs, ROOT, type TandemHandle } from './lib/tandem.js';
+import { Lineup } from './lib/lineup.js';
 import { runMicro } from './lib/micro.js';
 import { runScenario, type RunnerCtx } from './lib/runner.js';
 import { netState } from './lib/netstate.js';
@@ -26,17 +27,20 @@ interface Options {
   cpuProf?: string;
   /** --contenders: measure only these (the others read "n/a: not selected"). */
   contenders: ContenderId[] | null;
+  /** Fresh proxies for each scenario (default); --no-restart: one set for the whole run. */
+  restart: boolean;
 }
 
-const USAGE = `usage: npm run bench -- [--quick] [--only ID[,ID…]] [--contenders ID[,ID…]] [--rounds N] [--duration SEC] [--warmup SEC] [--no-pin] [--cpu-prof ID]
+const USAGE = `usage: npm run bench -- [--quick] [--only ID[,ID…]] [--contenders ID[,ID…]] [--rounds N] [--duration SEC] [--warmup SEC] [--no-pin] [--no-restart] [--cpu-prof ID]
   scenarios: ${SCENARIOS.map((s) => s.id).join(', ')}, micro
   contenders: ${CONTENDERS.map((c) => c.id).join(', ')}
   --quick: 1 round of 2 s (a smoke test); default: 5 rounds of 5 s
   --cpu-prof ID: profile tandem's nodes during scenario ID (bench/results/profiles/ID/) and print the top functions
+  --no-restart: one set of proxies for the whole run (default: fresh ones for each scenario)
   BENCH_NODE=/path/to/node: run tandem, the naive Node proxy and the micro-benchmarks with that Node`;
 
 function parseCli(argv: string[]): Options {
-  const o: Options = { quick: false, only: null, rounds: 0, durationSec: 0, warmupSec: -1, pin: true, contenders: null };
+  const o: Options = { quick: false, only: null, rounds: 0, durationSec: 0, warmupSec: -1, pin: true, contenders: null, restart: true };
   for (let i = 0; i < argv.length; i++) {
     const a = argv[i];
     const val = () => {
@@ -55,6 +59,7 @@ function parseCli(argv: string[]): Options {
     else if (a === '--duration') o.durationSec = Math.max(1, Math.round(pos(val())));
     else if (a === '--warmup') o.warmupSec = Math.max(1, Math.round(pos(val())));
     else if (a === '--no-pin') o.pin = false;
+    else if (a === '--no-restart') o.restart = false;
     else if (a === '--cpu-prof') o.cpuProf = val();
     else if (a === '--contenders') {
       const list = val().split(',').map((x) => x.trim()).filter(Boolean);
@@ -141,35 +146,20 @@ async function main(): Promise<number> {
   const loadAtStart = loadavg();
   log(`bench: ${opts.quick ? 'quick' : 'full'} — ${opts.rounds} round(s) × ${opts.durationSec} s, warm-up ${opts.warmupSec} s; logs and configs in ${dir}`);
   log(`bench: tandem and the naive Node proxy run on Node ${node.version} (V8 ${node.v8}) ${node.path}`);
-  let tandem: TandemHandle = tandemUnavailable('not started (no network scenario selected)');
   let tandemNote: string | undefined;
   const scenarios: ScenarioResult[] = [];
   const netStates: NonNullable<BenchMeta['netState']> = {};
   let profiles: ProfileSummary[] = [];
   let micro: BenchReport['micro'] = [];
-  const restartTandem = async (profileDir?: string) => {
-    // Graceful stop: a node under --cpu-prof writes its profile when it exits.
-    await Promise.all(tandem.procs.map((p) => stopProc(p, 30_000)));
-    tandem = await startTandem(dir, 20_000, { node: node.path, profileDir });
-    log(tandem.status === 'ok' ? `bench: tandem cluster ready${profileDir ? ' (under --cpu-prof)' : ''}` : `bench: tandem unavailable: ${tandem.reason}`);
-  };
+  const lineup = new Lineup({ dir, tools, node: node.path, contenders: opts.contenders, log });
+  const routes: TandemHandle['routes'] = {};
   try {
     if (net) {
       await startBackend(dir, tools);
-      const haproxy: Started = needs.has('haproxy') ? await startHaproxy(dir, tools) : { ok: false, reason: 'not needed', procs: [] };
-      const nginx = await startNginxPeer(dir, tools);
-      const wantNaive = selected.some((s) => s.id.startsWith('http')) && (!opts.contenders || opts.contenders.includes('naive'));
-      const naive: Started = wantNaive ? await startNaive(dir, node.path) : { ok: false, reason: 'not needed', procs: [] };
-      if (!haproxy.ok && needs.has('haproxy')) log(`bench: HAProxy unavailable: ${haproxy.reason}`);
-      if (!nginx.ok) log(`bench: NGINX unavailable: ${nginx.reason}`);
-      if (!naive.ok && wantNaive) log(`bench: naive Node proxy unavailable: ${naive.reason}`);
       if (newestMtime(join(ROOT, 'src')) > newestMtime(join(ROOT, 'dist')) + 1000) {
         tandemNote = 'dist/ is older than src/: the bench runs the last build (`npm run build`)';
         log(`bench: warning: ${tandemNote}`);
       }
-      // Under --cpu-prof the nodes are profiled from the start of the run, so the profiled scenario
-      // finds them in the state the earlier scenarios left (that state is part of what is measured);
-      // the summary is cut to that scenario's measured rounds.
       const profIndex = selected.findIndex((s) => s.id === opts.cpuProf);
       const profileDir = join(RESULTS_DIR, 'profiles', opts.cpuProf ?? '');
       if (profIndex >= 0) {
@@ -177,21 +167,31 @@ async function main(): Promise<number> {
         mkdirSync(profileDir, { recursive: true });
       }
       for (const [i, s] of selected.entries()) {
-        if (i === 0 || i === profIndex + 1) await restartTandem(i <= profIndex ? profileDir : undefined);
         const profiled = i === profIndex;
+        if (opts.restart) {
+          log(`\nbench: starting the proxies for ${s.id}`);
+          await lineup.start([s], profiled ? profileDir : undefined);
+        } else if (i === 0) {
+          // One set for the whole run: under --cpu-prof tandem is profiled from the start, so the
+          // profiled scenario finds it in the state the earlier ones left.
+          await lineup.start(selected, profIndex >= 0 ? profileDir : undefined);
+        } else if (i === profIndex + 1) await lineup.startTandem();
         const ctx: RunnerCtx = {
-          haproxy, nginx, naive, tandem, dir, tools, log, rounds: opts.rounds, durationSec: opts.durationSec, warmupSec: opts.warmupSec,
+          haproxy: lineup.haproxy, nginx: lineup.nginx, naive: lineup.naive, tandem: lineup.tandem,
+          dir, tools, log, rounds: opts.rounds, durationSec: opts.durationSec, warmupSec: opts.warmupSec,
           profileWindows: profiled ? {} : undefined, contenders: opts.contenders ?? undefined,
         };
         netStates[s.id] = netState();
         scenarios.push(await runScenario(s, ctx));
+        Object.assign(routes, lineup.tandem.routes);
         if (profiled) {
           writeWindows(profileDir, ctx.profileWindows ?? {});
-          await Promise.all(tandem.procs.map((p) => stopProc(p, 30_000)));
+          await lineup.stopTandem();
           profiles = summarizeDir(profileDir, s.id, ROOT);
           if (profiles.length === 0) log(`bench: --cpu-prof: no profile was written to ${profileDir} (did tandem exit cleanly? see ${dir}/tandem/)`);
           for (const p of profiles) log(`\n${formatProfile(p).join('\n')}`);
         }
+        if (opts.restart) await lineup.stop();
       }
     }
     if (doMicro) {
@@ -201,8 +201,9 @@ async function main(): Promise<number> {
   } finally {
     await stopAll();
   }
+  const tandem = lineup.tandem;
   const hops: Record<string, string> = {};
-  for (const [k, r] of Object.entries(tandem.routes)) hops[k] = `1 hop: ${r.one ?? '—'}; 2 hops: ${r.two ?? '—'}${r.note ? ` (${r.note})` : ''}`;
+  for (const [k, r] of Object.entries(routes)) hops[k] = `1 hop: ${r.one ?? '—'}; 2 hops: ${r.two ?? '—'}${r.note ? ` (${r.note})` : ''}`;
   const report: BenchReport = {
     meta: {
       startedAt, finishedAt: new Date().toISOString(), quick: opts.quick, rounds: opts.rounds, durationSec: opts.durationSec,
@@ -212,6 +213,7 @@ async function main(): Promise<number> {
       tools: tools.versions, pinning: pinText,
       tandem: { status: tandem.status, reason: tandem.reason, hops, note: tandemNote, nodeArgs: tandemNodeArgs() },
       cpuProf: opts.cpuProf,
+      restart: opts.restart,
       netState: netStates,
     },
     scenarios,

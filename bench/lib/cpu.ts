@@ -12,6 +12,8 @@ export interface ProcStat {
   ticks: number;
   /** Resident set size, in pages. */
   rss: number;
+  /** Minor page faults (minflt + cminflt): fresh memory touched, e.g. a new buffer per read. */
+  faults: number;
 }
 
 /** Parses one /proc/PID/stat line; undefined when it is not one. The name may hold spaces and ')'. */
@@ -24,28 +26,59 @@ export function parseProcStat(text: string): ProcStat | undefined {
   const n = (field: number) => Number(f[field - 3]);
   const ticks = n(14) + n(15) + n(16) + n(17);
   if (!Number.isFinite(ticks) || !Number.isFinite(n(4))) return undefined;
-  return { pid, ppid: n(4), ticks, rss: n(24) || 0 };
+  return { pid, ppid: n(4), ticks, rss: n(24) || 0, faults: (n(10) || 0) + (n(11) || 0) };
 }
 
-/** Sum of a field over the roots and all their descendants in a process table. */
-export function treeSum(table: readonly ProcStat[], roots: readonly number[], field: 'ticks' | 'rss' = 'ticks'): number {
+/** The pids of the roots and all their descendants in a process table (those in the table). */
+export function treePids(table: readonly ProcStat[], roots: readonly number[]): number[] {
   const children = new Map<number, number[]>();
-  const byPid = new Map<number, ProcStat>();
+  const known = new Set<number>();
   for (const p of table) {
-    byPid.set(p.pid, p);
+    known.add(p.pid);
     const list = children.get(p.ppid);
     if (list) list.push(p.pid);
     else children.set(p.ppid, [p.pid]);
   }
-  let sum = 0;
+  const out: number[] = [];
   const seen = new Set<number>();
   const stack = [...roots];
   while (stack.length) {
     const pid = stack.pop() as number;
     if (seen.has(pid)) continue;
     seen.add(pid);
-    sum += byPid.get(pid)?.[field] ?? 0;
+    if (known.has(pid)) out.push(pid);
     stack.push(...(children.get(pid) ?? []));
+  }
+  return out;
+}
+
+/** Sum of a field over the roots and all their descendants in a process table. */
+export function treeSum(table: readonly ProcStat[], roots: readonly number[], field: 'ticks' | 'rss' | 'faults' = 'ticks'): number {
+  const byPid = new Map(table.map((p) => [p.pid, p]));
+  return treePids(table, roots).reduce((sum, pid) => sum + (byPid.get(pid)?.[field] ?? 0), 0);
+}
+
+/** read()/write()-family syscalls and their bytes (/proc/PID/io: syscr, syscw, rchar, wchar). */
+export interface IoCounts { reads: number; writes: number; readBytes: number; writtenBytes: number }
+
+/** Parses /proc/PID/io; undefined when a field is missing. */
+export function parseProcIo(text: string): IoCounts | undefined {
+  const f = (k: string) => Number(new RegExp(`^${k}:\\s*(\\d+)`, 'm').exec(text)?.[1]);
+  const io = { reads: f('syscr'), writes: f('syscw'), readBytes: f('rchar'), writtenBytes: f('wchar') };
+  return Object.values(io).every(Number.isFinite) ? io : undefined;
+}
+
+function treeIo(roots: readonly number[]): IoCounts | undefined {
+  const sum: IoCounts = { reads: 0, writes: 0, readBytes: 0, writtenBytes: 0 };
+  for (const pid of treePids(processTable(), roots)) {
+    let io: IoCounts | undefined;
+    try {
+      io = parseProcIo(readFileSync(`/proc/${pid}/io`, 'utf8'));
+    } catch {
+      /* exited, or not ours to read */
+    }
+    if (!io) return undefined;
+    for (const k of Object.keys(sum) as Array<keyof IoCounts>) sum[k] += io[k];
   }
   return sum;
 }
@@ -89,6 +122,15 @@ export function cpuSeconds(roots: readonly number[]): number | undefined {
   }
 }
 
+function faults(roots: readonly number[]): number | undefined {
+  if (roots.length === 0) return undefined;
+  try {
+    return treeSum(processTable(), roots, 'faults');
+  } catch {
+    return undefined;
+  }
+}
+
 /** Resident memory of the trees under these pids, in MB (10^6 bytes); undefined without /proc. */
 export function rssMB(roots: readonly number[]): number | undefined {
   if (roots.length === 0) return undefined;
@@ -100,6 +142,12 @@ export function rssMB(roots: readonly number[]): number | undefined {
 }
 
 /**
+ * CPU and wall seconds of a window, the trees' resident memory at its end, their read/write
+ * syscalls (io: undefined when /proc/PID/io cannot be read) and minor page faults in it.
+ */
+export interface MeterResult { cpuSec: number; wallSec: number; rssMB?: number; io?: IoCounts; minorFaults?: number }
+
+/**
  * Brackets a measurement window: CPU seconds of the trees and wall seconds between begin and end.
  * begin() again restarts the window; end() after the first is a no-op.
  */
@@ -107,12 +155,16 @@ export class CpuMeter {
   readonly #roots: readonly number[];
   #cpu0: number | undefined;
   #t0 = 0;
-  #result: { cpuSec: number; wallSec: number; rssMB?: number } | undefined;
+  #io0: IoCounts | undefined;
+  #faults0: number | undefined;
+  #result: MeterResult | undefined;
   constructor(roots: readonly number[]) {
     this.#roots = roots;
   }
   begin(): void {
+    this.#faults0 = faults(this.#roots);
     this.#cpu0 = cpuSeconds(this.#roots);
+    this.#io0 = this.#roots.length ? treeIo(this.#roots) : undefined;
     this.#t0 = performance.now();
     this.#result = undefined;
   }
@@ -120,10 +172,14 @@ export class CpuMeter {
     if (this.#result || this.#cpu0 === undefined) return;
     const cpu1 = cpuSeconds(this.#roots);
     const wallSec = (performance.now() - this.#t0) / 1000;
-    if (cpu1 !== undefined) this.#result = { cpuSec: Math.max(0, cpu1 - this.#cpu0), wallSec, rssMB: rssMB(this.#roots) };
+    const io1 = this.#io0 ? treeIo(this.#roots) : undefined;
+    const io0 = this.#io0;
+    const io = io0 && io1 ? { reads: io1.reads - io0.reads, writes: io1.writes - io0.writes, readBytes: io1.readBytes - io0.readBytes, writtenBytes: io1.writtenBytes - io0.writtenBytes } : undefined;
+    const f1 = faults(this.#roots);
+    const minorFaults = f1 !== undefined && this.#faults0 !== undefined ? f1 - this.#faults0 : undefined;
+    if (cpu1 !== undefined) this.#result = { cpuSec: Math.max(0, cpu1 - this.#cpu0), wallSec, rssMB: rssMB(this.#roots), io, minorFaults };
   }
-  /** CPU and wall seconds of the window, and the trees' resident memory at its end. */
-  get result(): { cpuSec: number; wallSec: number; rssMB?: number } | undefined {
+  get result(): MeterResult | undefined {
     return this.#result;
   }
 }

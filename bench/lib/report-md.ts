@@ -103,7 +103,10 @@ export function renderMarkdown(r: BenchReport): string {
     ...(busy(m) ? [`> **Warning:** the machine was busy when the bench started (load average ${m.host.loadAtStart?.[0].toFixed(2)} on ${m.host.cpus} CPUs): other work competed for the CPUs, so these figures swing and compare badly.`, ''] : []),
     `${nodeLine(m)} Pinning: ${m.pinning}. Tools: ${tools || 'none'}.`,
     '',
-    ...(m.cpuProf ? [`> tandem ran under the V8 profiler (--cpu-prof ${m.cpuProf}) from the start of the run to the end of ${m.cpuProf}: its figures up to there are slowed by the profiler.`, ''] : []),
+    ...(m.restart === undefined ? [] : [m.restart
+      ? 'Every scenario starts fresh proxies (HAProxy, NGINX, the naive Node proxy, tandem); the backend runs all along.'
+      : 'One set of proxies served the whole run (--no-restart): a scenario finds them in the state the earlier ones left.', '']),
+    ...(m.cpuProf ? [`> tandem ran under the V8 profiler (--cpu-prof ${m.cpuProf}) ${m.restart === false ? `from the start of the run to the end of ${m.cpuProf}: its figures up to there` : `in ${m.cpuProf}: its figures there`} are slowed by the profiler.`, ''] : []),
     `tandem: ${m.tandem.status === 'ok' ? 'running (2-node cluster)' : `unavailable: ${m.tandem.reason ?? ''}`}` +
       `${m.tandem.nodeArgs?.length ? `; node flags: \`${m.tandem.nodeArgs.join(' ')}\`` : ''}.`,
     '',

@@ -45,7 +45,7 @@ export async function runScenario(s: Scenario, ctx: RunnerCtx): Promise<Scenario
   const { log } = ctx;
   const plan = s.plan(ctx);
   for (const { id } of CONTENDERS) {
-    if (ctx.contenders && !ctx.contenders.includes(id) && plan[id].kind === 'run') plan[id] = { kind: 'n/a', reason: 'not selected (--contenders)' };
+    if (ctx.contenders && !ctx.contenders.includes(id) && plan[id].kind !== 'n/a') plan[id] = { kind: 'n/a', reason: 'not selected (--contenders)' };
   }
   const ids = CONTENDERS.map((c) => c.id).filter((id) => plan[id].kind === 'run');
   const samples: Partial<Record<ContenderId, Record<string, number[]>>> = {};

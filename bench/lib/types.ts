@@ -75,6 +75,8 @@ export interface BenchMeta {
   pinning: string;
   /** nodeArgs: extra node flags of tandem's processes (BENCH_TANDEM_NODE_ARGS). */
   tandem: { status: 'ok' | 'unavailable'; reason?: string; hops?: Record<string, string>; note?: string; nodeArgs?: string[] };
+  /** Whether each scenario had freshly started proxies (default) or one set served the whole run. */
+  restart?: boolean;
   /** --cpu-prof: the scenario whose tandem nodes ran under the V8 profiler. */
   cpuProf?: string;
   /** Sockets in TIME_WAIT and conntrack entries at the start of each scenario (state left behind). */

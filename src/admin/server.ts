@@ -6,6 +6,7 @@
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import { timingSafeEqual, createHash } from 'node:crypto';
 import type { Logger } from 'pino';
+import { ErrorCodes, TandemError } from '../errors.js';
 
 export interface AdminRequest {
   readonly method: string;
@@ -165,13 +166,13 @@ async function readJson(req: IncomingMessage): Promise<unknown> {
   let size = 0;
   for await (const chunk of req) {
     size += (chunk as Buffer).length;
-    if (size > MAX_BODY) throw new Error('request body too large');
+    if (size > MAX_BODY) throw new TandemError(ErrorCodes.BAD_REQUEST, 'request body too large');
     chunks.push(chunk as Buffer);
   }
   if (size === 0) return {};
   try {
     return JSON.parse(Buffer.concat(chunks).toString('utf8'));
   } catch {
-    throw new Error('request body is not valid JSON');
+    throw new TandemError(ErrorCodes.BAD_REQUEST, 'request body is not valid JSON');
   }
 }

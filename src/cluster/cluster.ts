@@ -36,10 +36,13 @@ import { Membership } from './membership.js';
 import { PeerTransport } from './peer-transport.js';
 import { Replicator, newIncarnation } from './replication.js';
 import { Readiness } from './snapshot.js';
+import { EXTENSION_FRAME_TYPES } from './frame.js';
 
 export type { PeerState } from './cluster-options.js';
 export type DataChannel = Exclude<ChannelType, 'control'>;
 export type DataChannelHandler = (socket: Socket, peerId: string, session: Session) => void;
+/** Gets the payload of a control frame (a view into received bytes: copy what must outlive the call). */
+export type ControlFrameHandler = (peerId: string, payload: Buffer) => void;
 
 export interface ClusterOptions {
   /** `config.cluster`. */
@@ -87,6 +90,8 @@ export class Cluster extends EventEmitter<ClusterEvents> {
   readonly #readiness: Readiness;
   #nodes: readonly NodeSettings[];
   #nodeIds: readonly string[];
+  readonly #controlHandlers = new Map<number, ControlFrameHandler>();
+  readonly #linkUpHandlers: Array<(peerId: string) => void> = [];
   #state: 'new' | 'started' | 'stopped' = 'new';
 
   constructor(opts: ClusterOptions) {
@@ -138,9 +143,22 @@ export class Cluster extends EventEmitter<ClusterEvents> {
       metrics,
       logger: log,
       tuning,
-      onLinkUp: (link) => this.#replicator.linkUp(link),
+      onLinkUp: (link) => {
+        this.#replicator.linkUp(link);
+        for (const h of this.#linkUpHandlers) {
+          try {
+            h(link.peerId);
+          } catch (err) {
+            log.error({ err }, 'a control link-up handler threw');
+          }
+        }
+      },
       onLinkDown: (link) => this.#replicator.linkDown(link),
-      onFrame: (link, frame) => this.#replicator.handleFrame(link, frame),
+      onFrame: (link, frame) => {
+        const h = this.#controlHandlers.get(frame.type);
+        if (h !== undefined) h(link.peerId, frame.payload);
+        else if (!EXTENSION_FRAME_TYPES.has(frame.type)) this.#replicator.handleFrame(link, frame);
+      },
       onStateChange: (id, state, prev) => {
         try {
           this.emit('peer-state', id, state, prev);
@@ -257,6 +275,29 @@ export class Cluster extends EventEmitter<ClusterEvents> {
   onChannel(channel: DataChannel, handler: DataChannelHandler): void {
     if ((channel as ChannelType) === 'control') throw new TypeError('the control channel belongs to the cluster layer');
     this.#transport.onChannel(channel, handler);
+  }
+
+  /**
+   * Own an extension control-frame type (frame.ts, EXTENSION_FRAME_TYPES): cluster-wide state
+   * that travels beside the flow table on the control links, such as TLS ticket keys. A throw
+   * from the handler drops the link like any bad frame (docs/protocol.md, "What a bad peer gets").
+   */
+  onControlFrame(type: number, handler: ControlFrameHandler): void {
+    if (!EXTENSION_FRAME_TYPES.has(type)) throw new TypeError(`frame type 0x${type.toString(16)} is not an extension frame`);
+    this.#controlHandlers.set(type, handler);
+  }
+
+  /** Called each time a control link to a peer comes up, after OPEN was sent: send current state there. */
+  onControlLinkUp(handler: (peerId: string) => void): void {
+    this.#linkUpHandlers.push(handler);
+  }
+
+  /** Queue a frame on the control link to a peer; false when there is no link (nothing is queued then). */
+  sendControl(peerId: string, frame: Buffer): boolean {
+    const link = this.#membership.link(peerId);
+    if (link === null || link.closed) return false;
+    link.send(frame);
+    return true;
   }
 
   /** An authenticated data-plane connection to a peer (peer-transport.ts, dial()). */

@@ -236,8 +236,8 @@ export interface ServiceConfig
   readonly rateLimit: RateLimitConfig | null;
   readonly requestHeaders: HeaderRules | null;
   readonly responseHeaders: HeaderRules | null;
-  /** null: cleartext. */
-  readonly tls: ServiceTlsConfig | null;
+  /** Absent or null: cleartext (the loader always sets it; configs built in code may leave it out). */
+  readonly tls?: ServiceTlsConfig | null;
 }
 
 /** One route, resolved: every field its service would give is filled in from the service. */

@@ -2,7 +2,8 @@
  * Node-level metrics. Counters that other modules keep as plain numbers (router, table, admin) are
  * read at scrape time through `collect`, so the hot paths pay nothing for them.
  */
-import { Counter, Gauge, type Registry } from 'prom-client';
+import type { Counter, Registry } from 'prom-client';
+import { counter, gauge } from '../metrics.js';
 import type { NodeView } from './node-view.js';
 
 export class NodeMetrics {
@@ -11,11 +12,10 @@ export class NodeMetrics {
 
   constructor(registry: Registry) {
     this.#registry = registry;
-    this.#evictions = new Counter({
+    this.#evictions = counter(registry, {
       name: 'tandem_flow_evictions_total',
       help: 'Flow-table entries evicted, by service and reason (lru: the table was full; idle: idle timeout).',
       labelNames: ['service', 'reason'],
-      registers: [registry],
     });
   }
 
@@ -24,41 +24,37 @@ export class NodeMetrics {
   }
 
   bindNode(node: Pick<NodeView, 'table' | 'ownedCounts' | 'ready' | 'routerStats' | 'adminStats'>): void {
-    const registers = [this.#registry];
-    new Gauge({
+    const registry = this.#registry;
+    gauge(registry, {
       name: 'tandem_flows',
       help: 'Live entries in this node\'s flow table, by service.',
       labelNames: ['service'],
-      registers,
       collect() {
         this.reset();
         for (const s of node.table.services()) this.set({ service: s }, node.table.size(s));
       },
     });
-    new Gauge({
+    gauge(registry, {
       name: 'tandem_flows_owned',
       help: 'Live flows this node holds as primary or backup.',
       labelNames: ['role'],
-      registers,
       collect() {
         const c = node.ownedCounts();
         this.set({ role: 'primary' }, c.primary);
         this.set({ role: 'backup' }, c.backup);
       },
     });
-    new Gauge({
+    gauge(registry, {
       name: 'tandem_ready',
       help: '1 once the flow table is synced and the node serves; 0 while starting or draining.',
-      registers,
       collect() {
         this.set(node.ready ? 1 : 0);
       },
     });
     const routerCounter = (name: string, help: string, read: () => number) =>
-      new Counter({
+      counter(registry, {
         name,
         help,
-        registers,
         collect() {
           this.reset();
           this.inc(read());

@@ -13,7 +13,7 @@ import type { RouterStats } from '../cluster/router.js';
 import type { PeerState } from '../proxy/context.js';
 import type { BackendState } from '../upstream/pool.js';
 import type { EventLog } from './events.js';
-import type { ConfigView, DiscoveryView, MemberView } from './members.js';
+import type { NodeMembers } from './members.js';
 
 /** Reads of this node's replicated flow table. */
 export interface FlowTableView {
@@ -62,15 +62,6 @@ export interface AdminStats {
   readonly badRequests: number;
 }
 
-/** Membership through etcd and the pushed config in force (members.ts). */
-export interface MembershipView {
-  /** The etcd session; null without cluster.discovery. */
-  discovery(): DiscoveryView | null;
-  config(): ConfigView;
-  /** Where a member comes from, its etcd phase and the config revision it runs; null for a non-member. */
-  info(id: string): MemberView | null;
-}
-
 export interface NodeView {
   readonly id: string;
   /** Wall-clock ms when this process's node was created. */
@@ -85,7 +76,6 @@ export interface NodeView {
   readonly registry: Pick<Registry, 'metrics' | 'contentType' | 'getSingleMetric'>;
   readonly routerStats: Readonly<RouterStats>;
   readonly adminStats: AdminStats;
-  readonly membership: MembershipView;
   /** A node's state as this node sees it ('alive' for itself). */
   stateOf(id: string): PeerState;
   /** Link and replication figures of every peer. */
@@ -101,6 +91,8 @@ export interface NodeView {
   ranking(key: string): RankedNode[];
   /** Where a new flow for this key would go now. */
   wouldOwn(key: string): Owners;
+  /** The member set and the etcd session: discovery state, config revision, per-member records. */
+  readonly membership: Pick<NodeMembers, 'info' | 'discovery' | 'config'>;
 }
 
 export interface NodeControl extends NodeView {

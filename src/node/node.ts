@@ -11,6 +11,7 @@ import { FlowTable } from '../cluster/flow-table.js';
 import { Hlc } from '../cluster/hlc.js';
 import { Rendezvous, type RendezvousNode } from '../cluster/rendezvous.js';
 import { Cluster } from '../cluster/cluster.js';
+import { TicketKeyShare } from '../cluster/ticket-key-share.js';
 import { FlowRouter } from '../cluster/router.js';
 import { Forwarder } from '../proxy/hops.js';
 import type { FlowEntry } from '../cluster/flow-entry.js';
@@ -54,6 +55,8 @@ export class TandemNode implements NodeControl {
   readonly table: FlowTable;
   readonly hlc = new Hlc();
   readonly cluster: Cluster;
+  /** The cluster's TLS session-ticket keys (docs/tls.md), for services with `sessionTickets: cluster`. */
+  readonly ticketKeys: TicketKeyShare;
   readonly router: FlowRouter;
   /** The one forwarding loop, handed to every proxy (it holds the single peer-state subscription). */
   readonly forwarder: Forwarder;
@@ -116,6 +119,14 @@ export class TandemNode implements NodeControl {
       table: this.table,
       hlc: this.hlc,
       logger: this.logger.child({ component: 'cluster' }),
+      registry: this.registry,
+    });
+    // Always receiving; it makes and sends keys only once a service needs them (#applyTicketKeys).
+    this.ticketKeys = new TicketKeyShare({
+      plane: this.cluster,
+      clusterName: config.cluster.name,
+      secret: config.cluster.secret,
+      logger: this.logger.child({ component: 'tls-tickets' }),
       registry: this.registry,
     });
     this.#recomputeCandidates();
@@ -230,6 +241,7 @@ export class TandemNode implements NodeControl {
     // be ranked over too few nodes. Wait for them, bounded by the time a dead peer takes to judge.
     const peers = this.#config.cluster.nodes.filter((n) => n.id !== this.self.id);
     await waitFor(() => peers.every((n) => this.cluster.stateOf(n.id) === 'alive'), this.#config.cluster.failureTimeoutMs);
+    this.#applyTicketKeys(this.#config);
     await this.services.apply(this.#config);
     for (const e of this.table.entries(CONTROL_SERVICE)) this.#applyDrain(e);
     this.#started = true;
@@ -250,6 +262,7 @@ export class TandemNode implements NodeControl {
     this.#config = withNodes(next, this.#memberNodes ?? next.cluster.nodes);
     this.membership.setFileNodes(next.cluster.nodes);
     this.admin.token = next.cluster.adminToken;
+    this.#applyTicketKeys(this.#config);
     await this.services.apply(this.#config);
     for (const e of this.table.entries(CONTROL_SERVICE)) this.#applyDrain(e);
     this.logger.info({ services: next.services.length, nodesChanged: changedNodes }, 'config reloaded');
@@ -363,6 +376,7 @@ export class TandemNode implements NodeControl {
     for (const t of this.#timers) clearInterval(t);
     this.#timers = [];
     await this.services.stop();
+    this.ticketKeys.stop();
     this.forwarder.close();
     await this.cluster.stop();
     await this.membership.stop(true);
@@ -464,6 +478,11 @@ export class TandemNode implements NodeControl {
       else if ((!this.#heard.has(n.id) || this.stateOf(n.id) !== 'dead') && this.membership.eligible(n.id)) out.add(n.id);
     }
     return out;
+  }
+
+  /** Cluster ticket keys are made and sent only while some service uses them (docs/protocol.md §10). */
+  #applyTicketKeys(config: Config): void {
+    if (config.services.some((s) => s.tls?.sessionTickets === 'cluster')) this.ticketKeys.enable();
   }
 
   #startTimers(): void {

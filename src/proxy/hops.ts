@@ -16,6 +16,7 @@
 import type { FlowEntry } from '../cluster/flow-entry.js';
 import type { FlowRouter, Hop } from '../cluster/router.js';
 import type { PeerState } from '../cluster/cluster-options.js';
+import { ErrorCodes, TandemError } from '../errors.js';
 
 /**
  * What the loop needs of the cluster: the suspect mark and peer-state changes. The node's
@@ -92,7 +93,7 @@ export class Forwarder {
     if (state !== 'dead') return;
     const set = this.#inflight.get(id);
     if (set === undefined || set.size === 0) return;
-    const reason = new Error(`peer ${id} declared dead`);
+    const reason = new TandemError(ErrorCodes.PEER_UNAVAILABLE, `peer ${id} declared dead`);
     for (const a of [...set]) a.onAbort?.(reason);
   };
   #closed = false;

@@ -84,12 +84,16 @@ test('the event stream sends retry, hello with the timeline, then a snapshot of 
 
 test('at most 32 streams per node: the 33rd gets a clear 503, and closed streams free their places', async () => {
   const aborts: AbortController[] = [];
+  // Hold every response: undici cancels the body of a Response that is garbage-collected, which
+  // closes its stream and frees its place early (Node 26 collects them within this loop).
+  const open: Response[] = [];
   try {
     for (let i = 0; i < 32; i++) {
       const ac = new AbortController();
       aborts.push(ac);
       const res = await fetch(admin('lb3', '/api/stream'), { signal: ac.signal });
       assert.equal(res.status, 200);
+      open.push(res);
     }
     const over = await fetch(admin('lb3', '/api/stream'));
     assert.equal(over.status, 503);

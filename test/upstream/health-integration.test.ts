@@ -12,6 +12,7 @@ import { createSocket } from 'node:dgram';
 import { createServer as createTcp } from 'node:net';
 import { Registry } from 'prom-client';
 import { HealthChecker } from '../../src/upstream/health.js';
+import { HealthMetrics } from '../../src/upstream/health-metrics.js';
 import { UpstreamPool } from '../../src/upstream/pool.js';
 import { createSelector } from '../../src/balancer/index.js';
 import type { HealthCheckConfig } from '../../src/config/schema.js';
@@ -51,7 +52,7 @@ function checkerFor(address: string, hc: Partial<HealthCheckConfig>) {
     service: svc,
     pool,
     logger: captureLogger('warn').logger,
-    registry: new Registry(),
+    metrics: new HealthMetrics(new Registry()),
     onChange: (a, h) => listeners.forEach((l) => l(a, h)),
   });
   return { pool, checker, listeners };
