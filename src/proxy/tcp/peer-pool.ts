@@ -1,6 +1,6 @@
 /**
- * Pre-opened data-plane streams to each peer (issue 5: "keep a few pre-opened authenticated
- * connections to each peer so that a new client connection does not pay a peer handshake").
+ * Pre-opened data-plane streams to each peer so that a new client connection does
+ * not pay a peer handshake (docs/tcp.md, "Pre-opened streams").
  *
  * A dial costs a TCP handshake plus the transport's challenge–response; a pooled stream costs
  * nothing but the forward header. Each peer that is not seen dead gets up to `size` idle streams,
@@ -9,11 +9,11 @@
  * well inside the receiver's wait for a header, and dropped as soon as the peer closes them (a
  * peer that dies closes them all, which is how a stale stream is usually noticed before use).
  *
- * One pool per node, shared by its TCP services: acquirePeerPool() / releasePeerPool() count the
- * services using it, and the last release closes it.
+ * One pool per node (tcpPeerPool(), made by the composition root), shared by its TCP services:
+ * started while the node runs a TCP service, stopped (idle streams closed) when it runs none.
  */
 import type { Duplex } from 'node:stream';
-import type { DataPlane, ProxyContext } from '../context.js';
+import type { ProxyContext } from '../context.js';
 import { tcpMetrics } from './metrics.js';
 
 export interface PeerPoolOptions {
@@ -127,11 +127,17 @@ export class PeerPool {
     }
   }
 
-  close(): void {
-    this.#closed = true;
+  /** Stops keeping streams warm and closes the idle ones; start() may follow. */
+  stop(): void {
     if (this.#timer) clearInterval(this.#timer);
     this.#timer = null;
     for (const slots of this.#slots.values()) this.#drop(slots, () => true);
+  }
+
+  /** For good: nothing is kept or dialled any more. */
+  close(): void {
+    this.#closed = true;
+    this.stop();
     this.#slots.clear();
   }
 
@@ -177,7 +183,7 @@ export class PeerPool {
       this.dial(peer).then(
         (stream) => {
           slots.dialing--;
-          if (this.#closed || !this.#peers().includes(peer)) {
+          if (this.#closed || !this.#timer || !this.#peers().includes(peer)) {
             stream.destroy();
             return;
           }
@@ -219,36 +225,22 @@ export class PeerPool {
   }
 }
 
-interface Shared {
-  pool: PeerPool;
-  refs: number;
-}
-const shared = new WeakMap<DataPlane, Shared>();
-
-/** The node's pool (one per DataPlane), started on first use. */
-export function acquirePeerPool(ctx: ProxyContext, opts?: PeerPoolOptions): PeerPool {
-  let s = shared.get(ctx.dataPlane);
-  if (!s) {
-    const dp = ctx.dataPlane;
-    const peers = () => ctx.nodes().map((n) => n.id).filter((id) => id !== dp.selfId && dp.stateOf(id) !== 'dead');
-    const m = tcpMetrics(ctx.registry);
-    const hooks: PeerPoolOptions = {
-      onTake: (pooled) => m.peerStreams.inc({ event: pooled ? 'take_pooled' : 'take_dialled' }),
-      onDial: (ok) => m.peerStreams.inc({ event: ok ? 'dial' : 'dial_failed' }),
-    };
-    s = { pool: new PeerPool((peer) => dp.dial(peer, 'tcp'), peers, { ...hooks, ...opts }), refs: 0 };
-    shared.set(dp, s);
-    s.pool.start();
-  }
-  s.refs++;
-  return s.pool;
-}
-
-export function releasePeerPool(ctx: ProxyContext): void {
-  const s = shared.get(ctx.dataPlane);
-  if (!s) return;
-  if (--s.refs <= 0) {
-    s.pool.close();
-    shared.delete(ctx.dataPlane);
-  }
+/**
+ * The node's pool of streams to its peers for TCP forwards, made once by the composition root
+ * (src/node/services.ts) and handed to every TCP service: it keeps warm the peers that are
+ * configured, not this node, and not seen dead.
+ */
+export function tcpPeerPool(ctx: Pick<ProxyContext, 'nodes' | 'dataPlane' | 'registry'>, opts?: PeerPoolOptions): PeerPool {
+  const dp = ctx.dataPlane;
+  const peers = () => ctx.nodes().map((n) => n.id).filter((id) => id !== dp.selfId && dp.stateOf(id) !== 'dead');
+  const m = tcpMetrics(ctx.registry);
+  const pooled = m.peerStreams.labels({ event: 'take-pooled' });
+  const dialled = m.peerStreams.labels({ event: 'take-dialled' });
+  const dial = m.peerStreams.labels({ event: 'dial' });
+  const dialFailed = m.peerStreams.labels({ event: 'dial-failed' });
+  const hooks: PeerPoolOptions = {
+    onTake: (p) => (p ? pooled : dialled).inc(),
+    onDial: (ok) => (ok ? dial : dialFailed).inc(),
+  };
+  return new PeerPool((peer) => dp.dial(peer, 'tcp'), peers, { ...hooks, ...opts });
 }

@@ -1,21 +1,32 @@
 /**
- * The byte mover of the TCP service: two duplex streams joined both ways.
+ * The byte mover of the TCP service (and of anything else that joins two streams): two duplex
+ * streams joined both ways.
  *
- * - Backpressure: Readable.pipe pauses the source when the destination's buffer is full and resumes
- *   it on 'drain'; a slow reader on one side stops reading from the other side's socket, so TCP
- *   flow control reaches the fast sender.
+ * - Reads without allocation: when both sides are plain TCP sockets, each direction reads with
+ *   Node's `onread` option into buffers it owns (buffers.ts) instead of a fresh Buffer per read.
+ *   A buffer is reused for the next read as soon as its write has gone to the kernel whole
+ *   (`writableLength` is 0 right after `write()`: the write completed synchronously); a buffer
+ *   whose write is still queued is *lent* to that write and comes back only from its callback,
+ *   while the next read goes into another buffer. So data is never overwritten in flight.
+ *   `onread` can only be given when a socket is constructed, so the pipe takes over each socket's
+ *   handle into a new net.Socket built with it (see adopt()); what the old socket had already
+ *   read is forwarded first. Anything else (TLS, a non-socket stream, a socket that already saw
+ *   its peer's FIN or still has writes queued) is joined with Readable.pipe, as before.
+ * - Backpressure: a direction stops reading when the destination's buffer is full (write() said
+ *   false) or it has lent `MAX_LENT` buffers, and resumes from the write callback that clears it;
+ *   TCP flow control then reaches the sender. At most `MAX_LENT + 1` buffers per direction.
  * - Half-close (RFC 9293 section 3.6: a FIN closes one direction only): every stream is
- *   allowHalfOpen, and an 'end' from one side becomes end() on the other *after* its queued writes
- *   are flushed (that is what pipe's end does), while the other direction keeps flowing.
+ *   allowHalfOpen, and an 'end' from one side becomes end() on the other after its queued writes
+ *   are flushed, while the other direction keeps flowing.
  * - Reset: an error, or a close before both directions ended cleanly, tears the other side down at
  *   once; a net.Socket is closed with RST (resetAndDestroy) so the peer sees what our side saw.
  * - Idle: setTimeout on the net.Sockets of the pair. A socket's timer is refreshed by reads and by
  *   writes, so one net.Socket in the pair already watches both directions.
- * - Copies: none of ours. Node cannot splice(2) between sockets; the Buffers read from one socket
- *   are handed to the other's write as they are, and nothing here allocates per chunk.
+ * - Copies: none. Node cannot splice(2) between sockets; what is read is written as it is.
  */
 import { Socket } from 'node:net';
 import type { Duplex, Readable } from 'node:stream';
+import { BufferPool, LARGE_BUFFER, SMALL_BUFFER } from './buffers.js';
 
 export type PipeEnd = 'done' | 'reset' | 'idle' | 'aborted';
 
@@ -24,13 +35,23 @@ export interface PipeOptions {
   readonly idleMs: number;
   /** Called once, after both streams closed. */
   readonly onClose?: (how: PipeEnd, error: Error | null) => void;
+  /** Where read buffers come from and go back to; a private pool when absent. */
+  readonly buffers?: BufferPool;
 }
 
 export interface PipeHandle {
   /** Tear both sides down now (stop, drain timeout); `reset` sends RST on net.Sockets. */
   close(reset?: boolean): void;
   readonly closed: boolean;
+  /** Bytes moved from a to b and from b to a so far. */
+  readonly bytesAtoB: number;
+  readonly bytesBtoA: number;
+  /** Both directions read into reused buffers (false: the Readable.pipe fallback). */
+  readonly zeroAlloc: boolean;
 }
+
+/** Writes a direction may have queued on lent buffers before it stops reading. */
+const MAX_LENT = 2;
 
 /** Lets the stream keep its writable side open after the peer's FIN (net.Socket reads this flag). */
 export function halfOpen(s: Duplex): void {
@@ -57,8 +78,167 @@ function setIdle(s: Duplex, ms: number, onIdle: () => void): void {
   }
 }
 
+/** The parts of a libuv stream handle that adopt() relies on (net.Socket's `_handle`). */
+interface StreamHandle {
+  readStop(): number;
+  readStart(): number;
+  useUserBuffer(b: Uint8Array): void;
+}
+
+interface SocketInternals {
+  _handle: StreamHandle | null;
+  _readableState?: { ended?: boolean };
+}
+
+/** A plain TCP socket whose handle a pump can take over (not TLS, not ended, nothing queued). */
+function adoptable(s: Duplex): s is Socket {
+  if (!(s instanceof Socket) || 'encrypted' in s || s.connecting || s.destroyed) return false;
+  const i = s as unknown as SocketInternals;
+  const h = i._handle;
+  if (h === null || typeof h.useUserBuffer !== 'function' || typeof h.readStop !== 'function') return false;
+  // The handle delivers EOF once: a socket that already saw the FIN keeps it in its own state.
+  if (i._readableState?.ended === true || s.readableEnded) return false;
+  return s.writableLength === 0 && !s.writableEnded;
+}
+
+/**
+ * One direction, src → dst, reading into owned buffers. `onread` is handed to the socket's
+ * constructor; `link()` sets both ends before the first read.
+ */
+class Pump {
+  readonly #pool: BufferPool;
+  #cur: Buffer;
+  #src: Socket | null = null;
+  #dst: Duplex | null = null;
+  /** Buffers lent to queued writes, with the write number each waits for (in write order). */
+  readonly #lent: Buffer[] = [];
+  readonly #lentAt: number[] = [];
+  #issued = 0;
+  #done = 0;
+  #stalled = false;
+  #closed = false;
+  bytes = 0;
+  readonly onread: { buffer: () => Buffer; callback: (n: number, buf: Buffer) => boolean };
+  readonly #afterWrite = (): void => {
+    this.#done++;
+    while (this.#lentAt.length > 0 && this.#lentAt[0]! <= this.#done) {
+      this.#lentAt.shift();
+      const b = this.#lent.shift()!;
+      // After close a callback may come early (destroy errors the queued writes first): such a
+      // buffer is dropped, never reused.
+      if (!this.#closed) this.#pool.give(b);
+    }
+    if (this.#stalled && !this.#closed && this.#lent.length < MAX_LENT && this.#dst?.writableNeedDrain !== true) {
+      this.#stalled = false;
+      this.#src?.resume();
+    }
+  };
+
+  constructor(pool: BufferPool) {
+    this.#pool = pool;
+    this.#cur = pool.take(false);
+    this.onread = { buffer: () => this.#cur, callback: (n, buf) => this.#onData(n, buf) };
+  }
+
+  link(src: Socket, dst: Duplex): void {
+    this.#src = src;
+    this.#dst = dst;
+  }
+
+  /** The source closed: no read comes any more, so the read buffer goes back. */
+  close(): void {
+    if (this.#closed) return;
+    this.#closed = true;
+    this.#pool.give(this.#cur);
+  }
+
+  #onData(n: number, buf: Buffer): boolean {
+    const dst = this.#dst!;
+    this.bytes += n;
+    const size = buf.length;
+    const ok = dst.write(n === size ? buf : buf.subarray(0, n), this.#afterWrite);
+    this.#issued++;
+    // Grow on a full read of a small buffer (bulk), shrink on a short read of a large one.
+    const large = size === LARGE_BUFFER ? n > SMALL_BUFFER : n === size;
+    if (dst.writableLength !== 0) {
+      this.#lent.push(buf);
+      this.#lentAt.push(this.#issued);
+      this.#cur = this.#pool.take(large);
+    } else if (large !== (size === LARGE_BUFFER)) {
+      this.#pool.give(buf);
+      this.#cur = this.#pool.take(large);
+    }
+    if (!ok || this.#lent.length >= MAX_LENT) {
+      this.#stalled = true;
+      return false;
+    }
+    return true;
+  }
+}
+
+/**
+ * Moves the handle of `s` into a new net.Socket that reads through `pump.onread`. `new
+ * net.Socket({ handle })` is how net.Server itself wraps an accepted handle (lib/net.js
+ * onconnection, unchanged from Node 0.x to 24); the old object is destroyed without its handle,
+ * which only releases the server's connection count. Returns null when the socket cannot be
+ * taken over; then nothing was changed.
+ */
+function adopt(s: Socket, pump: Pump): { socket: Socket; held: Buffer[] } | null {
+  const i = s as unknown as SocketInternals;
+  const handle = i._handle;
+  if (handle === null) return null;
+  // What the old socket already read (behind a handshake or a status byte) goes first.
+  const held: Buffer[] = [];
+  for (let c = s.read() as Buffer | null; c !== null; c = s.read() as Buffer | null) held.push(c);
+  if (i._readableState?.ended === true) {
+    // EOF was in what we drained: the new socket would never see it. Give the bytes back.
+    for (let k = held.length - 1; k >= 0; k--) s.unshift(held[k]!);
+    return null;
+  }
+  let socket: Socket;
+  try {
+    socket = new Socket({
+      handle,
+      allowHalfOpen: true,
+      pauseOnCreate: true,
+      readable: true,
+      writable: true,
+      onread: pump.onread,
+    } as ConstructorParameters<typeof Socket>[0]);
+  } catch {
+    for (let k = held.length - 1; k >= 0; k--) s.unshift(held[k]!);
+    return null;
+  }
+  i._handle = null;
+  s.destroy();
+  return { socket, held };
+}
+
 /** Joins `a` and `b`. Both must be fresh to flowing mode (paused or never read). */
 export function pipeBoth(a: Duplex, b: Duplex, opts: PipeOptions): PipeHandle {
+  let pumpA: Pump | null = null;
+  let pumpB: Pump | null = null;
+  let heldA: Buffer[] = [];
+  let heldB: Buffer[] = [];
+  if (adoptable(a) && adoptable(b)) {
+    const pool = opts.buffers ?? new BufferPool({ maxSmall: 4, maxLarge: 4 });
+    const pa = new Pump(pool);
+    const ra = adopt(a, pa);
+    if (ra === null) pa.close();
+    else {
+      a = ra.socket;
+      heldA = ra.held;
+      pumpA = pa;
+      const pb = new Pump(pool);
+      const rb = adopt(b as Socket, pb);
+      if (rb === null) pb.close();
+      else {
+        b = rb.socket;
+        heldB = rb.held;
+        pumpB = pb;
+      }
+    }
+  }
   let how: PipeEnd | null = null;
   let firstError: Error | null = null;
   let open = 2;
@@ -76,12 +256,13 @@ export function pipeBoth(a: Duplex, b: Duplex, opts: PipeOptions): PipeHandle {
   // A side that closes without having read its peer's FIN and flushed all we wrote to it was cut:
   // reset (RFC 9293 3.10.7.1 semantics) rather than let the other side wait for bytes that won't come.
   const clean = (s: Duplex) => s.readableEnded && s.writableFinished;
-  const watch = (s: Duplex) => {
+  const watch = (s: Duplex, pump: Pump | null) => {
     s.on('error', (err: Error) => {
       firstError ??= err;
       finish('reset', true);
     });
     s.once('close', () => {
+      pump?.close();
       if (how === null && !clean(s)) finish('aborted', true);
       if (--open === 0) {
         how ??= 'done';
@@ -91,19 +272,45 @@ export function pipeBoth(a: Duplex, b: Duplex, opts: PipeOptions): PipeHandle {
   };
   halfOpen(a);
   halfOpen(b);
-  watch(a);
-  watch(b);
+  watch(a, pumpA);
+  watch(b, pumpB);
   const onIdle = () => finish('idle', false);
   setIdle(a, opts.idleMs, onIdle);
   setIdle(b, opts.idleMs, onIdle);
-  a.pipe(b);
-  b.pipe(a);
+  let fromA = 0;
+  let fromB = 0;
+  for (const c of heldA) fromA += c.length;
+  for (const c of heldB) fromB += c.length;
+  // Bytes the old sockets had read go out first, in order, before any new read is started.
+  for (const c of heldA) b.write(c);
+  for (const c of heldB) a.write(c);
+  const join = (src: Duplex, dst: Duplex, pump: Pump | null) => {
+    if (pump === null) {
+      src.pipe(dst);
+      return;
+    }
+    pump.link(src as Socket, dst);
+    src.once('end', () => dst.end());
+  };
+  join(a, b, pumpA);
+  join(b, a, pumpB);
+  if (pumpA) a.resume();
+  if (pumpB) b.resume();
   return {
     close(reset = false) {
       finish('aborted', reset);
     },
     get closed() {
       return open === 0;
+    },
+    get bytesAtoB() {
+      return fromA + (pumpA ? pumpA.bytes : (a as Partial<Socket>).bytesRead ?? 0);
+    },
+    get bytesBtoA() {
+      return fromB + (pumpB ? pumpB.bytes : (b as Partial<Socket>).bytesRead ?? 0);
+    },
+    get zeroAlloc() {
+      return pumpA !== null && pumpB !== null;
     },
   };
 }

@@ -14,9 +14,8 @@ export type EvictReason = 'lru' | 'idle';
 export type RejectReason = 'malformed' | 'unknown-sender' | 'source-mismatch' | 'mac' | 'timestamp' | 'replay' | 'misrouted';
 export type DropReason =
   | 'flow-key'
-  | 'no-owner'
+  | 'unavailable'
   | 'no-backend'
-  | 'no-data-plane'
   | 'unknown-service'
   | 'too-large'
   | 'pending-full'

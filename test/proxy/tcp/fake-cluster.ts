@@ -7,6 +7,7 @@
  * Killing a node closes its data-plane server and destroys its sockets, so dials are refused.
  */
 import { createServer, connect, type Server, type Socket, type AddressInfo } from 'node:net';
+import { EventEmitter } from 'node:events';
 import type { Duplex } from 'node:stream';
 import { pino } from 'pino';
 import { Registry } from 'prom-client';
@@ -20,6 +21,9 @@ import { createSelector } from '../../../src/balancer/index.js';
 import type { DataChannel, DataPlane, PeerState, ProxyContext } from '../../../src/proxy/context.js';
 import { TcpServiceProxy } from '../../../src/proxy/tcp/service.js';
 import { TcpDataPlane } from '../../../src/proxy/tcp/data-plane.js';
+import { Forwarder } from '../../../src/proxy/hops.js';
+import { tcpPeerPool, type PeerPool } from '../../../src/proxy/tcp/peer-pool.js';
+import { BufferPool } from '../../../src/proxy/tcp/buffers.js';
 
 export const SECRET = 'fake-cluster-secret-0123456789';
 
@@ -33,16 +37,33 @@ export interface FakeNode {
   readonly registry: Registry;
   readonly services: Map<string, TcpServiceProxy>;
   dataPlane: TcpDataPlane;
+  /** The node's pre-opened streams to its peers (started with the node). */
+  readonly peers: PeerPool;
+  readonly forwarder: Forwarder;
   /** Port of the node's data-plane server. */
   dataPort: number;
   alive: boolean;
   dials: number;
 }
 
+/** Membership as every node sees it; a change is announced like the Cluster's 'peer-state'. */
+class StateMap extends Map<string, PeerState> {
+  readonly events = new EventEmitter();
+  override set(id: string, s: PeerState): this {
+    const prev = super.get(id) ?? 'alive';
+    super.set(id, s);
+    // Undefined while Map's constructor runs.
+    if (prev !== s) this.events?.emit('peer-state', id, s, prev);
+    return this;
+  }
+}
+
 export class FakeCluster {
   readonly nodes: FakeNode[] = [];
   readonly table = new Map<string, FlowEntry>();
-  readonly state = new Map<string, PeerState>();
+  readonly state = new StateMap();
+  /** Read buffers of every node's pipes (one process). */
+  readonly buffers = new BufferPool();
   readonly config: Config;
   /** Forced owner order per key (tests); otherwise rendezvous over the candidates. */
   readonly forcedOrder = new Map<string, string[]>();
@@ -119,6 +140,8 @@ export class FakeCluster {
       dials: 0,
       ctx: undefined as unknown as ProxyContext,
       dataPlane: undefined as unknown as TcpDataPlane,
+      peers: undefined as unknown as PeerPool,
+      forwarder: undefined as unknown as Forwarder,
     };
     const dataPlane: DataPlane = {
       selfId: id,
@@ -133,19 +156,23 @@ export class FakeCluster {
       onChannel: (_channel: DataChannel, handler: Handler) => {
         cluster.#handlers.set(id, handler);
       },
+      on: (ev, l) => cluster.state.events.on(ev, l),
+      off: (ev, l) => cluster.state.events.off(ev, l),
     };
+    const forwarder = new Forwarder(router, dataPlane);
     const ctx: ProxyContext = {
       self,
       nodes: () => this.config.cluster.nodes,
       router,
       dataPlane,
+      forwarder,
       secret: SECRET,
       logger: pino({ level: 'silent' }),
       registry: node.registry,
       pool: (name) => pools.get(name),
       service: (name) => this.config.services.find((s) => s.name === name),
     };
-    Object.assign(node, { ctx, dataPlane: new TcpDataPlane(ctx, (name) => node.services.get(name)) });
+    Object.assign(node, { ctx, forwarder, peers: tcpPeerPool(ctx), dataPlane: new TcpDataPlane(ctx, (name) => node.services.get(name)) });
     this.nodes.push(node);
   }
 
@@ -190,8 +217,9 @@ export class FakeCluster {
     this.state.set(id, 'alive');
     await this.#listen(n);
     n.dataPlane.start();
+    n.peers.start();
     for (const cfg of this.config.services) {
-      const svc = new TcpServiceProxy(n.ctx, cfg);
+      const svc = new TcpServiceProxy(n.ctx, cfg, { peers: n.peers, buffers: this.buffers });
       n.services.set(cfg.name, svc);
       await svc.start();
     }
@@ -208,6 +236,7 @@ export class FakeCluster {
     for (const s of this.#sockets.get(id)!) s.destroy();
     await Promise.all([...n.services.values()].map((s) => s.stop()));
     n.services.clear();
+    n.peers.stop();
     await n.dataPlane.stop();
     n.dataPlane = new TcpDataPlane(n.ctx, (name) => n.services.get(name));
   }

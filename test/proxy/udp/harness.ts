@@ -14,6 +14,7 @@ import type { NodeConfig, ServiceConfig } from '../../../src/config/schema.js';
 import type { DataPlane, PeerState, ProxyContext } from '../../../src/proxy/context.js';
 import { UdpDataPlane } from '../../../src/proxy/udp/data-plane.js';
 import { UdpServiceProxy } from '../../../src/proxy/udp/service.js';
+import { Forwarder } from '../../../src/proxy/hops.js';
 
 export const SECRET = 'udp-harness-secret-0123456789';
 
@@ -116,6 +117,7 @@ export async function fakeCluster(opts: { ids: readonly string[]; peerBase: numb
       nodes: () => configs,
       router,
       dataPlane,
+      forwarder: new Forwarder(router, dataPlane),
       secret: SECRET,
       logger: pino({ level: 'silent' }),
       registry,
@@ -123,7 +125,7 @@ export async function fakeCluster(opts: { ids: readonly string[]; peerBase: numb
       service: (name) => (name === opts.service.name ? opts.service : undefined),
     };
     const plane = new UdpDataPlane(ctx, (name) => (name === opts.service.name ? proxy : undefined));
-    proxy = new UdpServiceProxy(ctx, opts.service);
+    proxy = new UdpServiceProxy(ctx, opts.service, plane);
     await plane.start();
     await proxy.start();
     nodes.push({ id: self.id, ctx, plane, proxy, registry, router });
