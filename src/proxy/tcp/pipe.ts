@@ -37,6 +37,8 @@ export interface PipeOptions {
   readonly onClose?: (how: PipeEnd, error: Error | null) => void;
   /** Where read buffers come from and go back to; a private pool when absent. */
   readonly buffers?: BufferPool;
+  /** Take the sockets over to read into reused buffers (default true; false: Readable.pipe). */
+  readonly reuseBuffers?: boolean;
 }
 
 export interface PipeHandle {
@@ -140,6 +142,7 @@ class Pump {
     this.onread = { buffer: () => this.#cur, callback: (n, buf) => this.#onData(n, buf) };
   }
 
+  /** Sets both ends; called again when the destination's socket was taken over. */
   link(src: Socket, dst: Duplex): void {
     this.#src = src;
     this.#dst = dst;
@@ -179,22 +182,22 @@ class Pump {
 /**
  * Moves the handle of `s` into a new net.Socket that reads through `pump.onread`. `new
  * net.Socket({ handle })` is how net.Server itself wraps an accepted handle (lib/net.js
- * onconnection, unchanged from Node 0.x to 24); the old object is destroyed without its handle,
- * which only releases the server's connection count. Returns null when the socket cannot be
- * taken over; then nothing was changed.
+ * onconnection, the same from Node 0.x to 24); the old object is destroyed without its handle,
+ * which only releases the server's connection count. What the old socket had buffered is
+ * returned, to be forwarded first. Null when the socket cannot be taken over; nothing changed then.
  */
 function adopt(s: Socket, pump: Pump): { socket: Socket; held: Buffer[] } | null {
   const i = s as unknown as SocketInternals;
   const handle = i._handle;
   if (handle === null) return null;
-  // What the old socket already read (behind a handshake or a status byte) goes first.
   const held: Buffer[] = [];
-  for (let c = s.read() as Buffer | null; c !== null; c = s.read() as Buffer | null) held.push(c);
-  if (i._readableState?.ended === true) {
-    // EOF was in what we drained: the new socket would never see it. Give the bytes back.
+  if (s.readableLength > 0) for (let c = s.read() as Buffer | null; c !== null; c = s.read() as Buffer | null) held.push(c);
+  const giveBack = () => {
     for (let k = held.length - 1; k >= 0; k--) s.unshift(held[k]!);
     return null;
-  }
+  };
+  // EOF was in what we drained: the new socket would never see it.
+  if (i._readableState?.ended === true) return giveBack();
   let socket: Socket;
   try {
     socket = new Socket({
@@ -206,45 +209,185 @@ function adopt(s: Socket, pump: Pump): { socket: Socket; held: Buffer[] } | null
       onread: pump.onread,
     } as ConstructorParameters<typeof Socket>[0]);
   } catch {
-    for (let k = held.length - 1; k >= 0; k--) s.unshift(held[k]!);
-    return null;
+    return giveBack();
   }
   i._handle = null;
   s.destroy();
   return { socket, held };
 }
 
-/** Joins `a` and `b`. Both must be fresh to flowing mode (paused or never read). */
-export function pipeBoth(a: Duplex, b: Duplex, opts: PipeOptions): PipeHandle {
-  let pumpA: Pump | null = null;
-  let pumpB: Pump | null = null;
-  let heldA: Buffer[] = [];
-  let heldB: Buffer[] = [];
-  if (adoptable(a) && adoptable(b)) {
-    const pool = opts.buffers ?? new BufferPool({ maxSmall: 4, maxLarge: 4 });
-    const pa = new Pump(pool);
-    const ra = adopt(a, pa);
-    if (ra === null) pa.close();
-    else {
-      a = ra.socket;
-      heldA = ra.held;
-      pumpA = pa;
-      const pb = new Pump(pool);
-      const rb = adopt(b as Socket, pb);
-      if (rb === null) pb.close();
-      else {
-        b = rb.socket;
-        heldB = rb.held;
-        pumpB = pb;
-      }
+/** A plain TCP socket: its write callback means the kernel has the bytes (TLS may still hold them). */
+function plainSocket(s: Duplex): s is Socket {
+  return s instanceof Socket && !('encrypted' in s) && !s.destroyed;
+}
+
+/**
+ * A direction switches to reading into reused buffers once it has moved this much: a connection
+ * that carries a request and a response never pays for the takeover (a socket object), a bulk
+ * transfer pays once.
+ */
+const UPGRADE_AFTER = 64 * 1024;
+
+/** One end of the pipe: the stream object in use (it changes when the socket is taken over). */
+interface Side {
+  s: Duplex;
+  pump: Pump | null;
+  /** Bytes read from this side before its pump took over. */
+  moved: number;
+  other: Side;
+  readonly onData: (chunk: Buffer) => void;
+  readonly onEnd: () => void;
+  readonly onDrain: () => void;
+  readonly onError: (err: Error) => void;
+  readonly onClose: () => void;
+  readonly onTimeout: () => void;
+}
+
+class Pipe implements PipeHandle {
+  readonly #a: Side;
+  readonly #b: Side;
+  readonly #opts: PipeOptions;
+  /** Null: this pipe never takes sockets over (not both plain TCP, or reuseBuffers: false). */
+  readonly #pool: BufferPool | null;
+  #how: PipeEnd | null = null;
+  #firstError: Error | null = null;
+  #open = 2;
+
+  constructor(a: Duplex, b: Duplex, opts: PipeOptions) {
+    this.#opts = opts;
+    this.#pool = opts.reuseBuffers !== false && plainSocket(a) && plainSocket(b) ? (opts.buffers ?? new BufferPool({ maxSmall: 4, maxLarge: 4 })) : null;
+    this.#a = this.#side(a);
+    this.#b = this.#side(b);
+    this.#a.other = this.#b;
+    this.#b.other = this.#a;
+    for (const side of [this.#a, this.#b]) {
+      halfOpen(side.s);
+      this.#listen(side);
+    }
+    this.#a.s.on('data', this.#a.onData);
+    this.#b.s.on('data', this.#b.onData);
+    this.#a.s.resume();
+    this.#b.s.resume();
+  }
+
+  get closed(): boolean {
+    return this.#open === 0;
+  }
+
+  get bytesAtoB(): number {
+    return this.#a.moved + (this.#a.pump?.bytes ?? 0);
+  }
+
+  get bytesBtoA(): number {
+    return this.#b.moved + (this.#b.pump?.bytes ?? 0);
+  }
+
+  get zeroAlloc(): boolean {
+    return this.#a.pump !== null && this.#b.pump !== null;
+  }
+
+  close(reset = false): void {
+    this.#finish('aborted', reset);
+  }
+
+  #side(s: Duplex): Side {
+    const side: Side = {
+      s,
+      pump: null,
+      moved: 0,
+      other: undefined as unknown as Side,
+      onData: (chunk) => {
+        side.moved += chunk.length;
+        const dst = side.other.s;
+        if (!dst.write(chunk)) side.s.pause();
+        if (this.#pool !== null && side.moved >= UPGRADE_AFTER) this.#upgrade(side);
+      },
+      // A FIN becomes a FIN on the other side, after what is queued there (RFC 9293 3.6).
+      onEnd: () => side.other.s.end(),
+      // This side (a destination) took what was queued: the other side may read again.
+      onDrain: () => {
+        if (side.other.s.isPaused() || side.other.pump !== null) side.other.s.resume();
+      },
+      onError: (err) => {
+        this.#firstError ??= err;
+        this.#finish('reset', true);
+      },
+      onClose: () => {
+        side.pump?.close();
+        // A side that closes without having read its peer's FIN and flushed all we wrote to it
+        // was cut: reset (RFC 9293 3.10.7.1) rather than let the other side wait for bytes that won't come.
+        if (this.#how === null && !(side.s.readableEnded && side.s.writableFinished)) this.#finish('aborted', true);
+        if (--this.#open === 0) {
+          this.#how ??= 'done';
+          this.#opts.onClose?.(this.#how, this.#firstError);
+        }
+      },
+      onTimeout: () => this.#finish('idle', false),
+    };
+    return side;
+  }
+
+  #listen(side: Side): void {
+    const s = side.s;
+    s.on('end', side.onEnd);
+    s.on('drain', side.onDrain);
+    s.on('error', side.onError);
+    s.once('close', side.onClose);
+    if (this.#opts.idleMs > 0 && s instanceof Socket) {
+      s.setTimeout(this.#opts.idleMs);
+      s.on('timeout', side.onTimeout);
     }
   }
-  let how: PipeEnd | null = null;
-  let firstError: Error | null = null;
-  let open = 2;
-  const finish = (h: PipeEnd, reset: boolean) => {
-    if (how !== null) return;
-    how = h;
+
+  #unlisten(side: Side): void {
+    const s = side.s;
+    s.off('data', side.onData);
+    s.off('end', side.onEnd);
+    s.off('drain', side.onDrain);
+    s.off('error', side.onError);
+    s.off('close', side.onClose);
+    s.off('timeout', side.onTimeout);
+  }
+
+  /**
+   * Takes `side`'s socket over so that it reads into reused buffers from now on. Only between
+   * messages of the other direction (nothing queued for writing on it, or those bytes would go
+   * with the old object) and before its FIN; otherwise the next chunk tries again.
+   */
+  #upgrade(side: Side): void {
+    const old = side.s;
+    if (this.#how !== null || side.pump !== null || !adoptable(old) || !plainSocket(side.other.s)) return;
+    const pump = new Pump(this.#pool!);
+    const wasPaused = old.isPaused();
+    old.pause();
+    this.#unlisten(side);
+    const r = adopt(old, pump);
+    if (r === null) {
+      pump.close();
+      this.#listen(side);
+      old.on('data', side.onData);
+      if (!wasPaused) old.resume();
+      return;
+    }
+    side.s = r.socket;
+    side.pump = pump;
+    const dst = side.other.s;
+    for (const c of r.held) {
+      side.moved += c.length;
+      dst.write(c);
+    }
+    pump.link(r.socket, dst);
+    side.other.pump?.link(side.other.s as Socket, r.socket);
+    this.#listen(side);
+    // The other direction's pump writes to this side: point it at the new socket.
+    if (!dst.writableNeedDrain) r.socket.resume();
+  }
+
+  #finish(h: PipeEnd, reset: boolean): void {
+    if (this.#how !== null) return;
+    this.#how = h;
+    const a = this.#a.s;
+    const b = this.#b.s;
     if (reset) {
       resetStream(a);
       resetStream(b);
@@ -252,67 +395,12 @@ export function pipeBoth(a: Duplex, b: Duplex, opts: PipeOptions): PipeHandle {
       a.destroy();
       b.destroy();
     }
-  };
-  // A side that closes without having read its peer's FIN and flushed all we wrote to it was cut:
-  // reset (RFC 9293 3.10.7.1 semantics) rather than let the other side wait for bytes that won't come.
-  const clean = (s: Duplex) => s.readableEnded && s.writableFinished;
-  const watch = (s: Duplex, pump: Pump | null) => {
-    s.on('error', (err: Error) => {
-      firstError ??= err;
-      finish('reset', true);
-    });
-    s.once('close', () => {
-      pump?.close();
-      if (how === null && !clean(s)) finish('aborted', true);
-      if (--open === 0) {
-        how ??= 'done';
-        opts.onClose?.(how, firstError);
-      }
-    });
-  };
-  halfOpen(a);
-  halfOpen(b);
-  watch(a, pumpA);
-  watch(b, pumpB);
-  const onIdle = () => finish('idle', false);
-  setIdle(a, opts.idleMs, onIdle);
-  setIdle(b, opts.idleMs, onIdle);
-  let fromA = 0;
-  let fromB = 0;
-  for (const c of heldA) fromA += c.length;
-  for (const c of heldB) fromB += c.length;
-  // Bytes the old sockets had read go out first, in order, before any new read is started.
-  for (const c of heldA) b.write(c);
-  for (const c of heldB) a.write(c);
-  const join = (src: Duplex, dst: Duplex, pump: Pump | null) => {
-    if (pump === null) {
-      src.pipe(dst);
-      return;
-    }
-    pump.link(src as Socket, dst);
-    src.once('end', () => dst.end());
-  };
-  join(a, b, pumpA);
-  join(b, a, pumpB);
-  if (pumpA) a.resume();
-  if (pumpB) b.resume();
-  return {
-    close(reset = false) {
-      finish('aborted', reset);
-    },
-    get closed() {
-      return open === 0;
-    },
-    get bytesAtoB() {
-      return fromA + (pumpA ? pumpA.bytes : (a as Partial<Socket>).bytesRead ?? 0);
-    },
-    get bytesBtoA() {
-      return fromB + (pumpB ? pumpB.bytes : (b as Partial<Socket>).bytesRead ?? 0);
-    },
-    get zeroAlloc() {
-      return pumpA !== null && pumpB !== null;
-    },
-  };
+  }
+}
+
+/** Joins `a` and `b`. Both must be fresh to flowing mode (paused or never read). */
+export function pipeBoth(a: Duplex, b: Duplex, opts: PipeOptions): PipeHandle {
+  return new Pipe(a, b, opts);
 }
 
 /**
