@@ -73,7 +73,13 @@ export class FakeCluster {
   readonly #rdv = new Rendezvous(SECRET);
   #clock = 0;
 
-  constructor(n: number, services: Record<string, unknown>[], basePort: number) {
+  readonly #poolSize: number | undefined;
+  /** Nodes whose data-plane server takes streams and never answers (a stopped process). */
+  readonly #frozen = new Set<string>();
+
+  /** `poolSize`: pre-opened streams per peer (0: every forward dials, so a frozen peer is reached). */
+  constructor(n: number, services: Record<string, unknown>[], basePort: number, opts: { poolSize?: number } = {}) {
+    this.#poolSize = opts.poolSize;
     const nodes = Array.from({ length: n }, (_, i) => ({ id: `lb${i + 1}`, host: `127.0.0.${i + 1}`, peerPort: basePort + i, adminPort: basePort + 50 + i }));
     this.config = validateConfig({ cluster: { name: 'fake', secret: SECRET, nodes }, services });
     for (const nc of this.config.cluster.nodes) this.#makeNode(nc);
@@ -172,7 +178,7 @@ export class FakeCluster {
       pool: (name) => pools.get(name),
       service: (name) => this.config.services.find((s) => s.name === name),
     };
-    Object.assign(node, { ctx, forwarder, peers: tcpPeerPool(ctx), dataPlane: new TcpDataPlane(ctx, (name) => node.services.get(name)) });
+    Object.assign(node, { ctx, forwarder, peers: tcpPeerPool(ctx, this.#poolSize === undefined ? {} : { size: this.#poolSize }), dataPlane: new TcpDataPlane(ctx, (name) => node.services.get(name)) });
     this.nodes.push(node);
   }
 
@@ -200,6 +206,8 @@ export class FakeCluster {
       if (!from || !handler || !n.alive) return void s.destroy();
       this.#sockets.get(n.id)!.add(s);
       s.once('close', () => this.#sockets.get(n.id)!.delete(s));
+      // SIGSTOP: the kernel accepts the connection, the process never reads it.
+      if (this.#frozen.has(n.id)) return void s.pause();
       handler(s, from.id, { key: Buffer.alloc(32) });
     });
     await new Promise<void>((r) => server.listen(n.dataPort, n.host, r));
@@ -243,6 +251,12 @@ export class FakeCluster {
 
   async stop(): Promise<void> {
     for (const n of this.nodes) if (n.alive) await this.kill(n.id);
+  }
+
+  /** Like SIGSTOP of a node's process: new data-plane streams to it are accepted and never answered. */
+  freeze(id: string, frozen = true): void {
+    if (frozen) this.#frozen.add(id);
+    else this.#frozen.delete(id);
   }
 
   /** Where a service listens on a node. */

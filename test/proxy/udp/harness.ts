@@ -42,7 +42,7 @@ export function udpService(name: string, port: number, backends: readonly string
 }
 
 /** Owners by a string hash of key and node id (a stand-in for rendezvous, deterministic). */
-function score(key: string, id: string): number {
+export function score(key: string, id: string): number {
   let h = 0x811c9dc5;
   for (const ch of key + '\0' + id) h = Math.imul(h ^ ch.charCodeAt(0), 0x01000193);
   return h >>> 0;
@@ -68,7 +68,11 @@ export interface FakeCluster {
   close(): Promise<void>;
 }
 
-export async function fakeCluster(opts: { ids: readonly string[]; peerBase: number; service: ServiceConfig }): Promise<FakeCluster> {
+/**
+ * `unresolved`: nodes whose host every *other* node sees as a name that does not resolve (a peer
+ * the UDP data plane cannot send to).
+ */
+export async function fakeCluster(opts: { ids: readonly string[]; peerBase: number; service: ServiceConfig; unresolved?: readonly string[] }): Promise<FakeCluster> {
   const table = new Map<string, FlowEntry>();
   const states = new Map<string, PeerState>(opts.ids.map((id) => [id, 'alive']));
   const configs: NodeConfig[] = opts.ids.map((id, i) => ({ id, host: `127.0.0.${i + 1}`, peerPort: opts.peerBase + i, adminPort: 9000, weight: 1 }));
@@ -112,9 +116,10 @@ export async function fakeCluster(opts: { ids: readonly string[]; peerBase: numb
       onChannel: () => undefined,
     };
     let proxy: UdpServiceProxy | undefined;
+    const view = configs.map((n) => (n.id !== self.id && opts.unresolved?.includes(n.id) ? { ...n, host: `${n.id}.invalid` } : n));
     const ctx: ProxyContext = {
       self,
-      nodes: () => configs,
+      nodes: () => view,
       router,
       dataPlane,
       forwarder: new Forwarder(router, dataPlane),
