@@ -52,15 +52,15 @@ export async function connectLocal(ctx: ProxyContext, cfg: ServiceConfig, entry:
   const pool = ctx.pool(cfg.name);
   if (!pool) return { ok: false, reason: 'no-backend' };
   const recorded = ctx.router.lookup(entry.service, entry.key).backend;
-  const tried = new Set<string>();
+  const tried: string[] = [];
   let current = entry;
   let last: LocalFailure = 'no-backend';
   for (let i = 0; i < MAX_FRESH_TRIES; i++) {
-    const r = ctx.router.assign(current, (a) => !tried.has(a) && pool.usable(a), (k) => pool.choose(k));
+    const r = ctx.router.assign(current, (a) => !tried.includes(a) && pool.usable(a), (k) => pool.choose(k));
     current = r.entry;
-    if (r.backend === null || tried.has(r.backend)) return { ok: false, reason: last };
+    if (r.backend === null || tried.includes(r.backend)) return { ok: false, reason: last };
     const address = r.backend;
-    tried.add(address);
+    tried.push(address);
     const b = pool.get(address);
     const [host, port] = b ? [b.host, b.port] : splitHostPort(address);
     try {

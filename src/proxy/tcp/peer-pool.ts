@@ -17,9 +17,11 @@ import type { ProxyContext } from '../context.js';
 import { tcpMetrics } from './metrics.js';
 
 export interface PeerPoolOptions {
-  /** Idle streams kept per peer. Default 8; 0 disables pre-opening. */
+  /** Idle streams kept per peer when forwards are rare. Default 8; 0 disables pre-opening. */
   readonly size?: number;
-  /** Background dials in flight per peer. Default 2. */
+  /** The most idle streams kept per peer while forwards outrun the pool. Default 64. */
+  readonly maxSize?: number;
+  /** Background dials in flight per peer (more while the pool is grown, up to 4×). Default 2. */
   readonly parallel?: number;
   /** An idle stream older than this is closed and replaced. Default 30 s. */
   readonly maxIdleMs?: number;
@@ -43,6 +45,9 @@ interface PeerSlots {
   idle: Idle[];
   dialing: number;
   retryAt: number;
+  /** Idle streams wanted now: doubled by a take that found none, shrunk back by quiet ticks. */
+  want: number;
+  missed: boolean;
 }
 
 export interface PeerPoolStats {
@@ -58,6 +63,7 @@ export class PeerPool {
   readonly #dial: (peer: string) => Promise<Duplex>;
   readonly #peers: () => readonly string[];
   readonly #size: number;
+  readonly #maxSize: number;
   readonly #parallel: number;
   readonly #maxIdleMs: number;
   readonly #retryMs: number;
@@ -74,6 +80,7 @@ export class PeerPool {
     this.#dial = dial;
     this.#peers = peers;
     this.#size = Math.max(0, opts.size ?? 8);
+    this.#maxSize = Math.max(this.#size, opts.maxSize ?? 64);
     this.#parallel = Math.max(1, opts.parallel ?? 2);
     this.#maxIdleMs = opts.maxIdleMs ?? 30_000;
     this.#retryMs = opts.retryMs ?? 1000;
@@ -107,6 +114,11 @@ export class PeerPool {
       return { stream: item.stream, pooled: true };
     }
     this.stats.misses++;
+    // Forwards outran the pool: keep more streams warm for this peer (a dial costs a TCP and an
+    // authentication handshake, which at high connection rates is most of a forward's cost).
+    const s = this.#slotsOf(peer);
+    s.want = Math.min(this.#maxSize, Math.max(1, s.want * 2));
+    s.missed = true;
     this.#onTake(false);
     const stream = await this.dial(peer);
     this.#refill(peer);
@@ -143,7 +155,7 @@ export class PeerPool {
 
   #slotsOf(peer: string): PeerSlots {
     let s = this.#slots.get(peer);
-    if (!s) this.#slots.set(peer, (s = { idle: [], dialing: 0, retryAt: 0 }));
+    if (!s) this.#slots.set(peer, (s = { idle: [], dialing: 0, retryAt: 0, want: this.#size, missed: false }));
     return s;
   }
 
@@ -158,6 +170,8 @@ export class PeerPool {
         continue;
       }
       this.#drop(slots, (i) => now - i.since > this.#maxIdleMs);
+      if (!slots.missed && slots.want > this.#size) slots.want = Math.max(this.#size, slots.want - Math.ceil(slots.want / 8));
+      slots.missed = false;
     }
     for (const peer of want) this.#refill(peer);
   }
@@ -178,7 +192,8 @@ export class PeerPool {
   #refill(peer: string): void {
     if (this.#closed || this.#size === 0 || !this.#timer) return;
     const slots = this.#slotsOf(peer);
-    while (slots.dialing < this.#parallel && slots.idle.length + slots.dialing < this.#size && Date.now() >= slots.retryAt) {
+    const parallel = Math.min(this.#parallel * 4, Math.max(this.#parallel, slots.want >> 3));
+    while (slots.dialing < parallel && slots.idle.length + slots.dialing < slots.want && Date.now() >= slots.retryAt) {
       slots.dialing++;
       this.dial(peer).then(
         (stream) => {

@@ -57,6 +57,8 @@ interface Served {
 interface Conn {
   /** The client socket (ingress) or the forwarded stream (owner); destroyed by stop(). */
   readonly front: Duplex;
+  /** Where the client came from and went to; made only when a header needs it (getsockname is a syscall). */
+  origin: Origin | null;
   upstream: Duplex | null;
   pipe: PipeHandle | null;
   served: Served | null;
@@ -240,29 +242,36 @@ export class TcpServiceProxy implements ServiceProxy {
       this.#reject(client, 'flow-key');
       return;
     }
-    const origin: Origin = {
-      client: { address: normalizeAddress(address), port },
-      local: { address: normalizeAddress(client.localAddress ?? this.#ctx.self.host), port: client.localPort ?? cfg.port },
-    };
-    const conn: Conn = { front: client, upstream: null, pipe: null, served: null };
+    const conn: Conn = { front: client, origin: null, upstream: null, pipe: null, served: null };
     this.#add(conn);
-    this.#route(conn, key, origin).catch((err: unknown) => {
+    this.#route(conn, key).catch((err: unknown) => {
       this.#ctx.logger.error({ service: this.name, err }, 'tcp routing failed');
       this.#fail(conn, key, 'unavailable');
     });
   }
 
   /** The routing rule through the node's one hop loop; this service supplies the attempt only. */
-  async #route(conn: Conn, key: string, origin: Origin): Promise<void> {
+  async #route(conn: Conn, key: string): Promise<void> {
     const entry = this.#ctx.router.lookup(this.name, key);
-    const r = await this.#ctx.forwarder.run<Failure>(entry, false, (a) => this.#attempt(conn, a, key, origin), 'unavailable');
+    const r = await this.#ctx.forwarder.run<Failure>(entry, false, (a) => this.#attempt(conn, a, key), 'unavailable');
     if (!r.ok) return this.#fail(conn, key, r.failure);
-    this.#join(conn, r.kind, key, origin);
+    this.#join(conn, r.kind, key);
   }
 
-  async #attempt(conn: Conn, a: Attempt, key: string, origin: Origin): Promise<AttemptResult<Failure>> {
+  /** The client's addresses, for a forward header or a PROXY header. */
+  #origin(conn: Conn): Origin {
+    if (conn.origin !== null) return conn.origin;
+    const s = conn.front as Socket;
+    return (conn.origin = {
+      client: { address: normalizeAddress(s.remoteAddress ?? ''), port: s.remotePort ?? 0 },
+      local: { address: normalizeAddress(s.localAddress ?? this.#ctx.self.host), port: s.localPort ?? this.#cfg.port },
+    });
+  }
+
+  async #attempt(conn: Conn, a: Attempt, key: string): Promise<AttemptResult<Failure>> {
     if (conn.front.destroyed) return CLIENT_GONE;
     if (a.hop.kind === 'local') return this.#serveLocal(conn, a.entry);
+    const origin = this.#origin(conn);
     const r = await forwardToPeer(this.#peers, a, () => this.#header(key, origin), this.#statusTimeout());
     if (!r.ok) return r;
     conn.upstream = r.stream;
@@ -309,7 +318,7 @@ export class TcpServiceProxy implements ServiceProxy {
       this.#c.rejected('limit');
       return void reply(ForwardStatus.LIMIT);
     }
-    const conn: Conn = { front: stream, upstream: null, pipe: null, served: null };
+    const conn: Conn = { front: stream, origin: null, upstream: null, pipe: null, served: null };
     this.#add(conn);
     // A communication from a peer is served here: the loop's only hop is the local one.
     let failure: Failure | null = null;
@@ -341,7 +350,7 @@ export class TcpServiceProxy implements ServiceProxy {
 
   // ---------------------------------------------------------------- shared
 
-  #join(conn: Conn, kind: HopKind, key: string, origin: Origin): void {
+  #join(conn: Conn, kind: HopKind, key: string): void {
     const client = conn.front;
     const upstream = conn.upstream!;
     if (client.destroyed) {
@@ -351,7 +360,7 @@ export class TcpServiceProxy implements ServiceProxy {
     }
     this.#c.forward(kind);
     this.#c.proxied.inc();
-    if (conn.served) this.#proxyHeader(upstream, origin);
+    if (conn.served && this.#cfg.proxyProtocol) this.#proxyHeader(upstream, this.#origin(conn));
     this.#pipe(conn, client, upstream, key, true);
   }
 
