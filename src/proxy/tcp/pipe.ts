@@ -20,8 +20,9 @@
  *   are flushed, while the other direction keeps flowing.
  * - Reset: an error, or a close before both directions ended cleanly, tears the other side down at
  *   once; a net.Socket is closed with RST (resetAndDestroy) so the peer sees what our side saw.
- * - Idle: setTimeout on the net.Sockets of the pair. A socket's timer is refreshed by reads and by
- *   writes, so one net.Socket in the pair already watches both directions.
+ * - Idle: setTimeout on one net.Socket of the pair. A socket's timer is refreshed by its reads and
+ *   its writes, and every byte of either direction is read from or written to it, so one timer
+ *   watches both directions (half the timer work per connection).
  * - Copies: none. Node cannot splice(2) between sockets; what is read is written as it is.
  */
 import { Socket } from 'node:net';
@@ -252,6 +253,8 @@ class Pipe implements PipeHandle {
   #how: PipeEnd | null = null;
   #firstError: Error | null = null;
   #open = 2;
+  /** The side whose socket carries the idle timer (see the header: one socket watches both directions). */
+  readonly #timed: Side | null;
 
   constructor(a: Duplex, b: Duplex, opts: PipeOptions) {
     this.#opts = opts;
@@ -260,6 +263,7 @@ class Pipe implements PipeHandle {
     this.#b = this.#side(b);
     this.#a.other = this.#b;
     this.#b.other = this.#a;
+    this.#timed = opts.idleMs <= 0 ? null : a instanceof Socket ? this.#a : b instanceof Socket ? this.#b : null;
     for (const side of [this.#a, this.#b]) {
       halfOpen(side.s);
       this.#listen(side);
@@ -333,7 +337,7 @@ class Pipe implements PipeHandle {
     s.on('drain', side.onDrain);
     s.on('error', side.onError);
     s.once('close', side.onClose);
-    if (this.#opts.idleMs > 0 && s instanceof Socket) {
+    if (side === this.#timed && s instanceof Socket) {
       s.setTimeout(this.#opts.idleMs);
       s.on('timeout', side.onTimeout);
     }
