@@ -76,7 +76,7 @@ export class UdpMetrics {
     });
     this.drops = new Counter({
       name: fresh('tandem_udp_drops_total'),
-      help: 'Datagrams dropped by the UDP proxy, by service and reason.',
+      help: 'Datagrams dropped by the UDP proxy, by service and reason: flow-key, unavailable, no-backend, unknown-service, too-large, pending-full, send-error, socket-error, stopped, error.',
       labelNames: ['service', 'reason'],
       registers,
     });
