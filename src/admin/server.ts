@@ -1,5 +1,5 @@
 /**
- * The admin API (DESIGN.md section 6) on host:adminPort. Routes are registered by the node, so
+ * The admin API (docs/design.md §6) on host:adminPort. Routes are registered by the node, so
  * later features (backends, drain, reload, the dashboard's event stream) add routes without
  * touching this file. State-changing routes require the admin token as `Authorization: Bearer T`.
  */
@@ -72,7 +72,7 @@ export class AdminServer {
     this.#server = server;
     await new Promise<void>((resolve, reject) => {
       server.once('error', reject);
-      // Bound to the node's host only, never the wildcard address (DESIGN.md section 5).
+      // Bound to the node's host only, never the wildcard address (docs/design.md §5).
       server.listen(this.#port, this.#host, () => {
         server.off('error', reject);
         resolve();

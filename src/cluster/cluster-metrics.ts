@@ -32,14 +32,14 @@ export class ClusterMetrics {
     this.authFailures = new Counter({ name: fresh('tandem_peer_auth_failures_total'), help: 'Peer connections refused during authentication, by reason.', labelNames: ['reason'], registers });
     this.rejectedFrames = new Counter({ name: fresh('tandem_peer_rejected_frames_total'), help: 'Authenticated control links dropped for a bad frame, by reason.', labelNames: ['reason'], registers });
     this.replicationEntries = new Counter({ name: fresh('tandem_replication_entries_total'), help: 'Flow entries sent to (out) and received from (in) peers, live and snapshot.', labelNames: ['direction'], registers });
-    const self = this;
+    const lag = (): Iterable<readonly [string, number]> => this.#lagSource();
     this.replicationLag = new Gauge({
       name: fresh('tandem_replication_lag_seconds'),
       help: 'Age of the oldest replication batch a peer has not acknowledged (0 when caught up).',
       labelNames: ['peer'],
       registers,
       collect() {
-        for (const [peer, seconds] of self.#lagSource()) this.set({ peer }, seconds);
+        for (const [peer, seconds] of lag()) this.set({ peer }, seconds);
       },
     });
     this.resyncs = new Counter({ name: fresh('tandem_replication_resyncs_total'), help: 'Replication streams (re)started towards a peer: resume from the log, or full snapshot.', labelNames: ['peer', 'kind'], registers });

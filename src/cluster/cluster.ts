@@ -1,5 +1,5 @@
 /**
- * The cluster layer's facade (DESIGN.md sections 3 and 5): N tandem processes, one replicated
+ * The cluster layer's facade (docs/design.md §§3 and 5): N tandem processes, one replicated
  * flow table. It wires
  *   peer-transport.ts — the authenticated peer port (handshake.ts) and dialer, optional TLS;
  *   membership.ts     — control links in a full mesh, heartbeats, alive/suspect/dead;
@@ -10,7 +10,7 @@
  * Routing view (decision): alive() returns the nodes NOT seen dead — alive and suspect, self
  * included. A suspect node is still a rendezvous candidate so that one late heartbeat does not
  * reshuffle the owners of new flows; the router demotes it (stateOf() === 'suspect': try the
- * backup first) and a failed forward falls back to the backup anyway (DESIGN.md section 1,
+ * backup first) and a failed forward falls back to the backup anyway (docs/design.md §1,
  * step 5). Only 'dead' removes a node from the candidates.
  */
 import { EventEmitter } from 'node:events';

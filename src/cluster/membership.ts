@@ -1,5 +1,5 @@
 /**
- * Who is alive (DESIGN.md section 5, "Membership"): one control link per pair of nodes, full
+ * Who is alive (docs/design.md §5, "Membership"): one control link per pair of nodes, full
  * mesh, and a per-peer judgement from what arrives on it.
  *
  * Links: the node whose id sorts lower dials, the other accepts, so a pair never races two links

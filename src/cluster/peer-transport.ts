@@ -1,5 +1,5 @@
 /**
- * Authenticated connections between nodes (DESIGN.md section 5): one listener on the node's
+ * Authenticated connections between nodes (docs/design.md §5): one listener on the node's
  * host:peerPort for every kind of peer connection, and a dialer. Every connection, in both
  * directions, runs the challenge–response of handshake.ts before a single byte reaches its
  * owner; with `cluster.tls` set it runs inside mutually authenticated TLS as well.
@@ -19,7 +19,7 @@
  * dialer can send its first bytes right behind the proof, saving a round trip). If the peer then
  * refuses us (our proof wrong, or no handler for the channel) it closes the connection before
  * sending anything: a data-plane caller sees a close with nothing received, i.e. "safe to retry
- * elsewhere" (DESIGN.md section 4).
+ * elsewhere" (docs/design.md §4).
  *
  * TLS: the server requests and verifies a client certificate against `ca` and the client verifies
  * the server's chain against `ca`. Host names are NOT checked (nodes are addressed by IP and the

@@ -1,5 +1,5 @@
 /**
- * Flow-table replication (DESIGN.md section 3; docs/protocol.md, "Replication").
+ * Flow-table replication (docs/design.md §3.6; docs/protocol.md, "Replication").
  *
  * Each node sends only its own changes (publish()), to every peer, on the control link: the mesh
  * is full, so re-broadcasting what came from a peer would only multiply traffic. Changes made in

@@ -1,5 +1,5 @@
 /**
- * Full resync of one replication stream, and the node's readiness (DESIGN.md section 3, "Join
+ * Full resync of one replication stream, and the node's readiness (docs/design.md §3.5, "Join
  * or restart"; docs/protocol.md, "Full resync").
  *
  * A snapshot is the sender's whole table, streamed on the control link as

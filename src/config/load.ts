@@ -10,7 +10,10 @@ import type { ZodIssue } from 'zod';
 import { TandemError, ErrorCodes, type ErrorCode } from '../errors.js';
 import { rawConfigSchema, type Config, type RawConfig, type ServiceConfig, type Protocol } from './schema.js';
 import { parseHostPort } from './address.js';
+import { backendIssues, resolveRoutes, routeIssues } from './routes-check.js';
 import { isFlowKeyAllowed, defaultFlowKey, flowKeysFor, formatFlowKeySpec } from '../flowkey/spec.js';
+import { inspectPair } from '../tls/pem.js';
+import { normalizeName } from '../tls/names.js';
 
 export interface ConfigIssue {
   readonly path: string;
@@ -81,6 +84,7 @@ export function validateConfig(raw: unknown, opts: { baseDir?: string; source?: 
   if (!parsed.success) issues.push(...zodIssues(parsed.error.issues));
   issues.push(...crossCheck(raw));
   const secrets = resolveSecrets(raw, baseDir, issues);
+  checkCertificateFiles(raw, baseDir, issues, Date.now());
   if (issues.length > 0 || !parsed.success) throw new ConfigError(ErrorCodes.CONFIG_INVALID, dedupe(issues));
   return freeze(build(parsed.data, secrets, baseDir, opts.source ?? null));
 }
@@ -184,6 +188,20 @@ function crossCheck(raw: unknown): ConfigIssue[] {
         message: `"${s.flowKey}" is not allowed for protocol ${protocol} (allowed: ${flowKeysFor(protocol).join(', ')})`,
       });
     }
+    if (s.tls !== undefined && protocol && protocol !== 'http') {
+      issues.push({ path: `${at}.tls`, message: 'only allowed for protocol http (a tcp service passes TLS through; see flowKey: sni)' });
+    }
+    if (isObj(s.tls) && s.tls.certificates === undefined && s.tls.acme === undefined) {
+      issues.push({ path: `${at}.tls`, message: 'needs certificates (or acme)' });
+    }
+    if (isObj(s.tls) && isObj(s.tls.acme)) {
+      list(s.tls.acme.domains).forEach((d, j) => {
+        if (typeof d !== 'string') return;
+        const where = `${at}.tls.acme.domains[${j}]`;
+        if (d.startsWith('*.')) issues.push({ path: where, message: 'wildcard names need the DNS-01 challenge; tandem answers HTTP-01 only' });
+        else if (normalizeName(d) === null) issues.push({ path: where, message: `"${d}" is not a DNS name` });
+      });
+    }
     if (protocol && protocol !== 'tcp' && s.proxyProtocol !== undefined) {
       issues.push({ path: `${at}.proxyProtocol`, message: 'only allowed for protocol tcp' });
     }
@@ -197,17 +215,7 @@ function crossCheck(raw: unknown): ConfigIssue[] {
         issues.push({ path: `${at}.healthCheck.payload`, message: 'is required for udp checks' });
       }
     }
-    const seen = new Map<string, number>();
-    list(s.backends).forEach((b, j) => {
-      if (!isObj(b) || typeof b.address !== 'string') return;
-      if (!parseHostPort(b.address)) {
-        issues.push({ path: `${at}.backends[${j}].address`, message: `"${b.address}" is not "host:port" with a port from 1 to 65535` });
-        return;
-      }
-      const first = seen.get(b.address);
-      if (first !== undefined) issues.push({ path: `${at}.backends[${j}].address`, message: `duplicate backend (also backends[${first}])` });
-      else seen.set(b.address, j);
-    });
+    issues.push(...backendIssues(at, s.backends), ...routeIssues(at, s));
   });
   return issues;
 }
@@ -263,21 +271,63 @@ function resolveSecrets(raw: unknown, baseDir: string, issues: ConfigIssue[]): S
   return out;
 }
 
+/**
+ * Reads every `services[].tls.certificates[]` pair and reports what is wrong with it (tls/pem.ts):
+ * unreadable, unparsable, a key that does not match, a certificate expired or not yet valid.
+ */
+function checkCertificateFiles(raw: unknown, baseDir: string, issues: ConfigIssue[], now: number): void {
+  if (!isObj(raw)) return;
+  list(raw.services).forEach((s, i) => {
+    if (!isObj(s) || !isObj(s.tls)) return;
+    list(s.tls.certificates).forEach((pair, j) => {
+      if (!isObj(pair) || typeof pair.cert !== 'string' || typeof pair.key !== 'string') return;
+      const at = `services[${i}].tls.certificates[${j}]`;
+      const cert = readPem(pair.cert, baseDir, `${at}.cert`, issues);
+      const key = readPem(pair.key, baseDir, `${at}.key`, issues);
+      if (cert === null || key === null) return;
+      for (const p of inspectPair(cert, key, now).problems) issues.push({ path: `${at}.${p.file}`, message: p.message });
+    });
+    const acme = s.tls.acme;
+    if (isObj(acme) && typeof acme.caFile === 'string') readPem(acme.caFile, baseDir, `services[${i}].tls.acme.caFile`, issues);
+  });
+}
+
+function readPem(path: string, baseDir: string, at: string, issues: ConfigIssue[]): Buffer | null {
+  try {
+    return readFileSync(isAbsolute(path) ? path : resolve(baseDir, path));
+  } catch (err) {
+    const code = (err as { code?: string }).code;
+    issues.push({ path: at, message: code === 'ENOENT' ? `file not found: ${path}` : `cannot read file "${path}" (${code ?? (err as Error).message})` });
+    return null;
+  }
+}
+
 function build(raw: RawConfig, secrets: Secrets, baseDir: string, source: string | null): Config {
   const abs = (p: string) => (isAbsolute(p) ? p : resolve(baseDir, p));
+  const resolveBackends = (list: RawConfig['services'][number]['backends']) =>
+    (list ?? []).map((b) => {
+      const hp = parseHostPort(b.address)!;
+      return { address: b.address, host: hp.host, port: hp.port, weight: b.weight };
+    });
   const services: ServiceConfig[] = raw.services.map((s) => {
-    const { flowKey, flowIdleTimeoutMs, healthCheck, backends, maxFlows, ...rest } = s;
-    return {
+    const { flowKey, flowIdleTimeoutMs, healthCheck, backends, maxFlows, tls, routes: _routes, rateLimit: _rl, requestHeaders: _rq, responseHeaders: _rs, ...rest } = s;
+    const base = {
       ...rest,
+      tls: tls
+        ? {
+            certificates: (tls.certificates ?? []).map((c) => ({ cert: abs(c.cert), key: abs(c.key) })),
+            acme: tls.acme ? { directory: tls.acme.directory, email: tls.acme.email, domains: tls.acme.domains, caFile: tls.acme.caFile ? abs(tls.acme.caFile) : null } : null,
+            alpn: tls.alpn,
+            sessionTickets: tls.sessionTickets,
+          }
+        : null,
       maxFlows: maxFlows ?? DEFAULT_MAX_FLOWS[s.protocol],
       flowKey: flowKey ?? formatFlowKeySpec(defaultFlowKey(s.protocol)),
       flowIdleTimeoutMs: flowIdleTimeoutMs ?? DEFAULT_IDLE_MS[s.protocol],
-      backends: backends.map((b) => {
-        const hp = parseHostPort(b.address)!;
-        return { address: b.address, host: hp.host, port: hp.port, weight: b.weight };
-      }),
+      backends: resolveBackends(backends),
       healthCheck: healthCheck ?? defaultHealthCheck(s.protocol),
     };
+    return { ...base, ...resolveRoutes(s, base, resolveBackends) };
   });
   const c = raw.cluster;
   return {

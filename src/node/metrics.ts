@@ -3,7 +3,7 @@
  * read at scrape time through `collect`, so the hot paths pay nothing for them.
  */
 import { Counter, Gauge, type Registry } from 'prom-client';
-import type { TandemNode } from './node.js';
+import type { NodeView } from './node-view.js';
 
 export class NodeMetrics {
   readonly #evictions: Counter<'service' | 'reason'>;
@@ -23,7 +23,7 @@ export class NodeMetrics {
     this.#evictions.inc({ service, reason });
   }
 
-  bindNode(node: TandemNode): void {
+  bindNode(node: Pick<NodeView, 'table' | 'ownedCounts' | 'ready' | 'routerStats' | 'adminStats'>): void {
     const registers = [this.#registry];
     new Gauge({
       name: 'tandem_flows',
@@ -64,14 +64,14 @@ export class NodeMetrics {
           this.inc(read());
         },
       });
-    const r = node.router.stats;
+    const r = node.routerStats;
     routerCounter('tandem_flows_created_total', 'Flows created on this node (routing rule step 2).', () => r.created);
     routerCounter('tandem_flows_reowned_total', 'Flows re-owned because neither owner was available (step 6).', () => r.reowned);
     routerCounter('tandem_flows_reprotected_total', 'Entries re-protected after an owner died.', () => r.reprotected);
     routerCounter('tandem_flows_ended_total', 'Flows ended by their owner (tombstones replicated).', () => r.ended);
     routerCounter('tandem_backend_assignments_total', 'Backends chosen for flows that had none.', () => r.backendsAssigned);
     routerCounter('tandem_backend_moves_total', 'Flows moved off a backend that became unusable.', () => r.backendsMoved);
-    routerCounter('tandem_admin_unauthorized_total', 'Admin calls refused for a missing or wrong token.', () => node.admin.stats.unauthorized);
-    routerCounter('tandem_admin_bad_requests_total', 'Admin calls refused as malformed.', () => node.admin.stats.badRequests);
+    routerCounter('tandem_admin_unauthorized_total', 'Admin calls refused for a missing or wrong token.', () => node.adminStats.unauthorized);
+    routerCounter('tandem_admin_bad_requests_total', 'Admin calls refused as malformed.', () => node.adminStats.badRequests);
   }
 }

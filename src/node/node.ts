@@ -23,13 +23,16 @@ import { EventLog } from './events.js';
 import { loadConfigFile, ConfigError, formatIssue } from '../config/load.js';
 import { CONTROL_SERVICE, drainEntry, isControl, parseDrain } from './drain.js';
 import type { PeerState } from '../proxy/context.js';
+import type { PeerStats } from '../cluster/cluster.js';
+import type { RouterStats } from '../cluster/router.js';
+import type { AdminStats, BackendReadout, NodeControl, NodeStatus, OwnedCounts, Owners, RankedNode } from './node-view.js';
 
 export interface NodeOptions {
   readonly logger?: Logger;
   readonly logLevel?: string;
 }
 
-export class TandemNode {
+export class TandemNode implements NodeControl {
   #config: Config;
   readonly self: NodeConfig;
   readonly logger: Logger;
@@ -142,6 +145,22 @@ export class TandemNode {
     return this.#draining;
   }
 
+  get routerStats(): Readonly<RouterStats> {
+    return this.router.stats;
+  }
+
+  get adminStats(): AdminStats {
+    return this.admin.stats;
+  }
+
+  peers(): readonly PeerStats[] {
+    return this.cluster.stats().peers;
+  }
+
+  backends(service: string): readonly BackendReadout[] | undefined {
+    return this.services.pool(service)?.backends;
+  }
+
   service(name: string): ServiceConfig | undefined {
     return this.#config.services.find((s) => s.name === name);
   }
@@ -155,12 +174,12 @@ export class TandemNode {
   }
 
   /** The full rendezvous ranking for a key over all configured nodes (for `tandem flow`). */
-  ranking(key: string): Array<{ id: string; weight: number; score: number; state: PeerState }> {
+  ranking(key: string): RankedNode[] {
     return this.#rendezvous.scores(key, this.#rankNodes).map((s) => ({ ...s, state: this.stateOf(s.id) }));
   }
 
   /** Where a new flow for this key would go now. */
-  wouldOwn(key: string): { primary: string; backup: string | null } {
+  wouldOwn(key: string): Owners {
     return this.#rendezvous.owners(key, this.#candidateNodes);
   }
 
@@ -247,7 +266,7 @@ export class TandemNode {
   }
 
   /** A summary of this node for `tandem status` and the dashboard. */
-  status(): { id: string; ready: boolean; draining: boolean; uptimeSec: number; flows: { total: number; primary: number; backup: number }; ratePerSec: number } {
+  status(): NodeStatus {
     return {
       id: this.id,
       ready: this.ready,
@@ -259,7 +278,7 @@ export class TandemNode {
   }
 
   /** Live flows in this node's table, and how many of them it holds as primary and as backup. */
-  ownedCounts(): { total: number; primary: number; backup: number } {
+  ownedCounts(): OwnedCounts {
     const c = { total: 0, primary: 0, backup: 0 };
     for (const e of this.flows()) {
       c.total++;

@@ -141,6 +141,6 @@ export class Services {
 
   #proxy<T>(name: string, kind: abstract new (...args: never[]) => T): T | undefined {
     const p = this.#running.get(name)?.proxy;
-    return p instanceof kind ? (p as T) : undefined;
+    return p instanceof kind ? (p) : undefined;
   }
 }

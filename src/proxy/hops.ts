@@ -1,5 +1,5 @@
 /**
- * The one forwarding loop of every protocol (docs/design.md, "the routing rule", steps 3-6): given
+ * The one forwarding loop of every protocol (docs/design.md §1, the routing rule, steps 3-6): given
  * a flow's entry, try its owners in the order `router.hops()` gives, skip a node already tried,
  * tell membership when a peer did not answer, cut an attempt short when its peer is declared dead,
  * and re-own the flow once when no owner could take it. A communication forwarded in by a peer is
@@ -15,7 +15,18 @@
  */
 import type { FlowEntry } from '../cluster/flow-entry.js';
 import type { FlowRouter, Hop } from '../cluster/router.js';
-import type { DataPlane, PeerState } from './context.js';
+import type { PeerState } from '../cluster/cluster-options.js';
+
+/**
+ * What the loop needs of the cluster: the suspect mark and peer-state changes. The node's
+ * DataPlane (context.ts) has them; the loop asks for no more, so it depends on the cluster layer
+ * only, not on the proxies' contract.
+ */
+export interface PeerSignals {
+  markSuspect(id: string): void;
+  on?(event: 'peer-state', listener: (id: string, state: PeerState, prev: PeerState) => void): unknown;
+  off?(event: 'peer-state', listener: (id: string, state: PeerState, prev: PeerState) => void): unknown;
+}
 
 /** How a communication reached the node that served it; a metrics label shared by all protocols. */
 export type HopKind = 'local' | 'to_primary' | 'to_backup' | 'reowned';
@@ -74,7 +85,7 @@ export type AttemptFn<F extends string> = (a: Attempt) => AttemptResult<F> | Pro
  */
 export class Forwarder {
   readonly #router: FlowRouter;
-  readonly #dp: DataPlane;
+  readonly #dp: PeerSignals;
   /** Peer attempts in flight, by peer id. */
   readonly #inflight = new Map<string, Set<Attempt>>();
   readonly #onPeerState = (id: string, state: PeerState): void => {
@@ -86,7 +97,7 @@ export class Forwarder {
   };
   #closed = false;
 
-  constructor(router: FlowRouter, dataPlane: DataPlane) {
+  constructor(router: FlowRouter, dataPlane: PeerSignals) {
     this.#router = router;
     this.#dp = dataPlane;
     dataPlane.on?.('peer-state', this.#onPeerState);
@@ -123,7 +134,7 @@ export class Forwarder {
     let failure: F = unavailable;
     for (;;) {
       for (let i = 0; i < hops.length; i++) {
-        const hop = hops[i]!;
+        const hop = hops[i];
         const node = hop.kind === 'local' ? self : hop.id;
         if (tried.includes(node)) continue;
         tried.push(node);

@@ -1,5 +1,5 @@
 /**
- * Active health checks of one service's backends on this node (issue 7). Checks only REPORT into
+ * Active health checks of one service's backends on this node (docs/health.md). Checks only REPORT into
  * the pool's BackendState, as Caddy's active health checkers mark its upstreams; they never choose
  * a backend. The pool applies HAProxy's rise/fall thresholds (pool.reportCheck), so one lost probe
  * does not take a backend out and one lucky probe does not bring it back.

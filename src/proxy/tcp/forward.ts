@@ -70,7 +70,7 @@ async function exchange(stream: Duplex, header: Buffer, timeoutMs: number): Prom
   if (stream.destroyed || !stream.writable) return null;
   stream.write(header);
   const b = await readExactly(stream, 1, timeoutMs);
-  return b === null ? null : b[0]!;
+  return b === null ? null : b[0];
 }
 
 /**

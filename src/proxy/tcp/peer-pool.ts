@@ -218,7 +218,7 @@ export class PeerPool {
     const gone = () => {
       const i = slots.idle.findIndex((x) => x.stream === stream);
       if (i >= 0) {
-        this.#detach(slots.idle[i]!);
+        this.#detach(slots.idle[i]);
         slots.idle.splice(i, 1);
       }
       stream.destroy();

@@ -74,13 +74,6 @@ export function resetStream(s: Duplex): void {
   if (!s.destroyed) s.destroy();
 }
 
-function setIdle(s: Duplex, ms: number, onIdle: () => void): void {
-  if (ms > 0 && s instanceof Socket) {
-    s.setTimeout(ms);
-    s.on('timeout', onIdle);
-  }
-}
-
 /** The parts of a libuv stream handle that adopt() relies on (net.Socket's `_handle`). */
 interface StreamHandle {
   readStop(): number;
@@ -124,7 +117,7 @@ class Pump {
   readonly onread: { buffer: () => Buffer; callback: (n: number, buf: Buffer) => boolean };
   readonly #afterWrite = (): void => {
     this.#done++;
-    while (this.#lentAt.length > 0 && this.#lentAt[0]! <= this.#done) {
+    while (this.#lentAt.length > 0 && this.#lentAt[0] <= this.#done) {
       this.#lentAt.shift();
       const b = this.#lent.shift()!;
       // After close a callback may come early (destroy errors the queued writes first): such a
@@ -194,7 +187,7 @@ function adopt(s: Socket, pump: Pump): { socket: Socket; held: Buffer[] } | null
   const held: Buffer[] = [];
   if (s.readableLength > 0) for (let c = s.read() as Buffer | null; c !== null; c = s.read() as Buffer | null) held.push(c);
   const giveBack = () => {
-    for (let k = held.length - 1; k >= 0; k--) s.unshift(held[k]!);
+    for (let k = held.length - 1; k >= 0; k--) s.unshift(held[k]);
     return null;
   };
   // EOF was in what we drained: the new socket would never see it.
@@ -381,7 +374,7 @@ class Pipe implements PipeHandle {
       dst.write(c);
     }
     pump.link(r.socket, dst);
-    side.other.pump?.link(side.other.s as Socket, r.socket);
+    side.other.pump?.link(side.other.s, r.socket);
     this.#listen(side);
     // The other direction's pump writes to this side: point it at the new socket.
     if (!dst.writableNeedDrain) r.socket.resume();

@@ -111,7 +111,7 @@ export class FakeCluster {
       selfId: id,
       owners: (key, cands) => {
         const r = rank(key, cands);
-        return { primary: r[0]!, backup: r[1] ?? null };
+        return { primary: r[0], backup: r[1] ?? null };
       },
       rank: (_s, key) => rank(key, ids()),
       candidates: () => ids().filter((x) => this.state.get(x) !== 'dead' && (x === id || this.node(x).alive)),
@@ -134,7 +134,6 @@ export class FakeCluster {
     });
     const pools = new Map<string, UpstreamPool>();
     for (const s of this.config.services) pools.set(s.name, new UpstreamPool(s.backends, createSelector(s.policy)));
-    const cluster = this;
     const node: FakeNode = {
       id,
       host: self.host,
@@ -151,19 +150,19 @@ export class FakeCluster {
     };
     const dataPlane: DataPlane = {
       selfId: id,
-      stateOf: (x) => (x === id ? 'alive' : cluster.state.get(x) ?? 'dead'),
+      stateOf: (x) => (x === id ? 'alive' : this.state.get(x) ?? 'dead'),
       markSuspect: (x) => {
-        if (cluster.state.get(x) === 'alive') cluster.state.set(x, 'suspect');
+        if (this.state.get(x) === 'alive') this.state.set(x, 'suspect');
       },
       dial: (peer: string, _channel: DataChannel) => {
         node.dials++;
-        return cluster.dialRaw(id, peer);
+        return this.dialRaw(id, peer);
       },
       onChannel: (_channel: DataChannel, handler: Handler) => {
-        cluster.#handlers.set(id, handler);
+        this.#handlers.set(id, handler);
       },
-      on: (ev, l) => cluster.state.events.on(ev, l),
-      off: (ev, l) => cluster.state.events.off(ev, l),
+      on: (ev, l) => this.state.events.on(ev, l),
+      off: (ev, l) => this.state.events.off(ev, l),
     };
     const forwarder = new Forwarder(router, dataPlane);
     const ctx: ProxyContext = {

@@ -86,8 +86,8 @@ test('tcp loop: the primary refuses before any byte — the backup serves the sa
   assert.equal(await roundTrip('127.0.0.42', 'b'), 'b');
   assert.equal(await forwards('lb1', 'to_backup'), b0 + 1);
   assert.equal(c.state.get('lb2'), 'suspect', 'the refused forward made the primary suspect');
-  const served = echo.findIndex((e, i) => e.count() > counts[i]!);
-  assert.equal(echo[served]!.address, backend, 'affinity: the backup used the recorded backend');
+  const served = echo.findIndex((e, i) => e.count() > counts[i]);
+  assert.equal(echo[served].address, backend, 'affinity: the backup used the recorded backend');
 });
 
 test('tcp loop: a frozen primary (SIGSTOP) — declared dead mid-attempt, the wait is cut, the backup serves', { timeout: 30_000 }, async () => {

@@ -88,7 +88,7 @@ const sha = (b: Buffer) => createHash('sha256').update(b).digest('hex');
 
 test('tcp: 60 connections through random nodes, 256 KiB each, echoed intact with half-close', async () => {
   const jobs = Array.from({ length: 60 }, async (_, i) => {
-    const node = cluster.nodes[i % 3]!;
+    const node = cluster.nodes[i % 3];
     const payload = randomBytes(256 * 1024);
     const r = await round(node.host, 17330, payload);
     assert.ok(r.ok, `connection ${i} failed`);
@@ -231,8 +231,8 @@ test('tcp: client-ip failover — primary killed: same backend through the backu
   assert.equal(r.reply.toString(), 'b');
   assert.equal(cluster.state.get('lb2'), 'suspect', 'the failed forward made lb2 suspect');
   const c1 = counts();
-  const servedBy = echo.findIndex((_, i) => c1[i]! > c0[i]!);
-  assert.equal(echo[servedBy]!.address, e0.backend, 'same backend through the backup');
+  const servedBy = echo.findIndex((_, i) => c1[i] > c0[i]);
+  assert.equal(echo[servedBy].address, e0.backend, 'same backend through the backup');
   const fwd = await cluster.node('lb1').registry.getSingleMetric('tandem_tcp_forwards_total')!.get();
   assert.ok(fwd.values.some((v) => v.labels.service === 'sticky' && v.labels.kind === 'to_backup' && v.value >= 1));
   assert.ok(ms < 1000, `failover took ${ms} ms`);

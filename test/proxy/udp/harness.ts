@@ -34,9 +34,14 @@ export function udpService(name: string, port: number, backends: readonly string
     timeouts: { connectMs: 3000, headerMs: 10_000, idleMs: 60_000, requestMs: 60_000 },
     backends: backends.map((a) => {
       const [host, port] = a.split(':');
-      return { address: a, host: host!, port: Number(port), weight: 1 };
+      return { address: a, host: host, port: Number(port), weight: 1 };
     }),
     healthCheck: { type: 'none', path: '/healthz', method: 'GET', expectStatus: '200-399', intervalMs: 1000, timeoutMs: 1000, rise: 2, fall: 3 },
+    routes: [],
+    rateLimit: null,
+    requestHeaders: null,
+    responseHeaders: null,
+    tls: null,
     ...extra,
   };
 }
@@ -85,7 +90,7 @@ export async function fakeCluster(opts: { ids: readonly string[]; peerBase: numb
       selfId: self.id,
       owners: (key, candidates) => {
         const r = rankAll(key).filter((id) => candidates.includes(id));
-        return { primary: r[0]!, backup: r[1] ?? null };
+        return { primary: r[0], backup: r[1] ?? null };
       },
       rank: (_s, key) => rankAll(key),
       candidates: () => opts.ids.filter((id) => id === self.id || states.get(id) !== 'dead'),
@@ -115,7 +120,7 @@ export async function fakeCluster(opts: { ids: readonly string[]; peerBase: numb
       dial: () => Promise.reject(new Error('not used by udp')),
       onChannel: () => undefined,
     };
-    let proxy: UdpServiceProxy | undefined;
+    const made: { proxy?: UdpServiceProxy } = {};
     const view = configs.map((n) => (n.id !== self.id && opts.unresolved?.includes(n.id) ? { ...n, host: `${n.id}.invalid` } : n));
     const ctx: ProxyContext = {
       self,
@@ -129,8 +134,8 @@ export async function fakeCluster(opts: { ids: readonly string[]; peerBase: numb
       pool: (name) => (name === opts.service.name ? pool : undefined),
       service: (name) => (name === opts.service.name ? opts.service : undefined),
     };
-    const plane = new UdpDataPlane(ctx, (name) => (name === opts.service.name ? proxy : undefined));
-    proxy = new UdpServiceProxy(ctx, opts.service, plane);
+    const plane = new UdpDataPlane(ctx, (name) => (name === opts.service.name ? made.proxy : undefined));
+    const proxy = (made.proxy = new UdpServiceProxy(ctx, opts.service, plane));
     await plane.start();
     await proxy.start();
     nodes.push({ id: self.id, ctx, plane, proxy, registry, router });
