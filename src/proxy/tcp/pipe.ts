@@ -12,9 +12,10 @@
  *   handle into a new net.Socket built with it (see adopt()); what the old socket had already
  *   read is forwarded first. Anything else (TLS, a non-socket stream, a socket that already saw
  *   its peer's FIN or still has writes queued) is joined with Readable.pipe, as before.
- * - Backpressure: a direction stops reading when the destination's buffer is full (write() said
- *   false) or it has lent `MAX_LENT` buffers, and resumes from the write callback that clears it;
- *   TCP flow control then reaches the sender. At most `MAX_LENT + 1` buffers per direction.
+ * - Backpressure: a direction stops reading when it has lent `MAX_LENT` buffers to queued writes
+ *   (on the plain path: when write() said false), and resumes from the write callback (or
+ *   'drain') that clears it; TCP flow control then reaches the sender. At most `MAX_LENT + 1`
+ *   buffers per direction.
  * - Half-close (RFC 9293 section 3.6: a FIN closes one direction only): every stream is
  *   allowHalfOpen, and an 'end' from one side becomes end() on the other after its queued writes
  *   are flushed, while the other direction keeps flowing.
@@ -53,8 +54,12 @@ export interface PipeHandle {
   readonly zeroAlloc: boolean;
 }
 
-/** Writes a direction may have queued on lent buffers before it stops reading. */
-const MAX_LENT = 2;
+/**
+ * Writes a direction may have queued on lent buffers before it stops reading. More than one: the
+ * next chunk is read while the kernel drains the previous one, and libuv writes the queued ones
+ * in one go when the socket turns writable; fewer stop/start cycles of the reader.
+ */
+const MAX_LENT = 3;
 
 /** Lets the stream keep its writable side open after the peer's FIN (net.Socket reads this flag). */
 export function halfOpen(s: Duplex): void {
@@ -124,7 +129,7 @@ class Pump {
       // buffer is dropped, never reused.
       if (!this.#closed) this.#pool.give(b);
     }
-    if (this.#stalled && !this.#closed && this.#lent.length < MAX_LENT && this.#dst?.writableNeedDrain !== true) {
+    if (this.#stalled && !this.#closed && this.#lent.length < MAX_LENT) {
       this.#stalled = false;
       this.#src?.resume();
     }
@@ -153,7 +158,9 @@ class Pump {
     const dst = this.#dst!;
     this.bytes += n;
     const size = buf.length;
-    const ok = dst.write(n === size ? buf : buf.subarray(0, n), this.#afterWrite);
+    // The destination's own high-water mark (16 KiB for a socket) is below one read: the bound is
+    // the number of buffers lent to its queue instead.
+    dst.write(n === size ? buf : buf.subarray(0, n), this.#afterWrite);
     this.#issued++;
     // Grow on a full read of a small buffer (bulk), shrink on a short read of a large one.
     const large = size === LARGE_BUFFER ? n > SMALL_BUFFER : n === size;
@@ -165,7 +172,7 @@ class Pump {
       this.#pool.give(buf);
       this.#cur = this.#pool.take(large);
     }
-    if (!ok || this.#lent.length >= MAX_LENT) {
+    if (this.#lent.length >= MAX_LENT) {
       this.#stalled = true;
       return false;
     }
