@@ -170,7 +170,7 @@ export class TcpServiceProxy implements ServiceProxy {
     server.on('error', (err) => this.#ctx.logger.error({ service: this.name, err }, 'tcp listener error'));
     await new Promise<void>((resolve, reject) => {
       server.once('error', reject);
-      server.listen({ host: this.#ctx.self.host, port: this.#cfg.port, backlog: 4096 }, () => {
+      server.listen({ host: this.#ctx.self.host, port: this.#cfg.port }, () => {
         server.off('error', reject);
         resolve();
       });
