@@ -96,6 +96,11 @@ export class PeerPool {
     this.#tick();
   }
 
+  /** Idle streams wanted for `peer` now (grows while takes find none, shrinks back when quiet). */
+  target(peer: string): number {
+    return this.#slots.get(peer)?.want ?? this.#size;
+  }
+
   /** Idle streams currently held for `peer`. */
   idle(peer: string): number {
     return this.#slots.get(peer)?.idle.length ?? 0;
