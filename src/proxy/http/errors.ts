@@ -72,15 +72,35 @@ export function sendError(res: ServerResponse, kind: HttpErrorKind, close: boole
   res.end(body);
 }
 
-/** The same response as raw bytes, for sockets without a ServerResponse (parse errors, tunnels). */
-export function rawError(kind: HttpErrorKind): Buffer {
+function buildRaw(kind: HttpErrorKind, close: boolean): Buffer {
   const s = SPECS[kind];
   const body = BODIES.get(kind)!;
   const head =
     `HTTP/1.1 ${s.status} ${s.reason}\r\ncontent-type: text/plain; charset=utf-8\r\n` +
-    `content-length: ${body.length}\r\ntandem-error: ${kind}\r\nconnection: close\r\n\r\n`;
+    `content-length: ${body.length}\r\ntandem-error: ${kind}\r\n${close ? 'connection: close\r\n' : ''}\r\n`;
   return Buffer.concat([Buffer.from(head, 'latin1'), body]);
 }
+
+/** Every error response, head and body in one Buffer, made once: with and without Connection: close. */
+const RAW_CLOSE = new Map<HttpErrorKind, Buffer>();
+const RAW_KEEP = new Map<HttpErrorKind, Buffer>();
+for (const kind of Object.keys(SPECS) as HttpErrorKind[]) {
+  RAW_CLOSE.set(kind, buildRaw(kind, true));
+  RAW_KEEP.set(kind, buildRaw(kind, false));
+}
+
+/** The same response as raw bytes, for sockets without a ServerResponse (parse errors, tunnels). */
+export function rawError(kind: HttpErrorKind): Buffer {
+  return RAW_CLOSE.get(kind)!;
+}
+
+/** The error response as one pre-built Buffer; `close` adds Connection: close. Never modify it. */
+export function errorBytes(kind: HttpErrorKind, close: boolean): Buffer {
+  return (close ? RAW_CLOSE : RAW_KEEP).get(kind)!;
+}
+
+/** The interim response to `Expect: 100-continue` (RFC 9110 section 15.2.1). */
+export const CONTINUE = Buffer.from('HTTP/1.1 100 Continue\r\n\r\n', 'latin1');
 
 /**
  * Writes a raw error and closes: FIN after the response, unread input discarded so that closing
