@@ -13,6 +13,7 @@ import { Rendezvous, type RendezvousNode } from '../cluster/rendezvous.js';
 import { Cluster } from '../cluster/cluster.js';
 import { FlowRouter } from '../cluster/router.js';
 import { Forwarder } from '../proxy/hops.js';
+import { PeerMux } from '../proxy/mux/peer-mux.js';
 import type { FlowEntry } from '../cluster/flow-entry.js';
 import { AdminServer } from '../admin/server.js';
 import { registerAdminRoutes } from './admin-routes.js';
@@ -40,6 +41,8 @@ export class TandemNode {
   readonly router: FlowRouter;
   /** The one forwarding loop, handed to every proxy (it holds the single peer-state subscription). */
   readonly forwarder: Forwarder;
+  /** Forwarded HTTP requests to and from peers, many per authenticated connection. */
+  readonly httpMux: PeerMux;
   readonly admin: AdminServer;
   readonly services: Services;
   readonly events: EventLog;
@@ -104,6 +107,8 @@ export class TandemNode {
       now: Date.now,
     });
     this.forwarder = new Forwarder(this.router, this.cluster);
+    this.httpMux = new PeerMux({ dial: (peer) => this.cluster.dial(peer, 'http'), registry: this.registry, channel: 'http' });
+    this.cluster.onChannel('http', (socket, peer) => this.httpMux.accept(socket, peer));
     this.cluster.on('peer-state', (id: string, state: PeerState, prev: PeerState) => this.#onPeerState(id, state, prev));
     this.cluster.on('remote-entries', (entries: readonly FlowEntry[]) => {
       for (const e of entries) if (isControl(e)) this.#applyDrain(e);
@@ -114,6 +119,7 @@ export class TandemNode {
       router: this.router,
       dataPlane: this.cluster,
       forwarder: this.forwarder,
+      httpMux: this.httpMux,
       secret: config.cluster.secret,
       logger: this.logger,
       registry: this.registry,
@@ -300,6 +306,7 @@ export class TandemNode {
     this.#timers = [];
     await this.services.stop();
     this.forwarder.close();
+    this.httpMux.close();
     await this.cluster.stop();
     await this.admin.stop();
     this.logger.info('node stopped');

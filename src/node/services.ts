@@ -10,7 +10,7 @@ import { UpstreamPool } from '../upstream/pool.js';
 import { createSelector } from '../balancer/index.js';
 import { HealthChecker } from '../upstream/health.js';
 import { HttpServiceProxy } from '../proxy/http/service.js';
-import { HttpDataPlane } from '../proxy/http/data-plane.js';
+import { HttpOwnerSide } from '../proxy/http/owner.js';
 import { TcpServiceProxy } from '../proxy/tcp/service.js';
 import { TcpDataPlane } from '../proxy/tcp/data-plane.js';
 import { UdpServiceProxy } from '../proxy/udp/service.js';
@@ -26,7 +26,7 @@ export class Services {
   #running = new Map<string, Running>();
   #pools = new Map<string, UpstreamPool>();
   #checkers = new Map<string, HealthChecker>();
-  #http: HttpDataPlane;
+  #http: HttpOwnerSide;
   #tcp: TcpDataPlane;
   #udp: UdpDataPlane;
 
@@ -35,7 +35,7 @@ export class Services {
   constructor(ctx: ProxyContext, onHealth: (service: string, address: string, healthy: boolean) => void = () => undefined) {
     this.#ctx = ctx;
     this.#onHealth = onHealth;
-    this.#http = new HttpDataPlane(ctx, (name) => this.#proxy(name, HttpServiceProxy));
+    this.#http = new HttpOwnerSide(ctx.httpMux, (name) => this.#proxy(name, HttpServiceProxy));
     this.#tcp = new TcpDataPlane(ctx, (name) => this.#proxy(name, TcpServiceProxy));
     this.#udp = new UdpDataPlane(ctx, (name) => this.#proxy(name, UdpServiceProxy));
   }
@@ -114,7 +114,7 @@ export class Services {
     this.#checkers.clear();
     await Promise.allSettled([...this.#running.values()].map((r) => r.proxy.stop()));
     this.#running.clear();
-    await Promise.allSettled([this.#http.stop(), this.#tcp.stop(), this.#udp.stop()]);
+    await Promise.allSettled([this.#tcp.stop(), this.#udp.stop()]);
   }
 
   #create(cfg: ServiceConfig): ServiceProxy {
