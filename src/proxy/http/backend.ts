@@ -37,6 +37,8 @@ export interface BackendTimeouts {
 /** What the pool tells its service. */
 export interface BackendHost {
   readonly now: number;
+  /** An exception from inside a parser callback (logged; the connection is dropped). */
+  bug(err: unknown): void;
 }
 
 /** All reads of all backend sockets land here and are parsed before the next read. */
@@ -66,6 +68,10 @@ export class BackendPool {
 
   get now(): number {
     return this.#host.now;
+  }
+
+  bug(err: unknown): void {
+    this.#host.bug(err);
   }
 
   /** Open connections (busy and idle), for tests. */
@@ -146,6 +152,8 @@ class BackendConnection implements ParserSink, Upstream {
   lastIo: number;
   #gotBytes = false;
   #framing: Framing = Framing.NONE;
+  /** The backend's body ends with its close (no length, no chunks), whatever the client framing. */
+  #untilClose = false;
   /** A 1xx response is being parsed (not passed on). */
   #interim = false;
   #requestEnded = false;
@@ -176,6 +184,7 @@ class BackendConnection implements ParserSink, Upstream {
     this.#interim = false;
     this.#requestEnded = false;
     this.#framing = Framing.NONE;
+    this.#untilClose = false;
     this.lastIo = this.#pool.now;
     if (this.#connected) this.#startedAt = this.lastIo;
     const s = this.#socket;
@@ -242,6 +251,10 @@ class BackendConnection implements ParserSink, Upstream {
     let r: number;
     try {
       r = parser.execute(buf.subarray(0, n));
+    } catch (err) {
+      // A bug of ours inside a parser callback: this connection is lost, the node serves on.
+      r = -1;
+      this.#pool.bug(err);
     } finally {
       this.#executing = false;
       down.uncork();
@@ -263,6 +276,7 @@ class BackendConnection implements ParserSink, Upstream {
     const r = scanResponse(p.headers);
     const noBody = ex.method === 'HEAD' || status === 204 || status === 304;
     this.#framing = responseFraming(r, noBody, ex.http10);
+    this.#untilClose = !noBody && !r.chunked && r.contentLength < 0;
     const close = this.#framing === Framing.CLOSE || ex.mustClose;
     const up = this.#upstream!;
     if (status >= 500) up.reportFailure(this.#addr.address, '5xx');
@@ -297,7 +311,7 @@ class BackendConnection implements ParserSink, Upstream {
     this.#ex = null;
     ex.detach(this);
     if (this.#framing === Framing.CHUNKED) ex.respondData(LAST_CHUNK);
-    const reusable = p.keepAlive && this.#requestEnded && this.#framing !== Framing.CLOSE && !this.#closed;
+    const reusable = p.keepAlive && this.#requestEnded && !this.#untilClose && !this.#closed;
     const close = this.#framing === Framing.CLOSE || ex.mustClose;
     this.#reused = true;
     if (reusable) this.#pool.idle(this, this.#addr);
@@ -318,7 +332,7 @@ class BackendConnection implements ParserSink, Upstream {
 
   readonly #onEnd = (): void => {
     // A body delimited by the close ends here; anything else cut short shows on 'close'.
-    if (this.#ex !== null && this.#parser !== null && this.#framing === Framing.CLOSE && this.#ex.responded) {
+    if (this.#ex !== null && this.#parser !== null && this.#untilClose && this.#ex.responded) {
       const ex = this.#ex;
       ex.down.cork();
       this.#parser.finish();

@@ -31,6 +31,8 @@ export interface ClientHost extends ExchangeHost {
   /** An upgrade's turn: the socket and the bytes after the head now belong to the tunnel. */
   tunnel(ex: Exchange, conn: ClientConnection): void;
   closed(conn: ClientConnection): void;
+  /** An exception from inside a parser callback (logged; the connection is dropped). */
+  bug(err: unknown): void;
 }
 
 export interface ClientTimeouts {
@@ -62,6 +64,8 @@ export class ClientConnection implements ParserSink, Downstream {
   #headAt: number;
   #requestAt = 0;
   #lastInput: number;
+  /** When the connection was ended by us (0: not yet): past LINGER_MS the sweep destroys it. */
+  #endedAt = 0;
   /** Bytes after an upgrade head: the tunnel's first bytes. */
   upgradeRest: Buffer | null = null;
 
@@ -98,11 +102,17 @@ export class ClientConnection implements ParserSink, Downstream {
     const parser = this.#parser!;
     const now = this.#host.now;
     this.#lastInput = now;
-    if (this.#headAt === 0 && this.#reading === null) this.#headAt = this.#requestAt = now;
+    if (this.#headAt === 0 && this.#reading === null) this.#headAt = now;
     this.#executing = true;
     let n: number;
     try {
       n = parser.execute(chunk);
+    } catch (err) {
+      // A bug of ours inside a parser callback: this connection is lost, the node serves on.
+      this.#executing = false;
+      this.#host.bug(err);
+      this.socket.destroy();
+      return;
     } finally {
       this.#executing = false;
     }
@@ -117,6 +127,7 @@ export class ClientConnection implements ParserSink, Downstream {
 
   onHead(p: HttpParser): number {
     const host = this.#host;
+    this.#requestAt = this.#headAt !== 0 ? this.#headAt : host.now;
     this.#headAt = 0;
     const ex = new Exchange(host, this, false, host.now);
     ex.clientIp = this.ip;
@@ -234,6 +245,11 @@ export class ClientConnection implements ParserSink, Downstream {
   /** Closes the connection if one of its limits passed; true when it did. */
   sweep(now: number, t: ClientTimeouts): boolean {
     if (this.#closed) return false;
+    if (this.#endedAt !== 0) {
+      if (now - this.#endedAt < LINGER_MS) return false;
+      this.socket.destroy();
+      return true;
+    }
     if (this.#headAt !== 0 && !this.#dead && now - this.#headAt >= t.headerMs) {
       // Slowloris, or a connection that never sent a request (node:http's headersTimeout).
       if (this.#current === null && this.#queue.length === 0) {
@@ -352,18 +368,17 @@ export class ClientConnection implements ParserSink, Downstream {
 
   /**
    * Ends the connection after what was written: FIN, unread input drained so that the close does
-   * not turn into a reset that destroys the response in flight, and a hard stop after LINGER_MS.
+   * not turn into a reset that destroys the response in flight, and a hard stop after LINGER_MS
+   * (by the sweep: no timer per connection).
    */
   #end(): void {
-    if (this.#closed) return;
+    if (this.#closed || this.#endedAt !== 0) return;
     this.#dead = true;
+    this.#endedAt = this.#host.now;
     for (const ex of this.#queue.splice(0)) ex.clientGone();
     const s = this.socket;
     s.resume();
     s.end();
-    const t = setTimeout(() => s.destroy(), LINGER_MS);
-    t.unref();
-    s.once('close', () => clearTimeout(t));
   }
 
   /** Hands the socket over (an upgrade's tunnel): the connection lets go of it. */

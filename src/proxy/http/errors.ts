@@ -15,7 +15,8 @@ export type HttpErrorKind =
   | 'backend-timeout'
   | 'peer-unavailable'
   | 'unknown-service'
-  | 'version-not-supported';
+  | 'version-not-supported'
+  | 'internal';
 
 interface ErrorSpec {
   readonly status: number;
@@ -34,6 +35,7 @@ const SPECS: Readonly<Record<HttpErrorKind, ErrorSpec>> = {
   'backend-timeout': { status: 504, reason: 'Gateway Timeout', text: 'backend timed out', code: ErrorCodes.BACKEND_TIMEOUT },
   'peer-unavailable': { status: 502, reason: 'Bad Gateway', text: 'no load-balancer node could serve the request', code: ErrorCodes.PEER_UNAVAILABLE },
   'version-not-supported': { status: 505, reason: 'HTTP Version Not Supported', text: 'only HTTP/1.0 and HTTP/1.1 are served', code: ErrorCodes.BAD_REQUEST },
+  internal: { status: 500, reason: 'Internal Server Error', text: 'internal error', code: ErrorCodes.BACKEND_FAILED },
   'unknown-service': { status: 503, reason: 'Service Unavailable', text: 'service not configured on this node', code: ErrorCodes.NO_BACKEND },
 };
 

@@ -17,7 +17,7 @@ import { formatHostPort } from '../../flowkey/index.js';
 import { Body } from './head.js';
 import type { Exchange, Upstream } from './exchange.js';
 import type { HttpErrorKind } from './errors.js';
-import { FLAG_CLOSE, FLAG_HTTP10, FLAG_UPGRADE, PREFIX_BYTES, PREFIX_CLOSE, encodePeerHead } from './peer-head.js';
+import { FLAG_CLOSE, FLAG_HTTP10, PREFIX_BYTES, PREFIX_CLOSE, encodePeerHead } from './peer-head.js';
 
 export type ForwardResult = AttemptResult<HttpErrorKind>;
 
@@ -53,10 +53,10 @@ export class PeerForward implements Upstream, MuxHandler {
     this.#ex = ex;
     this.#resolve = resolve;
     this.#openedAt = this.#lastIo = host.now;
-    const flags = (ex.upgrade ? FLAG_UPGRADE : 0) | (ex.http10 ? FLAG_HTTP10 : 0) | (ex.closeWanted ? FLAG_CLOSE : 0);
+    const flags = (ex.http10 ? FLAG_HTTP10 : 0) | (ex.closeWanted ? FLAG_CLOSE : 0);
     const head = encodePeerHead(flags, host.name, ex.key, formatHostPort(ex.clientIp, ex.clientPort), ex.text);
-    const noBody = ex.body === Body.NONE && !ex.upgrade;
-    this.#stream = host.mux.open(a.node, head, this, noBody);
+    // Without a body the whole request is the OPEN frame, with END.
+    this.#stream = host.mux.open(a.node, head, this, ex.body === Body.NONE);
     a.onAbort = this.#onPeerDead;
     ex.attach(this);
   }

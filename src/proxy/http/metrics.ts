@@ -19,7 +19,6 @@ interface Metrics {
   readonly errors: Counter<'service' | 'code'>;
 }
 
-
 /** An existing metric of that name on the registry (another proxy made it), or a new one. */
 function counter<L extends string>(registry: Registry, name: string, help: string, labelNames: readonly L[]): Counter<L> {
   const found = registry.getSingleMetric(name);
@@ -66,6 +65,8 @@ export class ServiceMetrics {
   readonly #failovers: Inc;
   readonly #duration: { observe(v: number): void };
   readonly #errors: Counter<'service' | 'code'>;
+  /** Children by error kind, made on first use (a flood of one kind costs an increment each). */
+  readonly #errorChildren = new Map<HttpErrorKind, Inc>();
   readonly #service: string;
 
   constructor(registry: Registry, service: string) {
@@ -102,6 +103,8 @@ export class ServiceMetrics {
   }
 
   error(kind: HttpErrorKind): void {
-    this.#errors.labels({ service: this.#service, code: kind }).inc();
+    let c = this.#errorChildren.get(kind);
+    if (c === undefined) this.#errorChildren.set(kind, (c = this.#errors.labels({ service: this.#service, code: kind })));
+    c.inc();
   }
 }

@@ -31,6 +31,7 @@ export interface OwnerHost extends ExchangeHost {
   serve(ex: Exchange): void;
   /** An upgrade forwarded by a peer: the stream becomes a tunnel to the backend. */
   tunnelForwarded(ex: Exchange, stream: MuxStream): MuxHandler;
+  bug(err: unknown): void;
 }
 
 /** The node's acceptor for forwarded HTTP streams: finds the service and hands the stream over. */
@@ -125,6 +126,13 @@ class PeerStream implements MuxHandler, ParserSink, Downstream {
     let n: number;
     try {
       n = p.execute(chunk);
+    } catch (err) {
+      // A bug of ours inside a parser callback: this stream is lost, the node serves on.
+      this.#executing = false;
+      this.#host.bug(err);
+      this.#stream.reset(ResetCode.INTERNAL, 'internal error');
+      this.#ex?.clientGone();
+      return this.#releaseParser();
     } finally {
       this.#executing = false;
     }

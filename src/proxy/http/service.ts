@@ -332,6 +332,12 @@ export class HttpServiceProxy implements ServiceProxy, ClientHost, OwnerHost, Fo
     this.#inflight++;
   }
 
+  /** Never expected: logged at error, counted, and only the connection it happened on is lost. */
+  bug(err: unknown): void {
+    this.#metrics.error('internal');
+    this.#ctx.logger.error({ err, service: this.name }, 'http: internal error on a connection');
+  }
+
   answeredError(kind: HttpErrorKind): void {
     this.#metrics.error(kind);
   }
