@@ -188,7 +188,12 @@ class BackendConnection implements ParserSink, Upstream {
     this.lastIo = this.#pool.now;
     if (this.#connected) this.#startedAt = this.lastIo;
     const s = this.#socket;
-    // Head and held body in one syscall; net queues the bytes until the connection is up.
+    // net queues the bytes until the connection is up. Head and held body leave in one syscall.
+    if (ex.body === Body.NONE) {
+      s.write(ex.text, 'latin1');
+      ex.attach(this);
+      return;
+    }
     s.cork();
     s.write(ex.text, 'latin1');
     ex.attach(this);

@@ -1,12 +1,14 @@
 /**
- * One client connection of an HTTP service: a raw socket, one llhttp request parser fed from its
- * 'data' events, and the requests on it in order. Requests are served one at a time; pipelined ones
+ * One client connection of an HTTP service: a raw socket, one llhttp request parser that reads the
+ * socket itself (as node:http's server lets it: no JavaScript Buffer per read; fed from 'data' when
+ * the socket has no stream handle to give), and the requests on it in order. Requests are served one at a time; pipelined ones
  * are parsed behind it (their bodies held, the socket paused past a bound) and answered in order
  * (RFC 9112 section 9.3.2). Keep-alive, limits (head size → 431, head and request timeouts → 408,
  * keep-alive idle) and the close after an error follow node:http's rules.
  *
  * The connection is the Downstream of its current exchange: response bytes are written to the
- * socket as they come; writes of one upstream read are corked into one syscall.
+ * socket as they come; the writes of one upstream read are gathered and leave in one write (one
+ * buffer when small), which is one syscall.
  */
 import type { Socket } from 'node:net';
 import { acquireParser, releaseParser, isHeaderOverflow, type HttpParser, type ParserSink } from './parser.js';
@@ -19,6 +21,8 @@ export const MAX_HEADER_SIZE = 16 * 1024;
 const MAX_QUEUED = 16;
 /** After a response that ends the connection: how long unread input is drained before a hard close. */
 const LINGER_MS = 2000;
+/** Gathered writes up to this are joined into one buffer (Node's pool serves most of them). */
+const JOIN_BYTES = 16 * 1024;
 
 /** What a connection needs of its service. */
 export interface ClientHost extends ExchangeHost {
@@ -57,7 +61,6 @@ export class ClientConnection implements ParserSink, Downstream {
   #dead = false;
   #closing = false;
   #closed = false;
-  #executing = false;
   #pausedBody = false;
   #pausedQueue = false;
   /** When the head being read began (0: none), when the current request began, last input. */
@@ -68,6 +71,12 @@ export class ClientConnection implements ParserSink, Downstream {
   #endedAt = 0;
   /** Bytes after an upgrade head: the tunnel's first bytes. */
   upgradeRest: Buffer | null = null;
+  // -- output gathered during one upstream read
+  #corked = false;
+  readonly #pending: Array<Buffer | string> = [];
+  #pendingBytes = 0;
+  /** The socket's buffer is over its mark: the upstream waits for 'drain'. */
+  #blocked = false;
 
   constructor(host: ClientHost, socket: Socket, ip: string, port: number) {
     this.#host = host;
@@ -78,8 +87,8 @@ export class ClientConnection implements ParserSink, Downstream {
     // The head timeout runs from the connection's start: a client that never sends is cut too.
     this.#headAt = now;
     this.#lastInput = now;
-    this.#parser = acquireParser('request', this, MAX_HEADER_SIZE);
-    socket.on('data', this.#onData);
+    const parser = (this.#parser = acquireParser('request', this, MAX_HEADER_SIZE));
+    if (!parser.consume(socket)) socket.on('data', this.#onData);
     socket.on('end', this.#onEnd);
     socket.on('close', this.#onClose);
     socket.on('drain', this.#onDrain);
@@ -97,35 +106,60 @@ export class ClientConnection implements ParserSink, Downstream {
 
   // ---- input ---------------------------------------------------------------------------------
 
+  /** A socket without a stream handle: its reads come as 'data'. */
   readonly #onData = (chunk: Buffer): void => {
     if (this.#dead) return;
     const parser = this.#parser!;
-    const now = this.#host.now;
-    this.#lastInput = now;
-    if (this.#headAt === 0 && this.#reading === null) this.#headAt = now;
-    this.#executing = true;
     let n: number;
     try {
       n = parser.execute(chunk);
     } catch (err) {
-      // A bug of ours inside a parser callback: this connection is lost, the node serves on.
-      this.#executing = false;
-      this.#host.bug(err);
-      this.socket.destroy();
-      return;
-    } finally {
-      this.#executing = false;
+      return this.#bug(err);
     }
-    if (n < 0) return this.#parseError(isHeaderOverflow(parser.errorCode) ? 'header-too-large' : 'bad-request');
-    if (this.upgradeRest !== null) {
-      // The rest of this read (and everything after) belongs to the tunnel.
-      this.upgradeRest = chunk.subarray(n);
-      this.#stopInput();
-    }
-    if (this.#closed) this.#releaseParser();
+    this.#afterRead(n, chunk);
   };
 
+  /** A read of the consumed socket was parsed. */
+  onExecute(n: number): void {
+    const parser = this.#parser;
+    if (parser === null) return;
+    if (parser.threw !== undefined) return this.#bug(parser.threw);
+    this.#afterRead(n, null);
+    // Input stopped inside a callback (an error, an upgrade): the socket's reads go back to it now.
+    if (this.#dead && parser.consuming) {
+      parser.unconsume();
+      // Ended: what still comes is drained; stopped (an upgrade): it waits for the tunnel.
+      if (this.#endedAt !== 0) this.socket.resume();
+      else this.socket.pause();
+    }
+  }
+
+  #afterRead(n: number, chunk: Buffer | null): void {
+    const parser = this.#parser!;
+    this.#lastInput = this.#host.now;
+    if (this.#closed) return this.#releaseParser();
+    if (n < 0) return this.#parseError(isHeaderOverflow(parser.errorCode) ? 'header-too-large' : 'bad-request');
+    if (this.upgradeRest === EMPTY) {
+      // The rest of this read (and everything after) belongs to the tunnel.
+      this.upgradeRest = (chunk ?? parser.currentBuffer()).subarray(n);
+      this.#stopInput();
+    }
+  }
+
+  /** A bug of ours inside a parser callback: this connection is lost, the node serves on. */
+  #bug(err: unknown): void {
+    this.#dead = true;
+    this.#host.bug(err);
+    this.socket.destroy();
+  }
+
+  onMessageBegin(): void {
+    // The head timeout runs from a request's first byte.
+    if (this.#headAt === 0) this.#headAt = this.#host.now;
+  }
+
   onHead(p: HttpParser): number {
+    if (this.#dead) return 0;
     const host = this.#host;
     this.#requestAt = this.#headAt !== 0 ? this.#headAt : host.now;
     this.#headAt = 0;
@@ -152,6 +186,7 @@ export class ClientConnection implements ParserSink, Downstream {
   }
 
   onMessageEnd(): void {
+    if (this.#dead && this.#reading === null) return;
     const ex = this.#reading;
     if (ex === null) return;
     this.#reading = null;
@@ -170,7 +205,7 @@ export class ClientConnection implements ParserSink, Downstream {
     this.#queue.push(ex);
     if (this.#queue.length >= MAX_QUEUED && !this.#pausedQueue) {
       this.#pausedQueue = true;
-      this.socket.pause();
+      this.#readStop();
     }
   }
 
@@ -198,16 +233,39 @@ export class ClientConnection implements ParserSink, Downstream {
     this.#enqueue(ex);
   }
 
+  /** No more input is parsed; what arrives stays unread (or is drained by #end). */
   #stopInput(): void {
     this.#dead = true;
+    const p = this.#parser;
+    if (p !== null && p.consuming) {
+      // Inside the parse, onExecute gives the reads back once it is over.
+      if (p.executing) return p.readStop();
+      p.unconsume();
+    }
     this.socket.pause();
+  }
+
+  #readStop(): void {
+    const p = this.#parser;
+    if (p !== null && p.consuming) p.readStop();
+    else this.socket.pause();
+  }
+
+  #readStart(): void {
+    const p = this.#parser;
+    if (p !== null && p.consuming) p.readStart();
+    else this.socket.resume();
   }
 
   readonly #onEnd = (): void => {
     // The client will send nothing more: answer what is complete, then close.
     const r = this.#reading;
     if (!this.#dead) {
-      this.#parser?.finish();
+      try {
+        this.#parser?.finish();
+      } catch (err) {
+        return this.#bug(err);
+      }
       this.#dead = true;
     }
     if (r !== null && !r.bodyEnded) {
@@ -229,7 +287,7 @@ export class ClientConnection implements ParserSink, Downstream {
     for (const ex of this.#queue.splice(0)) ex.clientGone();
     if (this.#reading !== null && !this.#reading.done) this.#reading.clientGone();
     this.#reading = null;
-    if (!this.#executing) this.#releaseParser();
+    if (this.#parser?.executing !== true) this.#releaseParser();
     this.#host.closed(this);
   };
 
@@ -275,7 +333,7 @@ export class ClientConnection implements ParserSink, Downstream {
   #timeout(): void {
     this.#stopInput();
     this.#host.answeredError('request-timeout');
-    this.socket.write(errorBytes('request-timeout', true));
+    this.#out(errorBytes('request-timeout', true));
     this.#end();
   }
 
@@ -287,24 +345,26 @@ export class ClientConnection implements ParserSink, Downstream {
   // ---- output (Downstream of the current exchange) ----------------------------------------
 
   cork(): void {
-    this.socket.cork();
+    this.#corked = true;
   }
 
   uncork(): void {
-    this.socket.uncork();
+    this.#corked = false;
+    this.#flush();
   }
 
   sendContinue(): void {
-    if (!this.#closed) this.socket.write(CONTINUE);
+    if (!this.#closed) this.#out(CONTINUE);
   }
 
   head(text: string, _status: number, close: boolean): void {
     if (close) this.#closing = true;
-    if (text.length > 0) this.socket.write(text, 'latin1');
+    if (text.length > 0) this.#out(text);
   }
 
   write(chunk: Buffer | string): boolean {
-    return typeof chunk === 'string' ? this.socket.write(chunk, 'latin1') : this.socket.write(chunk);
+    this.#out(chunk);
+    return !this.#blocked;
   }
 
   end(ex: Exchange, close: boolean): void {
@@ -314,8 +374,42 @@ export class ClientConnection implements ParserSink, Downstream {
 
   whole(ex: Exchange, bytes: Buffer, close: boolean): void {
     if (close) this.#closing = true;
-    if (!this.#closed) this.socket.write(bytes);
+    if (!this.#closed) this.#out(bytes);
     this.#responseDone(ex);
+  }
+
+  #out(chunk: Buffer | string): void {
+    if (!this.#corked) return this.#send(chunk);
+    this.#pending.push(chunk);
+    this.#pendingBytes += chunk.length;
+  }
+
+  #send(chunk: Buffer | string): void {
+    const ok = typeof chunk === 'string' ? this.socket.write(chunk, 'latin1') : this.socket.write(chunk);
+    if (!ok) this.#blocked = true;
+  }
+
+  /** What one upstream read produced: one write, joined when small. */
+  #flush(): void {
+    const p = this.#pending;
+    const n = p.length;
+    if (n === 0) return;
+    if (n === 1) this.#send(p[0]!);
+    else if (this.#pendingBytes <= JOIN_BYTES) {
+      const b = Buffer.allocUnsafe(this.#pendingBytes);
+      let o = 0;
+      for (let i = 0; i < n; i++) {
+        const c = p[i]!;
+        o += typeof c === 'string' ? b.write(c, o, 'latin1') : c.copy(b, o);
+      }
+      this.#send(b);
+    } else {
+      this.socket.cork();
+      for (let i = 0; i < n; i++) this.#send(p[i]!);
+      this.socket.uncork();
+    }
+    p.length = 0;
+    this.#pendingBytes = 0;
   }
 
   cut(ex: Exchange): void {
@@ -326,16 +420,17 @@ export class ClientConnection implements ParserSink, Downstream {
   pauseBody(): void {
     if (this.#pausedBody) return;
     this.#pausedBody = true;
-    this.socket.pause();
+    this.#readStop();
   }
 
   resumeBody(): void {
     if (!this.#pausedBody) return;
     this.#pausedBody = false;
-    if (!this.#pausedQueue && !this.#dead) this.socket.resume();
+    if (!this.#pausedQueue && !this.#dead) this.#readStart();
   }
 
   readonly #onDrain = (): void => {
+    this.#blocked = false;
     this.#current?.downstreamDrained();
   };
 
@@ -356,7 +451,7 @@ export class ClientConnection implements ParserSink, Downstream {
     const ex = this.#queue.shift();
     if (this.#pausedQueue && this.#queue.length < MAX_QUEUED) {
       this.#pausedQueue = false;
-      if (!this.#pausedBody && !this.#dead) this.socket.resume();
+      if (!this.#pausedBody && !this.#dead) this.#readStart();
     }
     if (ex === undefined) {
       if (this.#dead && this.upgradeRest === null) this.#end();
@@ -376,7 +471,12 @@ export class ClientConnection implements ParserSink, Downstream {
     this.#dead = true;
     this.#endedAt = this.#host.now;
     for (const ex of this.#queue.splice(0)) ex.clientGone();
+    // The last response may still be gathered (this runs inside an upstream read).
+    this.#corked = false;
+    this.#flush();
     const s = this.socket;
+    const p = this.#parser;
+    if (p !== null && p.consuming && !p.executing) p.unconsume();
     s.resume();
     s.end();
   }
@@ -390,7 +490,7 @@ export class ClientConnection implements ParserSink, Downstream {
     s.off('end', this.#onEnd);
     s.off('close', this.#onClose);
     s.off('drain', this.#onDrain);
-    if (!this.#executing) this.#releaseParser();
+    if (this.#parser?.executing !== true) this.#releaseParser();
     this.#host.closed(this);
     return s;
   }

@@ -94,6 +94,11 @@ function join(prev: string, value: string): string {
 
 /** Connection tokens that name further fields to remove (RFC 9110 7.6.1); Host and Content-Length never. */
 function nominate(value: string, into: string[] | null, onToken: (tok: string) => void): string[] | null {
+  // The usual values name nothing: no split.
+  if (is(value, 'keep-alive') || is(value, 'close')) {
+    onToken(value.length === 5 ? 'close' : 'keep-alive');
+    return into;
+  }
   for (const t of value.split(',')) {
     const tok = t.trim().toLowerCase();
     if (tok === '') continue;
@@ -316,7 +321,7 @@ export function writeResponseHead(status: number, reason: string, raw: readonly 
   for (let i = 0; i + 1 < raw.length; i += 2) {
     const name = raw[i];
     const n = name.length;
-    if (n === 10 && is(name, 'connection')) nom = nominate(raw[i + 1], nom, noop);
+    if (n === 10 && is(name, 'connection')) nom = nominate(raw[i + 1]!, nom, noop);
   }
   for (let i = 0; i + 1 < raw.length; i += 2) {
     const name = raw[i];

@@ -13,8 +13,13 @@
  *                                               returns 0, or 1 for "no body" (a response to HEAD)
  *   kOnBody(chunk)                              a copy of the body bytes
  *   kOnMessageComplete()
+ *   kOnMessageBegin()                           the first byte of a message
  * execute(buffer) returns the bytes parsed (less than the buffer after an upgrade head) or an Error
- * with `code` (HPE_*) and `bytesParsed`.
+ * with `code` (HPE_*) and `bytesParsed`. Like node:http's server, a parser may also `consume` a
+ * socket's stream handle: the binding then reads the socket itself into its own buffer (no
+ * JavaScript Buffer per read), parses, and reports each read through kOnExecute(bytes | Error).
+ * Callbacks run inside the binding's read handler there, so the wrapper never lets an exception
+ * out of them: it is kept in `threw` and the owner drops the connection.
  *
  * Parsers are reused (a free list, as Node's `parsers`): the native object and the callbacks bound
  * to it are made once, not per connection or per message.
@@ -40,6 +45,9 @@ interface NativeParser {
   initialize(type: number, resource: object, maxHeaderSize: number, lenient: number): void;
   execute(buf: Buffer): number | NativeError | undefined;
   finish(): NativeError | undefined;
+  consume(handle: object): void;
+  unconsume(): void;
+  getCurrentBuffer(): Buffer;
   remove?(): void;
   free?(): void;
   close(): void;
@@ -50,6 +58,7 @@ interface NativeParserClass {
   new (): NativeParser;
   readonly REQUEST: number;
   readonly RESPONSE: number;
+  readonly kOnMessageBegin: number;
   readonly kOnHeaders: number;
   readonly kOnHeadersComplete: number;
   readonly kOnBody: number;
@@ -64,7 +73,7 @@ function loadBinding(): NativeParserClass {
   } catch (err) {
     throw new ParserUnavailableError(`llhttp binding not available in Node ${process.version}: require('_http_common') failed`, { cause: err });
   }
-  const slots = P && [P.REQUEST, P.RESPONSE, P.kOnHeaders, P.kOnHeadersComplete, P.kOnBody, P.kOnMessageComplete];
+  const slots = P && [P.REQUEST, P.RESPONSE, P.kOnMessageBegin, P.kOnHeaders, P.kOnHeadersComplete, P.kOnBody, P.kOnMessageComplete, P.kOnExecute];
   if (typeof P !== 'function' || !slots!.every((n) => typeof n === 'number')) {
     throw new ParserUnavailableError(`llhttp binding not available in Node ${process.version}: _http_common has no usable HTTPParser`);
   }
@@ -86,6 +95,7 @@ export function ensureParser(): void {
   const names: string[] = [];
   const probe = new P();
   let got = -1;
+  probe[P.kOnMessageBegin] = null;
   probe[P.kOnHeaders] = noop;
   probe[P.kOnHeadersComplete] = (_a: number, _b: number, _h: unknown, method: number): number => ((got = method), 0);
   probe[P.kOnBody] = noop;
@@ -107,10 +117,23 @@ function noop(): void {}
 
 /** What a parser reports to its owner (a client connection, a backend connection, a peer stream). */
 export interface ParserSink {
+  /** The first byte of a message arrived (only when the parser was acquired with `begin`). */
+  onMessageBegin?(): void;
   /** The head is complete (fields in `p.headers`). Return SKIP_BODY for a message without body (a response to HEAD). */
   onHead(p: HttpParser): number;
   onBody(chunk: Buffer): void;
   onMessageEnd(): void;
+  /** A read of a consumed socket was parsed: `n` bytes, or -1 on a parse error (errorCode). */
+  onExecute?(n: number): void;
+}
+
+/** The stream handle of a net.Socket, as node:http's server uses it to let the parser read. */
+interface StreamHandle {
+  isStreamBase?: boolean;
+  _consumed?: boolean;
+  reading?: boolean;
+  readStart(): number;
+  readStop(): number;
 }
 
 export const SKIP_BODY = 1;
@@ -140,12 +163,18 @@ export class HttpParser {
   errorPos = 0;
   /** Between onHead and onMessageEnd. */
   inBody = false;
+  /** An exception thrown by the sink inside a callback; the parser ignores the rest of that connection. */
+  threw: unknown = undefined;
   #partial = false;
+  /** Inside the binding's parse of a read (a callback may run; releasing or unconsuming must wait). */
+  executing = false;
+  #handle: StreamHandle | null = null;
 
   constructor(kind: ParserKind) {
     const P = Native!;
     this.kind = kind;
     const n = new P();
+    n[P.kOnMessageBegin] = null;
     n[P.kOnHeaders] = this.#onHeaders;
     n[P.kOnHeadersComplete] = this.#onHeadersComplete;
     n[P.kOnBody] = this.#onBody;
@@ -158,7 +187,11 @@ export class HttpParser {
   reset(sink: ParserSink, maxHeaderSize: number): void {
     const P = Native!;
     this.#sink = sink;
+    this.#native[P.kOnMessageBegin] = sink.onMessageBegin === undefined ? null : this.#onMessageBegin;
+    this.#native[P.kOnExecute] = null;
     this.#native.initialize(this.kind === 'request' ? P.REQUEST : P.RESPONSE, RESOURCE, maxHeaderSize, 0);
+    this.threw = undefined;
+    this.executing = false;
     this.headers = [];
     this.url = '';
     this.#partial = false;
@@ -173,14 +206,69 @@ export class HttpParser {
    * thrown by the sink propagate.
    */
   execute(buf: Buffer): number {
+    this.executing = true;
     const r = this.#native.execute(buf);
+    this.executing = false;
+    if (this.threw !== undefined) throw this.threw;
     if (typeof r === 'number') return r;
     return this.#failed(r);
   }
 
+  /**
+   * Lets the binding read `socket` itself (node:http's server does the same); reads are reported
+   * through the sink's onExecute. False when the socket has no stream handle to give (a wrapped
+   * stream): then feed execute() from 'data'.
+   */
+  consume(socket: object): boolean {
+    const h = (socket as { _handle?: StreamHandle | null })._handle;
+    if (h == null || h.isStreamBase !== true || h._consumed === true) return false;
+    h._consumed = true;
+    this.#handle = h;
+    this.#native[Native!.kOnExecute] = this.#onExecute;
+    this.#native.consume(h);
+    return true;
+  }
+
+  get consuming(): boolean {
+    return this.#handle !== null;
+  }
+
+  /** Gives the socket's reads back to its own stream (not while `executing`). */
+  unconsume(): void {
+    const h = this.#handle;
+    if (h === null) return;
+    this.#handle = null;
+    this.#native[Native!.kOnExecute] = null;
+    this.#native.unconsume();
+    h._consumed = false;
+  }
+
+  /** While consuming: stop or restart reading the socket (flow control). */
+  readStop(): void {
+    const h = this.#handle;
+    if (h === null || h.reading === false) return;
+    h.reading = false;
+    h.readStop();
+  }
+
+  readStart(): void {
+    const h = this.#handle;
+    if (h === null || h.reading === true) return;
+    h.reading = true;
+    h.readStart();
+  }
+
+  /** A copy of the read being parsed (inside onExecute): the bytes after an upgrade head are in it. */
+  currentBuffer(): Buffer {
+    return this.#native.getCurrentBuffer();
+  }
+
   /** The peer ended its side: completes a message delimited by the close; -1 if one was cut short. */
   finish(): number {
+    this.executing = true;
     const r = this.#native.finish();
+    this.executing = false;
+    if (this.threw !== undefined) throw this.threw;
     return r === undefined ? 0 : this.#failed(r);
   }
 
@@ -192,16 +280,36 @@ export class HttpParser {
 
   /** Detaches from its owner (before going back to the free list). */
   detach(): void {
+    this.unconsume();
     this.#sink = null;
     this.headers = [];
   }
 
   close(): void {
+    this.unconsume();
     this.#sink = null;
     this.#native.close();
   }
 
+  readonly #onExecute = (r: number | NativeError): void => {
+    this.executing = false;
+    const n = typeof r === 'number' ? r : this.#failed(r);
+    if (this.threw !== undefined) return this.#sink?.onExecute?.(-1);
+    this.#sink?.onExecute?.(n);
+  };
+
+  readonly #onMessageBegin = (): void => {
+    this.executing = true;
+    if (this.threw !== undefined) return;
+    try {
+      this.#sink?.onMessageBegin?.();
+    } catch (err) {
+      this.threw = err;
+    }
+  };
+
   readonly #onHeaders = (headers: string[], url: string): void => {
+    this.executing = true;
     // After the head: trailer fields of a chunked body, which tandem does not pass on.
     if (this.inBody) return;
     if (!this.#partial) {
@@ -230,16 +338,35 @@ export class HttpParser {
     this.upgrade = upgrade;
     this.keepAlive = keepAlive;
     this.inBody = true;
-    return this.#sink === null ? 0 : this.#sink.onHead(this);
+    this.executing = true;
+    if (this.#sink === null || this.threw !== undefined) return 0;
+    try {
+      return this.#sink.onHead(this);
+    } catch (err) {
+      this.threw = err;
+      return 0;
+    }
   };
 
   readonly #onBody = (chunk: Buffer): void => {
-    this.#sink?.onBody(chunk);
+    this.executing = true;
+    if (this.threw !== undefined) return;
+    try {
+      this.#sink?.onBody(chunk);
+    } catch (err) {
+      this.threw = err;
+    }
   };
 
   readonly #onMessageComplete = (): void => {
     this.inBody = false;
-    this.#sink?.onMessageEnd();
+    this.executing = true;
+    if (this.threw !== undefined) return;
+    try {
+      this.#sink?.onMessageEnd();
+    } catch (err) {
+      this.threw = err;
+    }
   };
 }
 
@@ -258,6 +385,7 @@ export function acquireParser(kind: ParserKind, sink: ParserSink, maxHeaderSize:
 /** Back to the free list (or closed when the list is full). Never call from inside the parser's own callbacks. */
 export function releaseParser(p: HttpParser): void {
   p.detach();
+  p.threw = undefined;
   const list = p.kind === 'request' ? freeRequest : freeResponse;
   if (list.length < FREE_MAX) list.push(p);
   else p.close();
