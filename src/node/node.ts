@@ -14,6 +14,7 @@ import { Cluster } from '../cluster/cluster.js';
 import { TicketKeyShare } from '../cluster/ticket-key-share.js';
 import { FlowRouter } from '../cluster/router.js';
 import { Forwarder } from '../proxy/hops.js';
+import { PeerMux } from '../proxy/mux/peer-mux.js';
 import type { FlowEntry } from '../cluster/flow-entry.js';
 import { AdminServer } from '../admin/server.js';
 import { registerAdminRoutes } from './admin-routes.js';
@@ -57,6 +58,8 @@ export class TandemNode implements NodeControl {
   readonly router: FlowRouter;
   /** The one forwarding loop, handed to every proxy (it holds the single peer-state subscription). */
   readonly forwarder: Forwarder;
+  /** Forwarded HTTP requests to and from peers, many per authenticated connection. */
+  readonly httpMux: PeerMux;
   readonly admin: AdminServer;
   readonly services: Services;
   readonly events: EventLog;
@@ -143,6 +146,8 @@ export class TandemNode implements NodeControl {
       now: Date.now,
     });
     this.forwarder = new Forwarder(this.router, this.cluster);
+    this.httpMux = new PeerMux({ dial: (peer) => this.cluster.dial(peer, 'http'), registry: this.registry, channel: 'http' });
+    this.cluster.onChannel('http', (socket, peer) => this.httpMux.accept(socket, peer));
     this.cluster.on('peer-state', (id: string, state: PeerState, prev: PeerState) => {
       this.#onPeerState(id, state, prev);
       // After the death handling: a peer that left etcd (or the file) is dropped once dead.
@@ -157,6 +162,7 @@ export class TandemNode implements NodeControl {
       router: this.router,
       dataPlane: this.cluster,
       forwarder: this.forwarder,
+      httpMux: this.httpMux,
       secret: config.cluster.secret,
       logger: this.logger,
       registry: this.registry,
@@ -374,6 +380,7 @@ export class TandemNode implements NodeControl {
     await this.services.stop();
     this.ticketKeys.stop();
     this.forwarder.close();
+    this.httpMux.close();
     await this.cluster.stop();
     await this.membership.stop(true);
     await this.admin.stop();

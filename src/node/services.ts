@@ -13,7 +13,7 @@ import { createSelector } from '../balancer/index.js';
 import { HealthChecker } from '../upstream/health.js';
 import { HealthMetrics } from '../upstream/health-metrics.js';
 import { HttpServiceProxy } from '../proxy/http/service.js';
-import { HttpDataPlane } from '../proxy/http/data-plane.js';
+import { HttpOwnerSide } from '../proxy/http/owner.js';
 import { TcpServiceProxy } from '../proxy/tcp/service.js';
 import { TcpDataPlane } from '../proxy/tcp/data-plane.js';
 import { tcpPeerPool, type PeerPool } from '../proxy/tcp/peer-pool.js';
@@ -32,7 +32,7 @@ export class Services {
   #pools = new Map<string, UpstreamPool>();
   #checkers = new Map<string, HealthChecker>();
   readonly #healthMetrics: HealthMetrics;
-  #http: HttpDataPlane;
+  #http: HttpOwnerSide;
   #tcp: TcpDataPlane;
   #udp: UdpDataPlane;
   /** Shared by every TCP service: pre-opened streams to the peers, and the pipes' read buffers. */
@@ -45,7 +45,7 @@ export class Services {
     this.#ctx = ctx;
     this.#onHealth = onHealth;
     this.#healthMetrics = new HealthMetrics(ctx.registry);
-    this.#http = new HttpDataPlane(ctx, (name) => this.#proxy(name, HttpServiceProxy));
+    this.#http = new HttpOwnerSide(ctx.httpMux, (name) => this.#proxy(name, HttpServiceProxy));
     this.#tcp = new TcpDataPlane(ctx, (name) => this.#proxy(name, TcpServiceProxy));
     this.#udp = new UdpDataPlane(ctx, (name) => this.#proxy(name, UdpServiceProxy));
     this.#tcpPeers = tcpPeerPool(ctx);
@@ -134,7 +134,7 @@ export class Services {
     await Promise.allSettled([...this.#running.values()].map((r) => r.proxy.stop()));
     this.#running.clear();
     this.#tcpPeers.close();
-    await Promise.allSettled([this.#http.stop(), this.#tcp.stop(), this.#udp.stop()]);
+    await Promise.allSettled([this.#tcp.stop(), this.#udp.stop()]);
   }
 
   #create(cfg: ServiceConfig): ServiceProxy {

@@ -7,6 +7,7 @@ import type { Logger } from 'pino';
 import type { Registry } from 'prom-client';
 import type { FlowRouter } from '../cluster/router.js';
 import type { Forwarder } from './hops.js';
+import type { PeerMux } from './mux/peer-mux.js';
 import type { UpstreamPool } from '../upstream/pool.js';
 import type { ServiceConfig, NodeConfig } from '../config/schema.js';
 
@@ -35,6 +36,8 @@ export interface ProxyContext {
   readonly dataPlane: DataPlane;
   /** The node's one forwarding loop (hops.ts), shared by every protocol. */
   readonly forwarder: Forwarder;
+  /** The node's multiplexer on the 'http' data channel: forwarded HTTP requests, both directions. */
+  readonly httpMux: PeerMux;
   /** The cluster secret, for keys of data-plane MACs (derive with HKDF, never use it raw). */
   readonly secret: string;
   readonly logger: Logger;

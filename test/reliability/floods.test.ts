@@ -223,7 +223,7 @@ for (const [label, port] of [['HTTP', HTTP_PORT], ['TCP', TCP_PORT]] as const) {
     if (label === 'TCP') assert.ok(peak <= MAX_CONNS && peak >= MAX_CONNS * 0.9, `the cap was reached and held: peak ${peak}`);
     else assert.ok(openAfterLimit >= MAX_CONNS * 0.9, `the cap was reached: ${openAfterLimit}`);
     // HTTP: node:http's connection check answers a connection that never sent a byte with 408 and
-    // closes it after headersTimeout (the proxy's endWithError destroys it if the client lingers).
+    // closes it after headersTimeout (it lingers at most 2 s after its FIN, then is destroyed).
     assert.equal(open, 0, 'every idle connection closed by the timeout');
     // The service answers afterwards.
     if (label === 'HTTP') {
