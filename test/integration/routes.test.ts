@@ -61,9 +61,10 @@ function raw(host: string, port: number, request: string): Promise<{ status: num
 }
 
 const agent = new http.Agent({ keepAlive: true, maxSockets: 4 });
-function get(host: string, port: number, path: string, headers: Record<string, string>): Promise<{ status: number; headers: http.IncomingHttpHeaders; body: string }> {
+const loadAgent = new http.Agent({ keepAlive: true, maxSockets: 32 });
+function get(host: string, port: number, path: string, headers: Record<string, string>, via = agent): Promise<{ status: number; headers: http.IncomingHttpHeaders; body: string }> {
   return new Promise((resolve, reject) => {
-    const req = http.request({ host, port, path, headers, agent, timeout: 10_000 }, (res) => {
+    const req = http.request({ host, port, path, headers, agent: via, timeout: 10_000 }, (res) => {
       const parts: Buffer[] = [];
       res.on('data', (c: Buffer) => parts.push(c));
       res.on('end', () => resolve({ status: res.statusCode ?? 0, headers: res.headers, body: Buffer.concat(parts).toString() }));
@@ -113,6 +114,7 @@ before(async () => {
 after(async () => {
   await c?.stop();
   agent.destroy();
+  loadAgent.destroy();
   for (const s of servers) s.closeAllConnections();
   await Promise.all(servers.map((s) => new Promise((r) => s.close(r))));
 });
@@ -162,32 +164,39 @@ test('a limit of 100/s (burst 20), 600 requests in 2 s over 3 nodes: the tier ad
   const run = async (key: string) => {
     const admitted = [0, 0, 0];
     let other = 0;
+    let limited = 0;
     const t0 = Date.now();
     await Promise.all(
       c.nodes.map(async (n, i) => {
+        // Sent on schedule (one every 10 ms per node), not one after the other's answer.
+        const pending: Promise<void>[] = [];
         for (let j = 0; j < perNode; j++) {
           const at = t0 + j * 10;
           if (Date.now() < at) await new Promise((r) => setTimeout(r, at - Date.now()));
-          const r = await get(n.host, ONLY, '/a/x', { 'x-key': key });
-          if (r.status === 200) admitted[i]!++;
-          else if (r.status === 429) {
-            assert.match(String(r.headers['tandem-error']), /rate-limited/);
-            assert.ok(Number(r.headers['retry-after']) >= 1);
-          } else other++;
+          pending.push(
+            get(n.host, ONLY, '/a/x', { 'x-key': key }, loadAgent).then((r) => {
+              if (r.status === 200) admitted[i]!++;
+              else if (r.status === 429 && /rate-limited/.test(String(r.headers['tandem-error'])) && Number(r.headers['retry-after']) >= 1) limited++;
+              else other++;
+            }),
+          );
         }
+        await Promise.all(pending);
       }),
     );
-    return { admitted, other, seconds: (Date.now() - t0) / 1000 };
+    return { admitted, other, limited, seconds: (Date.now() - t0) / 1000 };
   };
   const [k1, k2] = await Promise.all([run('k1'), run('k2')]);
   for (const [name, r] of [['k1', k1], ['k2', k2]] as const) {
     const total = r.admitted.reduce((a, b) => a + b, 0);
     console.log(`# key ${name}: admitted per node ${r.admitted.join(', ')} = ${total} of 600 in ${r.seconds.toFixed(2)} s`);
     assert.equal(r.other, 0);
+    assert.equal(total + r.limited, 600);
     // burst + rate × duration, a few percent either way; a slow machine stretches the duration.
     const bound = 20 + 100 * r.seconds;
     assert.ok(total <= bound * 1.1 + 10, `${name}: ${total} admitted > ${bound}`);
-    assert.ok(total >= Math.min(200, bound * 0.9), `${name}: only ${total} admitted`);
+    // Under-admission comes from uneven arrival (stale shares, docs/rate-limits.md: within -15%).
+    assert.ok(total >= Math.min(220, bound) * 0.85, `${name}: only ${total} admitted`);
   }
   assert.ok((await c.metric('lb1', 'tandem_http_route_requests_total', { route: 'a', outcome: 'rate-limited' })) > 0);
 });

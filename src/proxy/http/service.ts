@@ -239,7 +239,10 @@ export class HttpServiceProxy implements ServiceProxy, ClientHost, OwnerHost, Fo
     const key = lane.sameKey ? this.#key(this.#spec, conn.ip, conn.port, head) : this.#key(lane.spec, conn.ip, conn.port, scanRequest(p.headers, lane.flowHeader, lane.flowCookie));
     if (key === null) return 'bad-request';
     ex.key = key;
-    const fields = lane.requestHeaders === null ? p.headers : applyHeaderRules(p.headers, lane.requestHeaders);
+    let fields = lane.requestHeaders === null ? p.headers : applyHeaderRules(p.headers, lane.requestHeaders);
+    // RFC 9112 section 3.2: the head goes on as HTTP/1.1, which needs a Host; an HTTP/1.0 client
+    // may have sent none — then it is empty, as for a target without an authority.
+    if (head.hostCount === 0) fields = [...fields, 'Host', ''];
     ex.text = writeRequestHead(ex.method, ex.url, fields, head, viaEntry(ex.version, this.#selfId), conn.ip, this.#selfId, ex.upgrade);
     return null;
   }
