@@ -252,6 +252,7 @@ test('reload adds a route under a keep-alive load: 0 failed requests, new reques
     }),
   );
   await waitUntil(() => sent > 100, 30_000, 'load running');
+  const before = await c.flow('lb1', 'web/api', 'u0');
   const cfg = structuredClone(c.config) as { services: Record<string, unknown>[] };
   cfg.services[0] = webService([{ name: 'new', match: { pathPrefix: '/new/' }, backends: [be(28206)] }]);
   c.writeConfig(cfg);
@@ -263,6 +264,10 @@ test('reload adds a route under a keep-alive load: 0 failed requests, new reques
   assert.equal(failed, 0);
   const r = await get('127.0.0.2', WEB, '/new/y', { host: 'www.test', 'x-user': 'z' });
   assert.equal((JSON.parse(r.body) as Seen).id, 'N1');
-  // An unchanged route's flows keep their backend.
-  assert.ok((await c.flow('lb1', 'web/api', 'u0')) !== null);
+  // An unchanged route's flows keep their owners and backend.
+  const after = await c.flow('lb1', 'web/api', 'u0');
+  assert.ok(before !== null && after !== null);
+  assert.deepEqual([after.primary, after.backup, after.backend], [before.primary, before.backup, before.backend]);
+  const kept = await get('127.0.0.3', WEB, '/v1/again', { host: 'api.test', 'x-user': 'u0' });
+  assert.equal(`127.0.0.1:${(JSON.parse(kept.body) as Seen).id === 'A1' ? 28202 : 28203}`, before.backend);
 });
