@@ -26,7 +26,7 @@ async function echo(id: string, port: number): Promise<void> {
   const s = http.createServer((req, res) => {
     req.resume();
     req.on('end', () => {
-      const body = JSON.stringify({ id, url: req.url, headers: req.headers } satisfies Seen);
+      const body = JSON.stringify({ id, url: req.url ?? '', headers: req.headers } satisfies Seen);
       res.writeHead(200, { 'content-type': 'application/json', 'x-backend': id, 'content-length': Buffer.byteLength(body) });
       res.end(body);
     });
