@@ -27,8 +27,8 @@ export function limitKey(spec: LimitKeySpec, ip: string, raw: readonly string[])
 /** RFC 6265 section 5.4: "name=value" pairs separated by "; ", in every Cookie field. */
 export function cookieValue(raw: readonly string[], name: string): string | undefined {
   for (let i = 0; i + 1 < raw.length; i += 2) {
-    if (raw[i]!.toLowerCase() !== 'cookie') continue;
-    for (const part of raw[i + 1]!.split(';')) {
+    if (raw[i].toLowerCase() !== 'cookie') continue;
+    for (const part of raw[i + 1].split(';')) {
       const eq = part.indexOf('=');
       if (eq < 0) continue;
       if (part.slice(0, eq).trim() === name) return part.slice(eq + 1).trim();

@@ -53,7 +53,7 @@ export class RateLimitShare {
     this.#frames = counter(o.registry, 'tandem_ratelimit_frames_total', 'Rate-limit count frames received from peers, by result: applied, refused (did not decode).', ['result']);
     const keys = o.registry.getSingleMetric('tandem_ratelimit_keys');
     if (keys === undefined) {
-      const share = this;
+      const held = () => this.#limiters;
       new Gauge({
         name: 'tandem_ratelimit_keys',
         help: 'Keys a rate limiter holds on this node, and keys it forgot because of maxKeys (kind="evicted", cumulative).',
@@ -61,7 +61,7 @@ export class RateLimitShare {
         registers: [o.registry],
         collect() {
           this.reset();
-          for (const [name, h] of share.#limiters) {
+          for (const [name, h] of held()) {
             this.set({ limiter: name, kind: 'held' }, h.limiter.size);
             this.set({ limiter: name, kind: 'evicted' }, h.limiter.evicted);
           }

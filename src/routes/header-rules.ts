@@ -9,10 +9,10 @@ import type { HeaderRules } from '../config/routes-schema.js';
 export function applyHeaderRules(raw: readonly string[], rules: HeaderRules): string[] {
   const out: string[] = [];
   for (let i = 0; i + 1 < raw.length; i += 2) {
-    const name = raw[i]!.toLowerCase();
+    const name = raw[i].toLowerCase();
     if (rules.remove.includes(name)) continue;
     if (rules.set.some(([n]) => n === name)) continue;
-    out.push(raw[i]!, raw[i + 1]!);
+    out.push(raw[i], raw[i + 1]);
   }
   for (const [n, v] of rules.set) out.push(n, v);
   for (const [n, v] of rules.add) out.push(n, v);
@@ -22,7 +22,7 @@ export function applyHeaderRules(raw: readonly string[], rules: HeaderRules): st
 /** The first value of a field (lower-case name) in a raw field list. */
 export function rawHeader(raw: readonly string[], lower: string): string | undefined {
   for (let i = 0; i + 1 < raw.length; i += 2) {
-    const n = raw[i]!;
+    const n = raw[i];
     if (n.length === lower.length && n.toLowerCase() === lower) return raw[i + 1];
   }
   return undefined;

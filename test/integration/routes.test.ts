@@ -124,14 +124,14 @@ const ROUTE_BACKENDS: Record<string, string[]> = { api: ['A1', 'A2'], static: ['
 test('each route reaches only its backends from every node; affinity per route; flows under web/ROUTE', async () => {
   const chosen = new Map<string, string>();
   for (let i = 0; i < 60; i++) {
-    const node = c.nodes[i % 3]!;
-    const route = (['api', 'static', 'default'] as const)[i % 3]!;
+    const node = c.nodes[i % 3];
+    const route = (['api', 'static', 'default'] as const)[i % 3];
     const key = `u${i % 7}`;
     const path = route === 'api' ? '/v1/x' : route === 'static' ? '/static/a.css' : '/other';
     const r = await get(node.host, WEB, path, { host: route === 'api' ? 'api.test' : 'www.test', 'x-user': key, 'x-drop': 'yes' });
     assert.equal(r.status, 200, r.body);
     const seen = JSON.parse(r.body) as Seen;
-    assert.ok(ROUTE_BACKENDS[route]!.includes(seen.id), `${route} reached ${seen.id}`);
+    assert.ok(ROUTE_BACKENDS[route].includes(seen.id), `${route} reached ${seen.id}`);
     if (route === 'api') {
       assert.equal(seen.headers['x-route'], 'api');
       assert.equal(seen.headers['x-drop'], undefined);
@@ -175,7 +175,7 @@ test('a limit of 100/s (burst 20), 600 requests in 2 s over 3 nodes: the tier ad
           if (Date.now() < at) await new Promise((r) => setTimeout(r, at - Date.now()));
           pending.push(
             get(n.host, ONLY, '/a/x', { 'x-key': key }, loadAgent).then((r) => {
-              if (r.status === 200) admitted[i]!++;
+              if (r.status === 200) admitted[i]++;
               else if (r.status === 429 && /rate-limited/.test(String(r.headers['tandem-error'])) && Number(r.headers['retry-after']) >= 1) limited++;
               else other++;
             }),
@@ -225,7 +225,7 @@ test('bad input: Host forms, HTTP/1.0 without Host, absolute-form, dot segments 
 
 test('a flood of distinct rate-limit keys: served, memory bounded by maxKeys', async () => {
   for (let i = 0; i < 1500; i++) {
-    const r = await get(c.nodes[i % 3]!.host, ONLY, '/flood/x', { 'x-key': `flood-${i}` });
+    const r = await get(c.nodes[i % 3].host, ONLY, '/flood/x', { 'x-key': `flood-${i}` });
     assert.equal(r.status, 200);
   }
   for (const n of c.nodes) {

@@ -57,7 +57,7 @@ test('limiters per service and route; counts go to every peer in one RATE_COUNTS
   for (let i = 0; i < 5; i++) assert.equal(a.limiter('web/api')!.take('k', Date.now()).ok, i < 2);
   await new Promise((r) => setTimeout(r, 40));
   assert.ok(pa.sent.length > 0 && pa.sent.every((s) => s.peer === 'b'));
-  pb.handlers.get(FrameType.RATE_COUNTS)!('a', payloadOf(pa.sent[0]!.frame));
+  pb.handlers.get(FrameType.RATE_COUNTS)!('a', payloadOf(pa.sent[0].frame));
   // b saw a spend the burst: its own view of the tier's bucket for "k" is empty.
   assert.equal(b.limiter('web/api')!.take('k', Date.now()).ok, false);
   // A reload with the route's limit unchanged keeps its limiter; a changed one is new.

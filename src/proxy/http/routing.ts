@@ -67,7 +67,7 @@ export class Routing {
   choose(req: MatchRequest): Lane | null {
     if (this.#matcher === null) return this.fallback;
     const i = this.#matcher.match(req);
-    return i < 0 ? this.fallback : this.#lanes[i]!;
+    return i < 0 ? this.fallback : this.#lanes[i];
   }
 
   /** The lane a peer named in a forwarded request's OPEN head. */
