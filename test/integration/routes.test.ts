@@ -245,8 +245,11 @@ test('reload adds a route under a keep-alive load: 0 failed requests, new reques
     c.nodes.map(async (n) => {
       while (!stop && sent < 20_000) {
         sent++;
-        const r = await get(n.host, WEB, '/new/x', { host: 'www.test', 'x-user': `r${sent % 5}` }).catch(() => null);
-        if (r === null || r.status !== 200) failed++;
+        const r = await get(n.host, WEB, '/new/x', { host: 'www.test', 'x-user': `r${sent % 5}` }).catch((err: Error) => ({ status: 0, body: err.message, headers: {} }));
+        if (r.status !== 200) {
+          failed++;
+          console.log(`# failed on ${n.id}: ${r.status} ${r.body.slice(0, 80)}`);
+        }
         else if ((JSON.parse(r.body) as Seen).id === 'N1') fromNew++;
       }
     }),

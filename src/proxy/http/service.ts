@@ -367,6 +367,10 @@ export class HttpServiceProxy implements ServiceProxy, ClientHost, OwnerHost, Fo
 
   // ---- owner side (owner.ts) ---------------------------------------------------------------
 
+  serves(flowService: string): boolean {
+    return this.#routing.byFlowService(flowService) !== undefined;
+  }
+
   /** A forwarded head: the flow and client from the OPEN frame, the fields from the parsed head. */
   prepareForwarded(ex: Exchange, p: HttpParser, h: PeerHead, peer: string): HttpErrorKind | null {
     ex.method = p.method;
