@@ -12,6 +12,7 @@ import { Hlc } from '../cluster/hlc.js';
 import { Rendezvous, type RendezvousNode } from '../cluster/rendezvous.js';
 import { Cluster } from '../cluster/cluster.js';
 import { TicketKeyShare } from '../cluster/ticket-key-share.js';
+import { RateLimitShare } from '../ratelimit/share.js';
 import { FlowRouter } from '../cluster/router.js';
 import { Forwarder } from '../proxy/hops.js';
 import { PeerMux } from '../proxy/mux/peer-mux.js';
@@ -55,6 +56,8 @@ export class TandemNode implements NodeControl {
   readonly cluster: Cluster;
   /** The cluster's TLS session-ticket keys (docs/tls.md), for services with `sessionTickets: cluster`. */
   readonly ticketKeys: TicketKeyShare;
+  /** The cluster-wide rate limiters of http services and routes (docs/rate-limits.md). */
+  readonly rateLimits: RateLimitShare;
   readonly router: FlowRouter;
   /** The one forwarding loop, handed to every proxy (it holds the single peer-state subscription). */
   readonly forwarder: Forwarder;
@@ -128,6 +131,7 @@ export class TandemNode implements NodeControl {
       logger: this.logger.child({ component: 'tls-tickets' }),
       registry: this.registry,
     });
+    this.rateLimits = new RateLimitShare({ plane: this.cluster, registry: this.registry, logger: this.logger.child({ component: 'rate-limits' }) });
     this.#recomputeCandidates();
     this.router = new FlowRouter({
       selfId,
@@ -168,6 +172,7 @@ export class TandemNode implements NodeControl {
       registry: this.registry,
       service: (name) => this.service(name),
       pool: (name) => this.services.pool(name),
+      limiter: (name) => this.rateLimits.limiter(name),
     }, (service, address, healthy) => this.events.add('health', `${service} ${address} ${healthy ? 'up' : 'down'}`, { service, address, healthy }));
     this.admin = new AdminServer({ host: self.host, port: self.adminPort, token: config.cluster.adminToken, logger: this.logger.child({ component: 'admin' }) });
     registerAdminRoutes(this, this.admin);
@@ -244,6 +249,7 @@ export class TandemNode implements NodeControl {
     const peers = this.#config.cluster.nodes.filter((n) => n.id !== this.self.id);
     await waitFor(() => peers.every((n) => this.cluster.stateOf(n.id) === 'alive'), this.#config.cluster.failureTimeoutMs);
     this.#applyTicketKeys(this.#config);
+    this.rateLimits.apply(this.#config);
     await this.services.apply(this.#config);
     for (const e of this.table.entries(CONTROL_SERVICE)) this.#applyDrain(e);
     this.#started = true;
@@ -265,6 +271,7 @@ export class TandemNode implements NodeControl {
     this.membership.setFileNodes(next.cluster.nodes);
     this.admin.token = next.cluster.adminToken;
     this.#applyTicketKeys(this.#config);
+    this.rateLimits.apply(this.#config);
     await this.services.apply(this.#config);
     for (const e of this.table.entries(CONTROL_SERVICE)) this.#applyDrain(e);
     this.logger.info({ services: next.services.length, nodesChanged: changedNodes }, 'config reloaded');
@@ -379,6 +386,7 @@ export class TandemNode implements NodeControl {
     this.#timers = [];
     await this.services.stop();
     this.ticketKeys.stop();
+    this.rateLimits.stop();
     this.forwarder.close();
     this.httpMux.close();
     await this.cluster.stop();

@@ -87,23 +87,12 @@ export class Services {
         }
       }
     }
+    const pooled = new Set<string>();
     for (const cfg of config.services) {
-      const selector = createSelector(cfg.policy);
-      const pool = this.#pools.get(cfg.name);
-      if (pool) pool.update(cfg.backends, selector, cfg.slowStartMs);
-      else this.#pools.set(cfg.name, new UpstreamPool(cfg.backends, selector, { slowStartMs: cfg.slowStartMs }));
-      const checker = this.#checkers.get(cfg.name);
-      if (checker) checker.update(cfg);
-      else {
-        const hc = new HealthChecker({
-          service: cfg,
-          pool: this.#pools.get(cfg.name)!,
-          logger: this.#ctx.logger.child({ component: 'health', service: cfg.name }),
-          metrics: this.#healthMetrics,
-          onChange: (address, healthy) => this.#onHealth(cfg.name, address, healthy),
-        });
-        this.#checkers.set(cfg.name, hc);
-        hc.start();
+      // The default route under the service's name, each route under SERVICE/ROUTE (docs/http.md, "Routes").
+      for (const lane of poolConfigs(cfg)) {
+        pooled.add(lane.name);
+        this.#applyPool(lane);
       }
       const r = this.#running.get(cfg.name);
       if (r) {
@@ -118,6 +107,31 @@ export class Services {
     // Streams to peers are kept warm only while a TCP service may need them.
     if (config.services.some((s) => s.protocol === 'tcp')) this.#tcpPeers.start();
     else this.#tcpPeers.stop();
+    for (const name of [...this.#pools.keys()]) {
+      if (pooled.has(name)) continue;
+      this.#pools.delete(name);
+      this.#checkers.get(name)?.stop();
+      this.#checkers.delete(name);
+    }
+  }
+
+  /** One pool and health checker, kept across reloads (backends that stay keep their state). */
+  #applyPool(cfg: ServiceConfig): void {
+    const selector = createSelector(cfg.policy);
+    const pool = this.#pools.get(cfg.name);
+    if (pool) pool.update(cfg.backends, selector, cfg.slowStartMs);
+    else this.#pools.set(cfg.name, new UpstreamPool(cfg.backends, selector, { slowStartMs: cfg.slowStartMs }));
+    const checker = this.#checkers.get(cfg.name);
+    if (checker) return checker.update(cfg);
+    const hc = new HealthChecker({
+      service: cfg,
+      pool: this.#pools.get(cfg.name)!,
+      logger: this.#ctx.logger.child({ component: 'health', service: cfg.name }),
+      metrics: this.#healthMetrics,
+      onChange: (address, healthy) => this.#onHealth(cfg.name, address, healthy),
+    });
+    this.#checkers.set(cfg.name, hc);
+    hc.start();
   }
 
   /**
@@ -149,7 +163,18 @@ export class Services {
   }
 
   #proxy<T>(name: string, kind: abstract new (...args: never[]) => T): T | undefined {
-    const p = this.#running.get(name)?.proxy;
+    // A route's flow service "SERVICE/ROUTE" is served by SERVICE.
+    const slash = name.indexOf('/');
+    const p = this.#running.get(slash < 0 ? name : name.slice(0, slash))?.proxy;
     return p instanceof kind ? p : undefined;
   }
+}
+
+/** The pools of a service: its default route, then each route as a service of its own name. */
+function poolConfigs(cfg: ServiceConfig): ServiceConfig[] {
+  const out: ServiceConfig[] = [cfg];
+  for (const r of cfg.routes) {
+    out.push({ ...cfg, name: r.flowService, backends: r.backends, policy: r.policy, flowKey: r.flowKey, healthCheck: r.healthCheck, timeouts: r.timeouts, routes: [] });
+  }
+  return out;
 }

@@ -9,6 +9,7 @@ import type { FlowRouter } from '../cluster/router.js';
 import type { Forwarder } from './hops.js';
 import type { PeerMux } from './mux/peer-mux.js';
 import type { UpstreamPool } from '../upstream/pool.js';
+import type { ClusterRateLimiter } from '../ratelimit/limiter.js';
 import type { ServiceConfig, NodeConfig } from '../config/schema.js';
 
 export type PeerState = 'alive' | 'suspect' | 'dead';
@@ -45,6 +46,8 @@ export interface ProxyContext {
   /** The service's pool, looked up at call time so that a reload's new pool is used. */
   pool(service: string): UpstreamPool | undefined;
   service(name: string): ServiceConfig | undefined;
+  /** The cluster-wide rate limiter of a service or route (by flow-service name), when it has one. */
+  limiter?(flowService: string): ClusterRateLimiter | undefined;
 }
 
 /** One client-facing service on this node. */
