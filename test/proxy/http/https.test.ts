@@ -83,6 +83,22 @@ test('affinity by header holds across nodes; the backend is told the request cam
   assert.equal(seen.size, 1, `one backend for the session, got ${[...seen].join(', ')}`);
 });
 
+test('a client that offers h2 is served HTTP/1.1 (HTTP/2 is not wired yet; ALPN offers http/1.1 only)', async () => {
+  const r = await curl('b.test', PORT, c.nodes[2].host, { http2: true });
+  assert.equal(r.status, 200);
+  assert.equal(r.httpVersion, '1.1');
+  const s = await sClient(c.nodes[2].host, PORT, { servername: 'b.test', alpn: 'h2,http/1.1' });
+  assert.equal(s.alpn, 'http/1.1');
+});
+
+test('plain HTTP on the TLS port gets 400 plain-http, and the node serves HTTPS on', async () => {
+  const r = await run('curl', ['-sS', '--max-time', '10', '-o', '/dev/null', '-w', '%{http_code}', '-D', '-', `http://${c.nodes[1].host}:${PORT}/`]);
+  assert.match(r.stdout, /tandem-error: plain-http/i);
+  assert.match(r.stdout, /400$/);
+  assert.ok((await c.metric('lb2', 'tandem_tls_handshake_failures_total', { service: 'web', reason: 'plain-http' })) >= 1);
+  assert.equal((await curl('a.test', PORT, c.nodes[1].host)).status, 200);
+});
+
 for (const version of ['-tls1_2', '-tls1_3'] as const) {
   test(`${version}: a session from node 1 resumes on nodes 2 and 3 with sessionTickets: cluster, not with node`, async () => {
     const sess = join(dir, `sess${version}`);
