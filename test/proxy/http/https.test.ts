@@ -163,3 +163,16 @@ test('a replaced certificate is served after SIGHUP; an open keep-alive connecti
   assert.equal(sock.getPeerX509Certificate()?.fingerprint256.replaceAll(':', ''), fingerprint('a.crt'));
   sock.destroy();
 });
+
+test('a mismatched certificate and key are refused whole on reload; the running certificate stays', async () => {
+  const n = c.nodes[0];
+  copyFileSync(join(FIXTURES, 'b.key'), join(dir, 'a.key'));
+  const r = await c.post(n.id, '/api/reload', {});
+  assert.equal(r.status, 422);
+  assert.match(JSON.stringify(r.body), /services\[0\]\.tls\.certificates\[0\]\.key: does not match the certificate/);
+  const s = await sClient(n.host, PORT, { servername: 'a.test' });
+  assert.equal(s.session, 'New');
+  assert.equal(s.subject, 'a.test');
+  assert.equal((await curl('a.test', PORT, n.host)).status, 200);
+  copyFileSync(join(FIXTURES, 'a2.key'), join(dir, 'a.key'));
+});
