@@ -13,6 +13,7 @@ import { Rendezvous, type RendezvousNode } from '../cluster/rendezvous.js';
 import { Cluster } from '../cluster/cluster.js';
 import { TicketKeyShare } from '../cluster/ticket-key-share.js';
 import { RateLimitShare } from '../ratelimit/share.js';
+import { LocalEpochSecrets } from '../tls/ticket-keys.js';
 import { FlowRouter } from '../cluster/router.js';
 import { Forwarder } from '../proxy/hops.js';
 import { PeerMux } from '../proxy/mux/peer-mux.js';
@@ -58,6 +59,8 @@ export class TandemNode implements NodeControl {
   readonly ticketKeys: TicketKeyShare;
   /** The cluster-wide rate limiters of http services and routes (docs/rate-limits.md). */
   readonly rateLimits: RateLimitShare;
+  /** `sessionTickets: node`: this node's own ticket-key epochs, never shared. */
+  readonly localTicketKeys = new LocalEpochSecrets();
   readonly router: FlowRouter;
   /** The one forwarding loop, handed to every proxy (it holds the single peer-state subscription). */
   readonly forwarder: Forwarder;
@@ -170,6 +173,7 @@ export class TandemNode implements NodeControl {
       secret: config.cluster.secret,
       logger: this.logger,
       registry: this.registry,
+      tls: { clusterName: config.cluster.name, clusterTickets: this.ticketKeys, nodeTickets: this.localTicketKeys },
       service: (name) => this.service(name),
       pool: (name) => this.services.pool(name),
       limiter: (name) => this.rateLimits.limiter(name),
@@ -387,6 +391,7 @@ export class TandemNode implements NodeControl {
     await this.services.stop();
     this.ticketKeys.stop();
     this.rateLimits.stop();
+    this.localTicketKeys.stop();
     this.forwarder.close();
     this.httpMux.close();
     await this.cluster.stop();
@@ -494,6 +499,7 @@ export class TandemNode implements NodeControl {
   /** Cluster ticket keys are made and sent only while some service uses them (docs/protocol.md §10). */
   #applyTicketKeys(config: Config): void {
     if (config.services.some((s) => s.tls?.sessionTickets === 'cluster')) this.ticketKeys.enable();
+    if (config.services.some((s) => s.tls?.sessionTickets === 'node')) this.localTicketKeys.start();
   }
 
   #startTimers(): void {

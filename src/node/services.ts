@@ -5,7 +5,6 @@
  * every reload: services are added, removed or updated in place, and pools keep the runtime state
  * of backends that stay (so a reload forgets neither flows nor counters).
  */
-import { TandemError, ErrorCodes } from '../errors.js';
 import type { Config, ServiceConfig } from '../config/schema.js';
 import type { ProxyContext, ServiceProxy } from '../proxy/context.js';
 import { UpstreamPool } from '../upstream/pool.js';
@@ -67,16 +66,11 @@ export class Services {
 
   /** Bring the running services in line with `config`. */
   async apply(config: Config): Promise<void> {
-    // A `tls:` section must never be served as cleartext: refuse it until the HTTP service
-    // terminates TLS through src/tls (docs/tls.md, "Status").
-    for (const s of config.services) {
-      if (s.tls) throw new TandemError(ErrorCodes.CONFIG_INVALID, `service ${s.name}: TLS termination is not served by the http service yet (docs/tls.md)`);
-    }
     const wanted = new Map(config.services.map((s) => [s.name, s]));
     for (const [name, r] of this.#running) {
       const next = wanted.get(name);
-      // A changed protocol or port is a different listener: stop the old one, start a new one.
-      if (!next || next.protocol !== r.cfg.protocol || next.port !== r.cfg.port) {
+      // A changed protocol, port or TLS on/off is a different listener: stop the old one, start a new one.
+      if (!next || next.protocol !== r.cfg.protocol || next.port !== r.cfg.port || Boolean(next.tls) !== Boolean(r.cfg.tls)) {
         await r.proxy.drain(config.cluster.drainTimeoutMs);
         await r.proxy.stop();
         this.#running.delete(name);

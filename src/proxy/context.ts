@@ -11,6 +11,7 @@ import type { PeerMux } from './mux/peer-mux.js';
 import type { UpstreamPool } from '../upstream/pool.js';
 import type { ClusterRateLimiter } from '../ratelimit/limiter.js';
 import type { ServiceConfig, NodeConfig } from '../config/schema.js';
+import type { EpochSecretSource } from '../cluster/ticket-key-share.js';
 
 export type PeerState = 'alive' | 'suspect' | 'dead';
 export type DataChannel = 'http' | 'tcp';
@@ -30,6 +31,15 @@ export interface DataPlane {
   onChannel(channel: DataChannel, handler: (socket: Duplex, peerId: string, session: { key: Buffer }) => void): void;
 }
 
+/** What a service that terminates TLS needs from its node (docs/tls.md). */
+export interface TlsContext {
+  /** Part of the session-id context, so that sessions never resume across clusters. */
+  readonly clusterName: string;
+  /** Ticket-key epochs: the cluster's share (`sessionTickets: cluster`) and this node's own (`node`). */
+  readonly clusterTickets: EpochSecretSource;
+  readonly nodeTickets: EpochSecretSource;
+}
+
 export interface ProxyContext {
   readonly self: NodeConfig;
   readonly nodes: () => readonly NodeConfig[];
@@ -43,6 +53,8 @@ export interface ProxyContext {
   readonly secret: string;
   readonly logger: Logger;
   readonly registry: Registry;
+  /** For http services with `tls:`; a node always gives it (test doubles without TLS may not). */
+  readonly tls?: TlsContext;
   /** The service's pool, looked up at call time so that a reload's new pool is used. */
   pool(service: string): UpstreamPool | undefined;
   service(name: string): ServiceConfig | undefined;

@@ -14,7 +14,10 @@ import net, { type Server, type Socket } from 'node:net';
 import { performance } from 'node:perf_hooks';
 import type { Logger } from 'pino';
 import type { ProxyContext, ServiceProxy } from '../context.js';
-import type { ServiceConfig } from '../../config/schema.js';
+import type { ServiceConfig, ServiceTlsConfig } from '../../config/schema.js';
+import type { EpochSecretSource } from '../../cluster/ticket-key-share.js';
+import { TlsListener } from '../../tls/listener.js';
+import { CertificateStore } from '../../tls/store.js';
 import type { UpstreamPool } from '../../upstream/pool.js';
 import type { FlowEntry } from '../../cluster/flow-entry.js';
 import type { PeerMux } from '../mux/peer-mux.js';
@@ -58,6 +61,10 @@ export class HttpServiceProxy implements ServiceProxy, ClientHost, OwnerHost, Fo
   readonly #via: string;
   readonly #peerVia = new Map<string, string>();
   #server: Server | null = null;
+  /** TLS termination in front of the connection handler, when the service has `tls:`. */
+  #tls: TlsListener | null = null;
+  /** The Forwarded/X-Forwarded-Proto value this listener's requests carry. */
+  #proto: 'http' | 'https' = 'http';
   readonly #conns = new Set<ClientConnection>();
   readonly #backends: BackendPool;
   readonly #forwards = new Set<PeerForward>();
@@ -129,7 +136,24 @@ export class HttpServiceProxy implements ServiceProxy, ClientHost, OwnerHost, Fo
     const mux = this.#ctx.httpMux;
     // One dial timeout per node (the mux is shared): the shortest connectMs of its services.
     mux.dialTimeoutMs = Math.min(mux.dialTimeoutMs, this.#cfg.timeouts.connectMs);
-    const server = net.createServer({ noDelay: true }, this.#onConnection);
+    const tls = this.#cfg.tls;
+    if (tls) {
+      this.#tls = new TlsListener({
+        service: this.name,
+        clusterName: this.#tlsCtx().clusterName,
+        tls: servedTls(tls),
+        store: new CertificateStore(tls.certificates),
+        tickets: this.#tickets(tls),
+        registry: this.#ctx.registry,
+        logger: this.#ctx.logger,
+        handshakeTimeoutMs: this.#cfg.timeouts.headerMs,
+        // HTTP/2 is not served yet: servedTls offers only http/1.1, so every connection is HTTP/1.1.
+        onSecure: (socket) => this.#onConnection(socket),
+      });
+      this.#proto = 'https';
+    }
+    const listener = this.#tls;
+    const server = net.createServer({ noDelay: true }, listener === null ? this.#onConnection : (s: Socket) => listener.accept(s));
     server.maxConnections = this.#cfg.maxConnections;
     this.#server = server;
     await new Promise<void>((resolve, reject) => {
@@ -152,7 +176,24 @@ export class HttpServiceProxy implements ServiceProxy, ClientHost, OwnerHost, Fo
     this.#backendTimeouts = cfg.timeouts;
     if (this.#server) this.#server.maxConnections = cfg.maxConnections;
     this.#backends.update(cfg.backends.map((b) => b.address));
+    if (this.#tls !== null && cfg.tls) {
+      this.#tls.update(servedTls(cfg.tls), this.#tickets(cfg.tls));
+      // A refused set (unreadable, mismatched) keeps the previous certificates; the listener logs why.
+      this.#tls.reloadCertificates(cfg.tls.certificates);
+    }
     this.#startSweep();
+  }
+
+  #tlsCtx(): NonNullable<ProxyContext['tls']> {
+    const t = this.#ctx.tls;
+    if (t === undefined) throw new TypeError(`service ${this.name}: tls: needs the node's TLS context`);
+    return t;
+  }
+
+  #tickets(tls: ServiceTlsConfig): EpochSecretSource | null {
+    if (tls.sessionTickets === 'off') return null;
+    const t = this.#tlsCtx();
+    return tls.sessionTickets === 'cluster' ? t.clusterTickets : t.nodeTickets;
   }
 
   /** Stops accepting; waits (up to timeoutMs) for open exchanges, client-facing and forwarded in; then stops. */
@@ -177,6 +218,7 @@ export class HttpServiceProxy implements ServiceProxy, ClientHost, OwnerHost, Fo
     this.#sweep = null;
     const server = this.#server;
     this.#server = null;
+    this.#tls?.close();
     if (server) {
       const closed = new Promise<void>((resolve) => server.close(() => resolve()));
       for (const c of [...this.#conns]) c.socket.destroy();
@@ -243,7 +285,7 @@ export class HttpServiceProxy implements ServiceProxy, ClientHost, OwnerHost, Fo
     // RFC 9112 section 3.2: the head goes on as HTTP/1.1, which needs a Host; an HTTP/1.0 client
     // may have sent none — then it is empty, as for a target without an authority.
     if (head.hostCount === 0) fields = [...fields, 'Host', ''];
-    ex.text = writeRequestHead(ex.method, ex.url, fields, head, viaEntry(ex.version, this.#selfId), conn.ip, this.#selfId, ex.upgrade);
+    ex.text = writeRequestHead(ex.method, ex.url, fields, head, viaEntry(ex.version, this.#selfId), conn.ip, this.#selfId, ex.upgrade, this.#proto);
     return null;
   }
 
@@ -493,6 +535,11 @@ class MatchReq implements MatchRequest {
   header(name: string): string | undefined {
     return rawHeader(this.raw, name);
   }
+}
+
+/** The TLS settings served: ALPN without h2, which this listener does not speak yet (docs/tls.md). */
+function servedTls(tls: ServiceTlsConfig): ServiceTlsConfig {
+  return { ...tls, alpn: ['http/1.1'] };
 }
 
 function clientTimeouts(cfg: ServiceConfig): ClientTimeouts {

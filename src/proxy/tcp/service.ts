@@ -6,7 +6,9 @@
  *
  * A connection is a flow only for `flowKey: connection` (the default); with `client-ip` all
  * connections of a client share a flow, so they share its owners and its backend, and the flow
- * outlives them until its idle timeout.
+ * outlives them until its idle timeout. With `sni` (TLS passthrough) the key is the server name of
+ * the ClientHello the connection starts with (read by peeking, put back untouched), else the
+ * client's address; such flows live like client-ip ones.
  *
  * The hop loop (try the owners in order, fail over, re-own once, cut an attempt to a peer declared
  * dead) is the node's one Forwarder (hops.ts); this file supplies the attempt: a backend connect
@@ -19,6 +21,8 @@ import { TandemError, ErrorCodes } from '../../errors.js';
 import type { FlowEntry } from '../../cluster/flow-entry.js';
 import type { ServiceConfig } from '../../config/schema.js';
 import { normalizeAddress, parseFlowKeySpec, tcpFlowKey, type FlowKeySpec } from '../../flowkey/index.js';
+import { SniReader, sniFlowKey } from '../../flowkey/sni.js';
+import { peekFirstBytes } from '../../tls/peek.js';
 import type { BackendState } from '../../upstream/pool.js';
 import type { ProxyContext, ServiceProxy } from '../context.js';
 import { SERVED, stop, type Attempt, type AttemptResult, type HopKind } from '../hops.js';
@@ -116,9 +120,12 @@ class ServiceCounters {
   }
 }
 
+/** How long a `flowKey: sni` connection may take to send its ClientHello before it is keyed by client-ip. */
+const SNI_WAIT_MS = 10_000;
+
 function specOf(cfg: ServiceConfig): FlowKeySpec {
   const spec = parseFlowKeySpec(cfg.flowKey || 'connection');
-  if (spec.kind !== 'connection' && spec.kind !== 'client-ip') {
+  if (spec.kind !== 'connection' && spec.kind !== 'client-ip' && spec.kind !== 'sni') {
     throw new TandemError(ErrorCodes.CONFIG_INVALID, `service ${cfg.name}: flowKey ${cfg.flowKey} does not apply to tcp`);
   }
   return spec;
@@ -235,11 +242,30 @@ export class TcpServiceProxy implements ServiceProxy {
       this.#reject(client, 'limit');
       return;
     }
+    if (this.#spec.kind === 'sni') {
+      // The socket is paused (pauseOnConnect): read the ClientHello, bounded in bytes (SniReader)
+      // and time; peekFirstBytes puts every byte back for the backend.
+      const reader = new SniReader();
+      client.resume();
+      peekFirstBytes(client, (chunk) => reader.push(chunk).kind !== 'need-more', () => reader.bytes, Math.min(SNI_WAIT_MS, cfg.timeouts.idleMs), (outcome) => {
+        if (outcome === 'closed') return;
+        this.#admit(client, sniFlowKey(outcome === 'complete' ? reader.result : null, address));
+      });
+      return;
+    }
     let key: string;
     try {
       key = tcpFlowKey(this.#spec, { address, port });
     } catch {
       this.#reject(client, 'flow-key');
+      return;
+    }
+    this.#admit(client, key);
+  }
+
+  #admit(client: Socket, key: string): void {
+    if (!this.#accepting) {
+      client.destroy();
       return;
     }
     const conn: Conn = { front: client, origin: null, upstream: null, pipe: null, served: null };
