@@ -62,6 +62,23 @@ const tlsSchema = strictObject({
   ca: str('a file path'),
 });
 
+/**
+ * The route announcement watchdog (`tandem announce`, docs/deploy-ecmp.md): commands run through
+ * `sh -c` when the node's /readyz turns healthy (`rise` checks in a row) or unhealthy (`fall`).
+ */
+const announceSchema = strictObject({
+  up: str('a shell command').min(1, 'must not be empty'),
+  down: str('a shell command').min(1, 'must not be empty'),
+  checkIntervalMs: int(10, 60_000).default(100),
+  /** One check's deadline; a node that does not answer in time counts as not ready. */
+  checkTimeoutMs: int(10, 60_000).default(1000),
+  rise: int(1, 100).default(2),
+  fall: int(1, 100).default(3),
+  /** How long one command may run before it is killed (and counted as failed). */
+  commandTimeoutMs: int(100, 600_000).default(10_000),
+  withdrawGraceMs: int(0, 600_000).default(1000),
+});
+
 const clusterSchema = strictObject({
   name: str().regex(NAME, 'must be 1-63 characters of letters, digits, ".", "_" or "-"'),
   secret: str().optional(),
@@ -76,6 +93,8 @@ const clusterSchema = strictObject({
     errorMap: () => ({ message: 'must be one of fatal, error, warn, info, debug, trace, silent' }),
   }).default('info'),
   tls: tlsSchema.optional(),
+  stateDir: str('a directory path').min(1, 'must not be empty').optional(),
+  announce: announceSchema.optional(),
   nodes: z
     .array(nodeSchema, { invalid_type_error: 'must be a list of nodes', required_error: 'is required' })
     .min(1, 'must list at least one node'),
@@ -117,6 +136,7 @@ const serviceSchema = strictObject({
   name: str().regex(NAME, 'must be 1-63 characters of letters, digits, ".", "_" or "-"'),
   protocol: z.enum(PROTOCOLS, { errorMap: () => ({ message: 'must be one of http, tcp, udp' }) }),
   port: port(),
+  vip: str('an IP address').optional(),
   flowKey: str().optional(),
   policy: z.enum(POLICIES, { errorMap: () => ({ message: `must be one of ${POLICIES.join(', ')}` }) }).default('round-robin'),
   flowIdleTimeoutMs: int(100, 86_400_000 * 7).optional(),
@@ -178,8 +198,14 @@ export interface ClusterConfig {
   readonly drainTimeoutMs: number;
   readonly logLevel: RawConfig['cluster']['logLevel'];
   readonly tls: { readonly cert: string; readonly key: string; readonly ca: string } | null;
+  /** Absolute; each node keeps its state in its own subdirectory (`nodeStateDir`). Null when unset. */
+  readonly stateDir: string | null;
+  /** Null when the tier is not announced by a route watchdog. */
+  readonly announce: AnnounceConfig | null;
   readonly nodes: readonly NodeConfig[];
 }
+
+export type AnnounceConfig = Readonly<NonNullable<RawConfig['cluster']['announce']>>;
 
 export interface Config {
   readonly cluster: ClusterConfig;
