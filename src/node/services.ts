@@ -59,8 +59,8 @@ export class Services {
     const wanted = new Map(config.services.map((s) => [s.name, s]));
     for (const [name, r] of this.#running) {
       const next = wanted.get(name);
-      // A changed protocol or port is a different listener: stop the old one, start a new one.
-      if (!next || next.protocol !== r.cfg.protocol || next.port !== r.cfg.port) {
+      // A changed protocol, port or vip is a different listener: stop the old one, start a new one.
+      if (!next || next.protocol !== r.cfg.protocol || next.port !== r.cfg.port || next.vip !== r.cfg.vip) {
         await r.proxy.drain(config.cluster.drainTimeoutMs);
         await r.proxy.stop();
         this.#running.delete(name);

@@ -28,6 +28,7 @@ import { isTandemError, ErrorCodes } from '../../errors.js';
 import { scanRequestHead, addProxyHeaders, viaEntry, encodeFlowKey, decodeFlowKey, parseClient, isIdempotent, H_SERVICE, H_FLOW_KEY, H_CLIENT, type RequestHead } from './headers.js';
 import { sendError, endWithError, errorStatus, upstreamErrorKind, type HttpErrorKind } from './errors.js';
 import { createClientServer, applyLimits, drainServer, answerClientError } from './listener.js';
+import { listenAddresses, listenStream } from '../listen-addresses.js';
 import { Exchange, type ExchangeOwner } from './exchange.js';
 import { readWholeBody, streamedOrNone } from './body.js';
 import { BackendClients } from './backend-pool.js';
@@ -121,7 +122,7 @@ export class HttpServiceProxy implements ServiceProxy, ExchangeOwner {
     peers.dialTimeoutMs = Math.min(peers.dialTimeoutMs, this.#cfg.timeouts.connectMs);
     await new Promise<void>((resolve, reject) => {
       server.once('error', reject);
-      server.listen(this.#cfg.port, this.#ctx.self.host, () => {
+      listenStream(server, listenAddresses(this.#ctx.self.host, this.#cfg), this.#cfg.port, () => {
         server.off('error', reject);
         resolve();
       });

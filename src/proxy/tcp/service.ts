@@ -16,6 +16,7 @@ import type { ServiceConfig } from '../../config/schema.js';
 import { normalizeAddress, parseFlowKeySpec, tcpFlowKey, type FlowKeySpec } from '../../flowkey/index.js';
 import type { BackendState } from '../../upstream/pool.js';
 import type { ProxyContext, ServiceProxy } from '../context.js';
+import { listenAddresses, listenStream } from '../listen-addresses.js';
 import { connectLocal, type LocalFailure, type LocalResult } from './backend.js';
 import { ForwardStatus, forwardToPeer, type ForwardFailure, type ForwardStatusCode } from './forward.js';
 import { tcpMetrics, type TcpMetrics } from './metrics.js';
@@ -106,7 +107,7 @@ export class TcpServiceProxy implements ServiceProxy {
     server.on('error', (err) => this.#ctx.logger.error({ service: this.name, err }, 'tcp listener error'));
     await new Promise<void>((resolve, reject) => {
       server.once('error', reject);
-      server.listen({ host: this.#ctx.self.host, port: this.#cfg.port }, () => {
+      listenStream(server, listenAddresses(this.#ctx.self.host, this.#cfg), this.#cfg.port, () => {
         server.off('error', reject);
         resolve();
       });
