@@ -8,6 +8,8 @@ import type { Io } from './validate.js';
 const USAGE = `usage:
   tandem demo [--config FILE]                 run a 3-node demo cluster on 127.0.0.1-3 (or write its config to FILE)
   tandem start --config FILE --node ID        run one node (SIGTERM drains and exits, SIGHUP reloads)
+  tandem announce --config FILE --node ID [--metrics HOST:PORT]
+                                              the node's route watchdog: runs cluster.announce's up/down on /readyz
   tandem validate --config FILE               check a config: "ok" or one line per problem
   tandem status [--admin HOST:PORT] [--json]  the cluster and its backends
   tandem flow --service S --key K [--admin HOST:PORT] [--json]
@@ -33,6 +35,7 @@ export async function main(argv: readonly string[], io: Io = stdio): Promise<num
         json: { type: 'boolean' },
         token: { type: 'string' },
         'log-level': { type: 'string' },
+        metrics: { type: 'string' },
         help: { type: 'boolean', short: 'h' },
       },
       strict: true,
@@ -57,6 +60,11 @@ export async function main(argv: readonly string[], io: Io = stdio): Promise<num
       if (!args.config || !args.node) return usageError(io, 'start needs --config FILE and --node ID');
       const { startCommand } = await import('./start.js');
       return startCommand({ config: args.config, node: args.node, logLevel: args['log-level'] }, io);
+    }
+    case 'announce': {
+      if (!args.config || !args.node) return usageError(io, 'announce needs --config FILE and --node ID');
+      const { announceCommand } = await import('./announce.js');
+      return announceCommand({ config: args.config, node: args.node, metrics: args.metrics, logLevel: args['log-level'] }, io);
     }
     case 'status': {
       const { statusCommand } = await import('./status.js');
