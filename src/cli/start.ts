@@ -1,7 +1,9 @@
 /**
  * `tandem start --config FILE --node ID`: one node in the foreground.
- * SIGTERM (and SIGINT) drain and exit 0; SIGHUP reloads the config file, refusing an invalid one
- * whole and keeping the running config.
+ * SIGTERM (and SIGINT) drain and exit 0 — first turning not ready and serving on for
+ * `cluster.announce.withdrawGraceMs` when a route watchdog announces the node (a second signal cuts
+ * that short); SIGHUP reloads the config file, refusing an invalid one whole and keeping the
+ * running config.
  */
 import { loadConfigFile, ConfigError, formatIssue } from '../config/load.js';
 import { TandemNode } from '../node/node.js';
@@ -35,7 +37,11 @@ export async function startCommand(args: { config: string; node: string; logLeve
   return new Promise<number>((resolve) => {
     let stopping = false;
     const stop = (signal: string) => {
-      if (stopping) return;
+      // A second signal while the node waits for its route to be withdrawn: drain now.
+      if (stopping) {
+        if (node.endGrace()) node.logger.warn({ signal }, 'withdraw grace cut short');
+        return;
+      }
       stopping = true;
       node.logger.info({ signal }, 'stopping');
       node.shutdown().then(
