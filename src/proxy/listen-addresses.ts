@@ -145,10 +145,15 @@ export function bindDatagram(
       const key = endpointKey(rinfo.address, rinfo.port);
       const now = Date.now();
       const r = routes.get(key);
-      if (!r || r.via !== s || now - r.at >= TOUCH_MS) {
-        routes.delete(key);
-        routes.set(key, { via: s, at: now });
-        // Insertion order is least recently heard first: trim the old end.
+      if (r === undefined || r.via !== s || now - r.at >= TOUCH_MS) {
+        // Re-inserted so that insertion order stays least recently heard first.
+        if (r === undefined) routes.set(key, { via: s, at: now });
+        else {
+          r.via = s;
+          r.at = now;
+          routes.delete(key);
+          routes.set(key, r);
+        }
         for (const [k, v] of routes) {
           if (routes.size <= limits.maxEndpoints && v.at > now - limits.idleMs) break;
           routes.delete(k);
@@ -167,15 +172,16 @@ export function bindDatagram(
   socket.prependListener('message', (_msg, rinfo) => {
     if (!fromSibling && routes.size > 0) routes.delete(endpointKey(rinfo.address, rinfo.port));
   });
-  const sendMain = socket.send.bind(socket) as (...args: unknown[]) => void;
-  socket.send = ((msg: unknown, ...args: unknown[]): void => {
-    // The (msg, port, address, callback) form is the one the proxies use; any other goes out as is.
-    if (typeof args[0] === 'number' && typeof args[1] === 'string') {
-      const r = routes.get(endpointKey(args[1], args[0]));
-      if (r && r.at > Date.now() - limits.idleMs) return (r.via.send as (...a: unknown[]) => void)(msg, ...args);
+  const sendMain = socket.send;
+  socket.send = function send(msg: unknown, port?: unknown, address?: unknown): void {
+    // The (msg, port, address, callback) form is the one the proxies use; any other goes out as
+    // is. `arguments` passed straight to apply costs no array per datagram.
+    if (typeof port === 'number' && typeof address === 'string') {
+      const r = routes.get(endpointKey(address, port));
+      if (r && r.at > Date.now() - limits.idleMs) return (r.via.send as (...a: unknown[]) => void).apply(r.via, arguments as unknown as unknown[]);
     }
-    return sendMain(msg, ...args);
-  }) as DatagramSocket['send'];
+    return (sendMain as (...a: unknown[]) => void).apply(socket, arguments as unknown as unknown[]);
+  } as DatagramSocket['send'];
   const closeMain = socket.close.bind(socket);
   socket.close = ((cb?: () => void): DatagramSocket => {
     routes.clear();

@@ -173,3 +173,29 @@ test('bindDatagram: an address in use is reported as the socket error', async ()
   s.close();
   squatter.close();
 });
+
+test('bindDatagram: the reply routes are bounded (the least recently heard endpoint is forgotten)', async () => {
+  const server = createSocket('udp4');
+  // Answers later, on demand, so that three endpoints are remembered before any reply.
+  const heard: Array<{ port: number; address: string }> = [];
+  server.on('message', (_m, rinfo) => heard.push({ port: rinfo.port, address: rinfo.address }));
+  await new Promise<void>((resolve) => bindDatagram(server, [HOST, VIP], 23308, () => resolve(), { maxEndpoints: 2, idleMs: 60_000 }));
+  const clients: UdpSocket[] = [];
+  for (let i = 0; i < 3; i++) {
+    const c = createSocket('udp4');
+    await new Promise<void>((r) => c.bind(0, HOST, () => r()));
+    clients.push(c);
+    c.send('x', 23308, VIP);
+    while (heard.length <= i) await new Promise((r) => setTimeout(r, 5));
+  }
+  const from = await Promise.all(
+    clients.map((c, i) => {
+      const p = new Promise<string>((r) => c.once('message', (_m, rinfo) => r(rinfo.address)));
+      server.send('y', heard[i].port, heard[i].address);
+      return p;
+    }),
+  );
+  assert.deepEqual(from, [HOST, VIP, VIP], 'the first endpoint was forgotten: answered from the host address');
+  for (const c of clients) c.close();
+  server.close();
+});
