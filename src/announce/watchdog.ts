@@ -11,7 +11,8 @@
  * back-off for as long as its verdict stands; a newer verdict replaces it.
  */
 import type { Logger } from 'pino';
-import { Counter, Gauge, type Registry } from 'prom-client';
+import type { Counter, Gauge, Registry } from 'prom-client';
+import { counter, gauge } from '../metrics.js';
 import type { AnnounceConfig } from '../config/schema.js';
 import { RiseFall, type Verdict } from './rise-fall.js';
 import { checkReady, type CheckResult } from './readiness.js';
@@ -67,17 +68,16 @@ export class Watchdog {
     this.#log = deps.logger;
     this.#check = deps.check ?? checkReady;
     this.#run = deps.run ?? runCommand;
-    const registers = [deps.registry];
+    const r = deps.registry;
     this.#m = {
-      checks: new Counter({ name: 'tandem_announce_checks_total', help: 'Readiness checks of the node, by result (ready, not-ready).', labelNames: ['result'], registers }),
-      commands: new Counter({
+      checks: counter(r, { name: 'tandem_announce_checks_total', help: 'Readiness checks of the node, by result (ready, not-ready).', labelNames: ['result'] }),
+      commands: counter(r, {
         name: 'tandem_announce_commands_total',
         help: 'Announce commands run, by command (up, down) and outcome (ok, failed, timeout).',
         labelNames: ['command', 'outcome'],
-        registers,
       }),
-      transitions: new Counter({ name: 'tandem_announce_transitions_total', help: 'Verdict changes of the readiness checks, by new verdict (up, down).', labelNames: ['to'], registers }),
-      announced: new Gauge({ name: 'tandem_announce_announced', help: '1 while the last successful command was up, 0 after down, -1 before any.', registers }),
+      transitions: counter(r, { name: 'tandem_announce_transitions_total', help: 'Verdict changes of the readiness checks, by new verdict (up, down).', labelNames: ['to'] }),
+      announced: gauge(r, { name: 'tandem_announce_announced', help: '1 while the last successful command was up, 0 after down, -1 before any.' }),
     };
     this.#m.announced.set(-1);
   }

@@ -1,6 +1,7 @@
 /**
- * `tandem announce --config FILE --node ID [--metrics HOST:PORT]`: the route watchdog of one node
- * (src/announce, docs/deploy-ecmp.md), a process of its own beside `tandem start`.
+ * `tandem announce --config FILE --node ID [--metrics HOST:PORT] [--host HOST] [--admin-port P]`:
+ * the route watchdog of one node (src/announce, docs/deploy-ecmp.md), a process of its own beside
+ * `tandem start`. `--host` and `--admin-port` name a node the file does not list, as for `start`.
  * SIGTERM and SIGINT run `down` once more and exit (no watchdog, no announcement: nothing would
  * withdraw the route if the node died); SIGHUP re-reads the announce settings, refusing an invalid
  * file whole. `--metrics` serves the watchdog's counters at /metrics and its state at /status.
@@ -10,6 +11,7 @@ import { Registry } from 'prom-client';
 import { loadConfigFile, ConfigError, formatIssue } from '../config/load.js';
 import { parseHostPort } from '../config/address.js';
 import type { Config } from '../config/schema.js';
+import { applyLayers, type SelfLayer } from '../config/layers.js';
 import { AdminServer } from '../admin/server.js';
 import { Watchdog, type WatchdogTarget } from '../announce/watchdog.js';
 import type { Io } from './validate.js';
@@ -19,6 +21,13 @@ export interface AnnounceArgs {
   readonly node: string;
   readonly metrics?: string;
   readonly logLevel?: string;
+  /** The node's own address flags, laid over the file as `tandem start` does. */
+  readonly self?: SelfLayer;
+}
+
+function layer(args: AnnounceArgs): ((raw: unknown) => unknown) | undefined {
+  const self = args.self;
+  return self ? (raw) => applyLayers(raw, { self }) : undefined;
 }
 
 function targetOf(config: Config, nodeId: string): WatchdogTarget | null {
@@ -31,7 +40,7 @@ function targetOf(config: Config, nodeId: string): WatchdogTarget | null {
 export async function announceCommand(args: AnnounceArgs, io: Io): Promise<number> {
   let config: Config;
   try {
-    config = loadConfigFile(args.config);
+    config = loadConfigFile(args.config, layer(args));
   } catch (err) {
     if (err instanceof ConfigError) {
       for (const i of err.issues) io.err(formatIssue(i));
@@ -86,7 +95,7 @@ export async function announceCommand(args: AnnounceArgs, io: Io): Promise<numbe
     process.on('SIGINT', () => stop('SIGINT'));
     process.on('SIGHUP', () => {
       try {
-        const next = loadConfigFile(args.config).cluster.announce;
+        const next = loadConfigFile(args.config, layer(args)).cluster.announce;
         if (!next) throw new Error('cluster.announce is no longer set: keeping the running settings');
         watchdog.update(next);
         logger.info('announce settings reloaded');

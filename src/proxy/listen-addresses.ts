@@ -71,7 +71,7 @@ export function listenStream(server: Server, addresses: readonly string[], port:
       void Promise.all(done).then(() => cb?.(err));
     });
   };
-  server.close = closeAll as Server['close'];
+  server.close = closeAll;
   let pending = addresses.length;
   let failed = false;
   const stopAll = (): void => {
@@ -172,22 +172,22 @@ export function bindDatagram(
   socket.prependListener('message', (_msg, rinfo) => {
     if (!fromSibling && routes.size > 0) routes.delete(endpointKey(rinfo.address, rinfo.port));
   });
-  const sendMain = socket.send;
-  socket.send = function send(msg: unknown, port?: unknown, address?: unknown): void {
-    // The (msg, port, address, callback) form is the one the proxies use; any other goes out as
-    // is. `arguments` passed straight to apply costs no array per datagram.
+  const sendMain = socket.send.bind(socket) as (...args: unknown[]) => void;
+  // Fixed parameters (no rest array per datagram). The (msg, port, address, callback) form is the
+  // one the proxies use; any other goes out of the main socket as is.
+  socket.send = ((msg: unknown, port?: unknown, address?: unknown, callback?: unknown, a5?: unknown, a6?: unknown): void => {
     if (typeof port === 'number' && typeof address === 'string') {
       const r = routes.get(endpointKey(address, port));
-      if (r && r.at > Date.now() - limits.idleMs) return (r.via.send as (...a: unknown[]) => void).apply(r.via, arguments as unknown as unknown[]);
+      if (r && r.at > Date.now() - limits.idleMs) return r.via.send(msg as Buffer, port, address, callback as (err: Error | null) => void);
     }
-    return (sendMain as (...a: unknown[]) => void).apply(socket, arguments as unknown as unknown[]);
-  } as DatagramSocket['send'];
+    return sendMain(msg, port, address, callback, a5, a6);
+  }) as DatagramSocket['send'];
   const closeMain = socket.close.bind(socket);
-  socket.close = ((cb?: () => void): DatagramSocket => {
+  socket.close = (cb?: () => void): DatagramSocket => {
     routes.clear();
     for (const s of siblings) closeQuietly(s);
     return closeMain(cb);
-  }) as DatagramSocket['close'];
+  };
   let pending = addresses.length;
   let failed = false;
   const fail = (err: Error): void => {

@@ -95,7 +95,7 @@ test('the node listens on its vip too: http, tcp and udp (the udp reply comes fr
   const echoed = await new Promise<string>((resolve, reject) => {
     const s = connect({ host: VIP, port: TCP_PORT }, () => s.end('ping'));
     let got = '';
-    s.on('data', (d: Buffer) => (got += d));
+    s.on('data', (d: Buffer) => (got += d.toString()));
     s.on('end', () => resolve(got));
     s.on('error', reject);
   });

@@ -97,7 +97,7 @@ test('listenStream: an http server serves both addresses and closes idle keep-al
     new Promise<string>((resolve, reject) => {
       request({ host: h, port: 23304, agent }, (res) => {
         let b = '';
-        res.on('data', (d: Buffer) => (b += d));
+        res.on('data', (d: Buffer) => (b += d.toString()));
         res.on('end', () => resolve(b));
       })
         .on('error', reject)
@@ -167,7 +167,7 @@ test('bindDatagram: an address in use is reported as the socket error', async ()
   const s = createSocket('udp4');
   const err = await new Promise<NodeJS.ErrnoException>((resolve) => {
     s.once('error', resolve);
-    bindDatagram(s, [HOST, VIP], 23307, () => resolve(new Error('bound') as NodeJS.ErrnoException));
+    bindDatagram(s, [HOST, VIP], 23307, () => resolve(new Error('bound')));
   });
   assert.equal(err.code, 'EADDRINUSE');
   s.close();

@@ -49,8 +49,11 @@ interface Outcome {
   text: string;
 }
 
-/** Sends raw bytes to lb1's service port; collects responses until the server ends or goes quiet. */
-function exchange(bytes: Buffer, quietMs = 400, maxMs = 3500): Promise<Outcome> {
+/**
+ * Sends raw bytes to lb1's service port; collects responses until the server ends or goes quiet.
+ * The quiet and hard limits are patience (a busy machine answers late), never a verdict.
+ */
+function exchange(bytes: Buffer, quietMs = 1000, maxMs = 8000): Promise<Outcome> {
   return new Promise((resolve) => {
     const s = net.connect(PORT, c.node('lb1').host);
     const chunks: Buffer[] = [];

@@ -103,13 +103,12 @@ function attempt(a: LoadArgs, agent: Agent, key: string, localAddress: string): 
   return new Promise((resolve) => {
     let socket: Socket | null = null;
     let settled = false;
-    let req: ClientRequest;
     const done = (r: Omit<Attempt, 'socket' | 'reused'>): void => {
       if (settled) return;
       settled = true;
       resolve({ ...r, socket, reused: req.reusedSocket });
     };
-    req = request(
+    const req: ClientRequest = request(
       { host: a.vip, port: a.httpPort, path: `/s?k=${key}`, headers: { 'x-session': key }, agent, localAddress, timeout: a.attemptTimeoutMs },
       (res) => {
         let body = '';

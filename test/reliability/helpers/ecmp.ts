@@ -72,13 +72,16 @@ export function ecmpUnavailable(): string | null {
   return null;
 }
 
-function killNamespace(ns: string): void {
-  let pids: string[] = [];
+function output(args: readonly string[]): string | null {
   try {
-    pids = ip(['netns', 'pids', ns]).split('\n').filter(Boolean);
+    return ip(args);
   } catch {
-    return;
+    return null;
   }
+}
+
+function killNamespace(ns: string): void {
+  const pids = output(['netns', 'pids', ns])?.split('\n').filter(Boolean) ?? [];
   for (const p of pids) {
     try {
       process.kill(Number(p), 'SIGKILL');
@@ -88,25 +91,21 @@ function killNamespace(ns: string): void {
   }
 }
 
+function processAlive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
 /** Namespaces of earlier runs whose test process is gone. */
 function removeStale(): void {
-  let list = '';
-  try {
-    list = ip(['netns', 'list']);
-  } catch {
-    return;
-  }
-  for (const line of list.split('\n')) {
+  for (const line of (output(['netns', 'list']) ?? '').split('\n')) {
     const m = /^(tde(\d+)-\w+)/.exec(line.trim());
     if (!m) continue;
-    let alive = false;
-    try {
-      process.kill(Number(m[2]), 0);
-      alive = Number(m[2]) !== process.pid;
-    } catch {
-      alive = false;
-    }
-    if (alive) continue;
+    if (Number(m[2]) !== process.pid && processAlive(Number(m[2]))) continue;
     killNamespace(m[1]);
     try {
       ip(['netns', 'del', m[1]]);
