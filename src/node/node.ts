@@ -75,6 +75,8 @@ export class TandemNode implements NodeControl {
   #candidateNodes: RendezvousNode[] = [];
   #timers: NodeJS.Timeout[] = [];
   #draining = false;
+  /** Set while shutdown() waits out `withdrawGraceMs`. */
+  #endGrace: (() => void) | null = null;
   /** Communications per second over the last few seconds (EWMA of router lookups). */
   #rate = { last: 0, perSec: 0 };
   #started = false;
@@ -299,12 +301,28 @@ export class TandemNode implements NodeControl {
   }
 
   /**
-   * Graceful stop (SIGTERM): report not ready, stop accepting, hand this node's flows to their
-   * backups (replicated before exit), let open work finish within the drain timeout.
+   * Graceful stop (SIGTERM): report not ready; when a route watchdog announces this node
+   * (`cluster.announce`), keep serving for `withdrawGraceMs` so that it withdraws the route and the
+   * router stops sending before anything closes (docs/deploy-ecmp.md); then stop accepting, hand
+   * this node's flows to their backups (replicated before exit), let open work finish within the
+   * drain timeout.
    */
   async shutdown(): Promise<void> {
     if (this.#draining) return;
     this.#draining = true;
+    const graceMs = this.#config.cluster.announce?.withdrawGraceMs ?? 0;
+    if (graceMs > 0) {
+      this.logger.info({ withdrawGraceMs: graceMs }, 'not ready: serving on while the route is withdrawn');
+      this.events.add('lifecycle', `node not ready (SIGTERM): serving ${graceMs} ms more while the route is withdrawn`);
+      await new Promise<void>((resolve) => {
+        const timer = setTimeout(resolve, graceMs);
+        this.#endGrace = () => {
+          clearTimeout(timer);
+          resolve();
+        };
+      });
+      this.#endGrace = null;
+    }
     this.logger.info({ drainTimeoutMs: this.#config.cluster.drainTimeoutMs }, 'draining');
     this.events.add('lifecycle', 'node draining (SIGTERM)');
     // Peers stop ranking this node for new flows (etcd; bounded, and skipped when etcd is away).
@@ -318,6 +336,14 @@ export class TandemNode implements NodeControl {
     await this.services.drain(this.#config.cluster.drainTimeoutMs);
     await this.cluster.flush();
     await this.stop();
+  }
+
+  /** Cut the withdraw grace short (a second SIGTERM): drain now. False when not in the grace. */
+  endGrace(): boolean {
+    const end = this.#endGrace;
+    if (!end) return false;
+    end();
+    return true;
   }
 
   /**

@@ -69,8 +69,8 @@ export class Services {
     const wanted = new Map(config.services.map((s) => [s.name, s]));
     for (const [name, r] of this.#running) {
       const next = wanted.get(name);
-      // A changed protocol, port or TLS on/off is a different listener: stop the old one, start a new one.
-      if (!next || next.protocol !== r.cfg.protocol || next.port !== r.cfg.port || Boolean(next.tls) !== Boolean(r.cfg.tls)) {
+      // A changed protocol, port, vip or TLS on/off is a different listener: stop the old one, start a new one.
+      if (!next || next.protocol !== r.cfg.protocol || next.port !== r.cfg.port || next.vip !== r.cfg.vip || Boolean(next.tls) !== Boolean(r.cfg.tls)) {
         await r.proxy.drain(config.cluster.drainTimeoutMs);
         await r.proxy.stop();
         this.#running.delete(name);

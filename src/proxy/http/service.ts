@@ -14,6 +14,7 @@ import net, { type Server, type Socket } from 'node:net';
 import { performance } from 'node:perf_hooks';
 import type { Logger } from 'pino';
 import type { ProxyContext, ServiceProxy } from '../context.js';
+import { listenAddresses, listenStream } from '../listen-addresses.js';
 import type { ServiceConfig, ServiceTlsConfig } from '../../config/schema.js';
 import type { EpochSecretSource } from '../../cluster/ticket-key-share.js';
 import { TlsListener } from '../../tls/listener.js';
@@ -158,7 +159,7 @@ export class HttpServiceProxy implements ServiceProxy, ClientHost, OwnerHost, Fo
     this.#server = server;
     await new Promise<void>((resolve, reject) => {
       server.once('error', reject);
-      server.listen(this.#cfg.port, this.#ctx.self.host, () => {
+      listenStream(server, listenAddresses(this.#ctx.self.host, this.#cfg), this.#cfg.port, () => {
         server.off('error', reject);
         resolve();
       });

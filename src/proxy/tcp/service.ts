@@ -25,6 +25,7 @@ import { SniReader, sniFlowKey } from '../../flowkey/sni.js';
 import { peekFirstBytes } from '../../tls/peek.js';
 import type { BackendState } from '../../upstream/pool.js';
 import type { ProxyContext, ServiceProxy } from '../context.js';
+import { listenAddresses, listenStream } from '../listen-addresses.js';
 import { SERVED, stop, type Attempt, type AttemptResult, type HopKind } from '../hops.js';
 import { connectLocal, type LocalFailure } from './backend.js';
 import type { BufferPool } from './buffers.js';
@@ -177,7 +178,7 @@ export class TcpServiceProxy implements ServiceProxy {
     server.on('error', (err) => this.#ctx.logger.error({ service: this.name, err }, 'tcp listener error'));
     await new Promise<void>((resolve, reject) => {
       server.once('error', reject);
-      server.listen({ host: this.#ctx.self.host, port: this.#cfg.port }, () => {
+      listenStream(server, listenAddresses(this.#ctx.self.host, this.#cfg), this.#cfg.port, () => {
         server.off('error', reject);
         resolve();
       });

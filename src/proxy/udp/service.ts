@@ -19,6 +19,7 @@
 import { createSocket, type RemoteInfo, type Socket } from 'node:dgram';
 import { isIP } from 'node:net';
 import type { ProxyContext, ServiceProxy } from '../context.js';
+import { bindDatagram, listenAddresses } from '../listen-addresses.js';
 import type { ServiceConfig } from '../../config/schema.js';
 import type { FlowEntry } from '../../cluster/flow-entry.js';
 import type { BackendState } from '../../upstream/pool.js';
@@ -112,7 +113,7 @@ export class UdpServiceProxy implements ServiceProxy {
     socket.on('error', (err) => this.#ctx.logger.warn({ err, service: this.name }, 'udp service socket error'));
     await new Promise<void>((resolve, reject) => {
       socket.once('error', reject);
-      socket.bind(this.#cfg.port, host, () => {
+      bindDatagram(socket, listenAddresses(host, this.#cfg), this.#cfg.port, () => {
         socket.off('error', reject);
         resolve();
       });
