@@ -92,6 +92,7 @@ export class Cluster extends EventEmitter<ClusterEvents> {
   #nodeIds: readonly string[];
   readonly #controlHandlers = new Map<number, ControlFrameHandler>();
   readonly #linkUpHandlers: Array<(peerId: string) => void> = [];
+  readonly #incarnation = newIncarnation();
   #state: 'new' | 'started' | 'stopped' = 'new';
 
   constructor(opts: ClusterOptions) {
@@ -123,7 +124,7 @@ export class Cluster extends EventEmitter<ClusterEvents> {
       metrics,
       logger: log,
       tuning,
-      incarnation: newIncarnation(),
+      incarnation: this.#incarnation,
       isReady: () => this.#readiness.ready,
       onRemoteEntries: (entries, from) => {
         // A listener's bug must not be blamed on the peer (it would drop the control link).
@@ -136,6 +137,8 @@ export class Cluster extends EventEmitter<ClusterEvents> {
       onSnapshotComplete: (peerId, senderReady) => this.#readiness.snapshotComplete(peerId, senderReady),
     });
     metrics.setLagSource(() => this.#replicator.lagSeconds());
+    const hlc = opts.hlc;
+    if (hlc.aheadMs !== undefined) metrics.setAheadSource(() => hlc.aheadMs!());
     this.#membership = new Membership({
       settings: s,
       selfId: opts.selfId,
@@ -298,6 +301,19 @@ export class Cluster extends EventEmitter<ClusterEvents> {
     if (link === null || link.closed) return false;
     link.send(frame);
     return true;
+  }
+
+  /**
+   * This process's incarnation (8 random bytes, announced in OPEN on every control link) and the
+   * one a peer last announced to us, or null before its first OPEN: per-link epochs agreed over
+   * the authenticated links, for data-plane freshness without wall clocks (docs/protocol.md).
+   */
+  get incarnation(): Buffer {
+    return this.#incarnation;
+  }
+
+  peerIncarnation(id: string): Buffer | null {
+    return this.#replicator.peerIncarnation(id);
   }
 
   /** An authenticated data-plane connection to a peer (peer-transport.ts, dial()). */

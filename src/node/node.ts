@@ -404,9 +404,8 @@ export class TandemNode implements NodeControl {
   handOver(): number {
     const alive = new Set(this.#candidates.filter((id) => id !== this.self.id));
     const mine = [...this.flows()].filter((e) => e.primary === this.self.id || e.backup === this.self.id);
-    // None of the new primaries is this node, so reprotectAll publishes none of them: this node does.
+    // reprotectAll replicates what it writes.
     const written = this.router.reprotectAll(mine, alive);
-    for (const e of written) this.cluster.publish(e);
     this.logger.info({ flows: written.length }, 'flows handed over');
     return written.length;
   }

@@ -29,6 +29,14 @@ export interface DataPlane {
   off?(event: 'peer-state', listener: (id: string, state: PeerState, prev: PeerState) => void): unknown;
   /** Accept authenticated streams of a channel from peers. */
   onChannel(channel: DataChannel, handler: (socket: Duplex, peerId: string, session: { key: Buffer }) => void): void;
+  /**
+   * This node's incarnation (8 random bytes per process start) and the one each peer announced on
+   * its authenticated control link (null before its first OPEN). The UDP data plane binds every
+   * datagram to both: freshness from the links, not from wall clocks (docs/protocol.md). Optional
+   * for test doubles of the other proxies; the UDP data plane refuses to start without them.
+   */
+  readonly incarnation?: Buffer;
+  peerIncarnation?(id: string): Buffer | null;
 }
 
 /** What a service that terminates TLS needs from its node (docs/tls.md). */

@@ -5,7 +5,8 @@
  *
  * The cluster transport has already authenticated the peer. Each stream must then start with a
  * forward header (stream-header.ts) that passes, in order: layout, MAC (constant time), ingress =
- * the authenticated peer, timestamp within the window, nonce not seen (replay.ts). Anything else
+ * the authenticated peer, nonce not seen (replay.ts; freshness is the stream's own handshake, no
+ * clock is read). Anything else
  * is refused — the stream is destroyed without an answer — and counted in
  * tandem_tcp_forward_rejected_total{reason} (malformed, mac, misrouted, stale, replay, timeout,
  * unknown-service). A pre-opened stream (peer-pool.ts) may wait for its
@@ -27,7 +28,7 @@ import {
 } from './stream-header.js';
 
 /** Metric labels, the words the UDP data plane uses for the same checks (`mac`, `misrouted`). */
-export type ForwardRejectReason = 'malformed' | 'mac' | 'misrouted' | 'stale' | 'replay' | 'timeout' | 'unknown-service';
+export type ForwardRejectReason = 'malformed' | 'mac' | 'misrouted' | 'replay' | 'timeout' | 'unknown-service';
 
 export interface TcpDataPlaneOptions {
   /** How long a stream may wait for its header: longer than the pool's idle recycling (30 s). Default 60 s. */
@@ -35,7 +36,6 @@ export interface TcpDataPlaneOptions {
   /** Once the first header byte arrived, the rest must follow within this. Default 5 s. */
   readonly headerRestMs?: number;
   readonly replay?: ReplayCacheOptions;
-  readonly now?: () => number;
 }
 
 const noop = () => {};
@@ -49,7 +49,6 @@ export class TcpDataPlane {
   readonly #m: TcpMetrics;
   readonly #headerTimeoutMs: number;
   readonly #headerRestMs: number;
-  readonly #now: () => number;
   readonly #pending = new Set<Duplex>();
   #started = false;
   #stopped = false;
@@ -62,7 +61,6 @@ export class TcpDataPlane {
     this.#m = tcpMetrics(ctx.registry);
     this.#headerTimeoutMs = opts.headerTimeoutMs ?? 60_000;
     this.#headerRestMs = opts.headerRestMs ?? 5000;
-    this.#now = opts.now ?? Date.now;
   }
 
   /** Registers the 'tcp' channel handler (once per node). */
@@ -135,7 +133,7 @@ export class TcpDataPlane {
     if (!d.ok) return d.reason === 'bad_mac' ? 'mac' : d.reason;
     // A stream is never forwarded twice, so the ingress node is always the peer that sent it.
     if (d.header.ingress !== peerId) return 'misrouted';
-    const v = this.#replay.check(d.header.ingress, d.header.timestampMs, d.header.nonce, this.#now());
+    const v = this.#replay.check(d.header.ingress, d.header.nonce);
     if (v !== 'ok') return v;
     return d.header;
   }

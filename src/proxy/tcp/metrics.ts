@@ -14,7 +14,7 @@ export interface TcpMetrics {
   readonly forwards: Counter<'service' | 'kind'>;
   /** Client bytes: in = client → backend, out = backend → client (counted on the ingress node). */
   readonly bytes: Counter<'service' | 'direction'>;
-  /** Forwarded streams refused by the data plane: malformed | mac | misrouted | stale | replay | timeout | unknown-service. */
+  /** Forwarded streams refused by the data plane: malformed | mac | misrouted | replay | timeout | unknown-service. */
   readonly forwardRejected: Counter<'reason'>;
   /** Connections refused or failed, by reason: limit | draining | no-backend | backend-failed | backend-timeout | unavailable | unknown-service | flow-key. */
   readonly rejected: Counter<'service' | 'reason'>;

@@ -11,7 +11,7 @@ import { perRegistry, takeOverName } from '../../metrics.js';
 export type Direction = 'in' | 'out';
 export type HopLabel = 'local' | 'forwarded';
 export type EvictReason = 'lru' | 'idle';
-export type RejectReason = 'malformed' | 'unknown-sender' | 'source-mismatch' | 'mac' | 'timestamp' | 'replay' | 'misrouted';
+export type RejectReason = 'malformed' | 'unknown-sender' | 'source-mismatch' | 'mac' | 'stale' | 'replay' | 'misrouted';
 export type DropReason =
   | 'flow-key'
   | 'unavailable'
@@ -70,7 +70,7 @@ export class UdpMetrics {
     });
     this.rejected = new Counter({
       name: fresh('tandem_udp_rejected_total'),
-      help: 'Datagrams refused on the UDP data-plane port: malformed, unknown-sender, source-mismatch, mac, timestamp, replay, misrouted.',
+      help: 'Datagrams refused on the UDP data-plane port: malformed, unknown-sender, source-mismatch, mac, stale (another incarnation of either end), replay, misrouted.',
       labelNames: ['reason'],
       registers,
     });

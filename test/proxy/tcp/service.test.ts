@@ -174,7 +174,7 @@ test('tcp: a dead backend fails the connection (reset) and is counted', async ()
   assert.ok(failed >= 1);
 });
 
-test('tcp: forged forwards — junk, a bad MAC, a wrong ingress and a replayed header are refused', async () => {
+test('tcp: forged forwards — junk, a bad MAC, a wrong ingress and a replayed header are refused; a skewed timestamp is not', async () => {
   const lb2 = cluster.node('lb2');
   const key = deriveForwardKey(cluster.config.cluster.secret);
   const h = {
@@ -209,9 +209,10 @@ test('tcp: forged forwards — junk, a bad MAC, a wrong ingress and a replayed h
   assert.equal(await rejected('mac'), 1);
   assert.equal(await send(encodeForwardHeader(key, h), 'lb3'), null, 'header of lb1 on a stream from lb3');
   assert.equal(await rejected('misrouted'), 1);
-  const old = encodeForwardHeader(key, { ...h, timestampMs: Date.now() - 60_000 });
-  assert.equal(await send(old), null);
-  assert.equal(await rejected('stale'), 1);
+  // No clock is compared: a header stamped by a clock an hour off is served (the stream's own
+  // handshake is what makes it fresh, replay.ts).
+  const skewed = encodeForwardHeader(key, { ...h, timestampMs: Date.now() - 3_600_000 });
+  assert.deepEqual(await send(skewed), Buffer.from([ForwardStatus.OK]));
 });
 
 test('tcp: client-ip failover — primary killed: same backend through the backup, then re-owned', async () => {

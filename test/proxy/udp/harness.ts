@@ -3,6 +3,7 @@
  * (instant replication), a fake membership view, real pools and real UDP sockets on
  * 127.0.0.1-3. The acceptance tests against real node processes are in cluster.test.ts.
  */
+import { createHash } from 'node:crypto';
 import { createSocket, type Socket } from 'node:dgram';
 import { pino } from 'pino';
 import { Registry } from 'prom-client';
@@ -17,6 +18,11 @@ import { UdpServiceProxy } from '../../../src/proxy/udp/service.js';
 import { Forwarder } from '../../../src/proxy/hops.js';
 
 export const SECRET = 'udp-harness-secret-0123456789';
+
+/** A node's incarnation in the fake cluster (8 bytes, fixed per id; real ones are random per start). */
+export function incarnationOf(id: string): Buffer {
+  return createHash('sha256').update(id).digest().subarray(0, 8);
+}
 
 export function udpService(name: string, port: number, backends: readonly string[], extra: Partial<ServiceConfig> = {}): ServiceConfig {
   return {
@@ -119,6 +125,9 @@ export async function fakeCluster(opts: { ids: readonly string[]; peerBase: numb
       markSuspect: () => undefined,
       dial: () => Promise.reject(new Error('not used by udp')),
       onChannel: () => undefined,
+      // What the control links would have agreed: every node's incarnation, known to all.
+      incarnation: incarnationOf(self.id),
+      peerIncarnation: (id) => (opts.ids.includes(id) ? incarnationOf(id) : null),
     };
     const made: { proxy?: UdpServiceProxy } = {};
     const view = configs.map((n) => (n.id !== self.id && opts.unresolved?.includes(n.id) ? { ...n, host: `${n.id}.invalid` } : n));
