@@ -375,7 +375,7 @@ function build(raw: RawConfig, secrets: Secrets, baseDir: string, source: string
       tls: tls
         ? {
             certificates: (tls.certificates ?? []).map((c) => ({ cert: abs(c.cert), key: abs(c.key) })),
-            acme: tls.acme ? { directory: tls.acme.directory, email: tls.acme.email, domains: tls.acme.domains, caFile: tls.acme.caFile ? abs(tls.acme.caFile) : null } : null,
+            acme: tls.acme ? { directory: tls.acme.directory, email: tls.acme.email, domains: tls.acme.domains, caFile: tls.acme.caFile ? abs(tls.acme.caFile) : null, challengePort: tls.acme.challengePort } : null,
             alpn: tls.alpn,
             sessionTickets: tls.sessionTickets,
           }
@@ -400,6 +400,7 @@ function build(raw: RawConfig, secrets: Secrets, baseDir: string, source: string
       drainTimeoutMs: c.drainTimeoutMs,
       logLevel: c.logLevel,
       tls: c.tls ? { cert: abs(c.tls.cert), key: abs(c.tls.key), ca: abs(c.tls.ca) } : null,
+      stateDir: c.stateDir ? abs(c.stateDir) : null,
       discovery: c.discovery ? { etcd: buildEtcd(c.discovery.etcd, c.name, secrets.etcdPassword, abs) } : null,
       nodes: c.nodes,
     },

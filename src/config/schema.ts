@@ -60,6 +60,8 @@ const clusterSchema = strictObject({
     errorMap: () => ({ message: 'must be one of fatal, error, warn, info, debug, trace, silent' }),
   }).default('info'),
   tls: tlsSchema.optional(),
+  /** What a node keeps across restarts; each node uses its own subdirectory, named by node id. */
+  stateDir: str('a directory path').optional(),
   discovery: discoverySchema.optional(),
   // At least one node unless cluster.discovery is set (checked in load.ts, crossCheck).
   nodes: z.array(nodeSchema, { invalid_type_error: 'must be a list of nodes', required_error: 'is required' }).default([]),
@@ -117,6 +119,8 @@ const acmeSchema = strictObject({
     .array(str(), { invalid_type_error: 'must be a list of domain names', required_error: 'is required' })
     .min(1, 'must list at least one domain'),
   caFile: str('a file path').optional(),
+  /** The port the ACME server validates HTTP-01 on (80 by RFC 8555 section 8.3; a test server may differ). */
+  challengePort: int(1, 65_535).default(80),
 });
 
 /** `services[].tls` (http services): this service terminates TLS (docs/tls.md). */
@@ -209,6 +213,7 @@ export interface AcmeConfig {
   readonly domains: readonly string[];
   /** Absolute path, or null. */
   readonly caFile: string | null;
+  readonly challengePort: number;
 }
 
 /** `services[].tls` after loading: paths absolute, defaults applied. */
@@ -269,6 +274,8 @@ export interface ClusterConfig {
   readonly drainTimeoutMs: number;
   readonly logLevel: RawConfig['cluster']['logLevel'];
   readonly tls: { readonly cert: string; readonly key: string; readonly ca: string } | null;
+  /** Absolute directory for what a node keeps across restarts (`<stateDir>/<node id>/`); null: nothing kept. */
+  readonly stateDir?: string | null;
   /** Membership and configuration through etcd; null when the file's nodes are the whole membership. */
   readonly discovery: DiscoveryConfig | null;
   readonly nodes: readonly NodeConfig[];

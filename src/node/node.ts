@@ -12,6 +12,8 @@ import { Hlc } from '../cluster/hlc.js';
 import { Rendezvous, type RendezvousNode } from '../cluster/rendezvous.js';
 import { Cluster } from '../cluster/cluster.js';
 import { TicketKeyShare } from '../cluster/ticket-key-share.js';
+import { AcmeManager, type AcmeTuning } from '../acme/manager.js';
+import { ChallengeServer } from '../acme/challenge-server.js';
 import { FlowRouter } from '../cluster/router.js';
 import { Forwarder } from '../proxy/hops.js';
 import type { FlowEntry } from '../cluster/flow-entry.js';
@@ -38,6 +40,8 @@ export interface NodeOptions {
   readonly self?: SelfLayer;
   /** Test knobs of the etcd session. */
   readonly discoveryTuning?: Partial<DiscoveryTuning>;
+  /** Test knobs of ACME (retry back-off, tick). */
+  readonly acmeTuning?: Partial<AcmeTuning>;
 }
 
 export class TandemNode implements NodeControl {
@@ -57,6 +61,9 @@ export class TandemNode implements NodeControl {
   readonly cluster: Cluster;
   /** The cluster's TLS session-ticket keys (docs/tls.md), for services with `sessionTickets: cluster`. */
   readonly ticketKeys: TicketKeyShare;
+  /** ACME certificates for the whole tier (docs/tls.md, "ACME"); the HTTP engine calls acme.challengeResponse(path). */
+  readonly acme: AcmeManager;
+  #challengeServers = new Map<number, ChallengeServer>();
   readonly router: FlowRouter;
   /** The one forwarding loop, handed to every proxy (it holds the single peer-state subscription). */
   readonly forwarder: Forwarder;
@@ -128,6 +135,16 @@ export class TandemNode implements NodeControl {
       secret: config.cluster.secret,
       logger: this.logger.child({ component: 'tls-tickets' }),
       registry: this.registry,
+    });
+    // Loads the certificates kept in the state directory now, before any peer is reachable.
+    this.acme = new AcmeManager({
+      plane: this.cluster,
+      clusterName: config.cluster.name,
+      secret: config.cluster.secret,
+      stateDir: config.cluster.stateDir ?? null,
+      logger: this.logger.child({ component: 'acme' }),
+      registry: this.registry,
+      tuning: opts.acmeTuning,
     });
     this.#recomputeCandidates();
     this.router = new FlowRouter({
@@ -232,6 +249,7 @@ export class TandemNode implements NodeControl {
     // Discovery first (bounded: etcd may be down): the first dials and the pushed services.
     await this.membership.start();
     this.#membersChanged();
+    await this.#applyAcme(this.#config);
     await this.cluster.start();
     await this.services.startDataPlanes();
     // Client-facing listeners open once the table is synced: a node that accepted traffic before
@@ -263,6 +281,7 @@ export class TandemNode implements NodeControl {
     this.membership.setFileNodes(next.cluster.nodes);
     this.admin.token = next.cluster.adminToken;
     this.#applyTicketKeys(this.#config);
+    await this.#applyAcme(this.#config);
     await this.services.apply(this.#config);
     for (const e of this.table.entries(CONTROL_SERVICE)) this.#applyDrain(e);
     this.logger.info({ services: next.services.length, nodesChanged: changedNodes }, 'config reloaded');
@@ -377,6 +396,9 @@ export class TandemNode implements NodeControl {
     this.#timers = [];
     await this.services.stop();
     this.ticketKeys.stop();
+    this.acme.stop();
+    for (const c of this.#challengeServers.values()) await c.close();
+    this.#challengeServers.clear();
     this.forwarder.close();
     await this.cluster.stop();
     await this.membership.stop(true);
@@ -478,6 +500,31 @@ export class TandemNode implements NodeControl {
       else if ((!this.#heard.has(n.id) || this.stateOf(n.id) !== 'dead') && this.membership.eligible(n.id)) out.add(n.id);
     }
     return out;
+  }
+
+  /**
+   * ACME certificates, and an HTTP-01 listener on each challenge port where no http service of
+   * this node listens (an http service answers challenges itself, docs/tls.md "ACME").
+   */
+  async #applyAcme(config: Config): Promise<void> {
+    await this.acme.apply(config);
+    const httpPorts = new Set(config.services.filter((s) => s.protocol === 'http' && !s.tls).map((s) => s.port));
+    const want = new Set(this.acme.challengePorts().filter((p) => !httpPorts.has(p)));
+    for (const [port, c] of this.#challengeServers) {
+      if (want.has(port)) continue;
+      await c.close();
+      this.#challengeServers.delete(port);
+    }
+    for (const port of want) {
+      if (this.#challengeServers.has(port)) continue;
+      const c = new ChallengeServer((path) => this.acme.challengeResponse(path));
+      try {
+        await c.listen(this.self.host, port);
+        this.#challengeServers.set(port, c);
+      } catch (err) {
+        this.logger.error({ port, err: (err as Error).message }, 'cannot listen for ACME HTTP-01 challenges');
+      }
+    }
   }
 
   /** Cluster ticket keys are made and sent only while some service uses them (docs/protocol.md §10). */

@@ -4,7 +4,6 @@
  * every reload: services are added, removed or updated in place, and pools keep the runtime state
  * of backends that stay (so a reload forgets neither flows nor counters).
  */
-import { TandemError, ErrorCodes } from '../errors.js';
 import type { Config, ServiceConfig } from '../config/schema.js';
 import type { ProxyContext, ServiceProxy } from '../proxy/context.js';
 import { UpstreamPool } from '../upstream/pool.js';
@@ -59,12 +58,13 @@ export class Services {
   }
 
   /** Bring the running services in line with `config`. */
-  async apply(config: Config): Promise<void> {
-    // A `tls:` section must never be served as cleartext: refuse it until the HTTP service
-    // terminates TLS through src/tls (docs/tls.md, "Status").
-    for (const s of config.services) {
-      if (s.tls) throw new TandemError(ErrorCodes.CONFIG_INVALID, `service ${s.name}: TLS termination is not served by the http service yet (docs/tls.md)`);
-    }
+  async apply(full: Config): Promise<void> {
+    // A `tls:` section must never be served as cleartext: such a service is not started until the
+    // HTTP service terminates TLS through src/tls (docs/tls.md, "Status"); the rest of the node
+    // (and ACME, which keeps its certificate ready) runs.
+    const skipped = full.services.filter((s) => s.tls);
+    for (const s of skipped) this.#ctx.logger.error({ service: s.name }, 'TLS termination is not served by the http service yet (docs/tls.md): service not started');
+    const config = skipped.length === 0 ? full : { ...full, services: full.services.filter((s) => !s.tls) };
     const wanted = new Map(config.services.map((s) => [s.name, s]));
     for (const [name, r] of this.#running) {
       const next = wanted.get(name);
