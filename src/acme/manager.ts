@@ -16,11 +16,12 @@
  *   certificates); on failure exponential back-off with jitter; at most one order at a time per
  *   node and never two starts within `minOrderGapMs`: the rate of ACME requests is bounded.
  */
-import { createHash, X509Certificate } from 'node:crypto';
+import { X509Certificate } from 'node:crypto';
 import { createSecureContext } from 'node:tls';
 import type { Logger } from 'pino';
 import type { Registry } from 'prom-client';
 import type { Config } from '../config/schema.js';
+import { specsOf, type AcmeSpec } from './spec.js';
 import { FrameType } from '../cluster/frame.js';
 import { Rendezvous } from '../cluster/rendezvous.js';
 import type { CertificateStore } from '../tls/store.js';
@@ -70,16 +71,6 @@ export interface AcmeManagerOptions {
   readonly now?: () => number;
 }
 
-export interface AcmeSpec {
-  readonly id: string;
-  readonly services: readonly string[];
-  readonly directory: string;
-  readonly email: string;
-  readonly domains: readonly string[];
-  readonly caFile: string | null;
-  readonly challengePort: number;
-}
-
 interface Held extends StoredPem {
   readonly issuer: string;
   readonly notBefore: number;
@@ -118,24 +109,6 @@ export interface CertificateReadout {
 }
 
 const MAX_HELD = 256;
-
-/** A stable file-safe id for a certificate: its first name and a hash of directory and names. */
-export function certificateId(directory: string, domains: readonly string[]): string {
-  const h = createHash('sha256').update(`${directory}\0${[...domains].map((d) => d.toLowerCase()).sort().join(',')}`).digest('hex').slice(0, 10);
-  return `${domains[0].toLowerCase().replace(/[^a-z0-9.-]/g, '_')}-${h}`;
-}
-
-export function specsOf(config: Config): AcmeSpec[] {
-  const byId = new Map<string, AcmeSpec>();
-  for (const s of config.services) {
-    const a = s.tls?.acme;
-    if (!a) continue;
-    const id = certificateId(a.directory, a.domains);
-    const had = byId.get(id);
-    byId.set(id, had ? { ...had, services: [...had.services, s.name] } : { id, services: [s.name], directory: a.directory, email: a.email, domains: a.domains, caFile: a.caFile, challengePort: a.challengePort });
-  }
-  return [...byId.values()];
-}
 
 export class AcmeManager {
   readonly challenges: ChallengeTable;

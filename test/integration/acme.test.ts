@@ -11,7 +11,7 @@ import { statSync, readdirSync } from 'node:fs';
 import { TestCluster, TEST_SECRET, sleep } from '../helpers/cluster.js';
 import { Pebble, havePebble } from '../helpers/pebble.js';
 import { Rendezvous } from '../../src/cluster/rendezvous.js';
-import { certificateId } from '../../src/acme/manager.js';
+import { certificateId } from '../../src/acme/spec.js';
 
 const PEBBLE_HOST = '127.0.0.60';
 const PEBBLE_PORT = 27010;
