@@ -1,15 +1,11 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { ClientHelloReader, type ClientHelloStatus } from '../../src/tls/client-hello.js';
+import { ClientHelloReader } from '../../src/tls/client-hello.js';
 import { GOLDEN_HELLOS, buildHello, chunks, extension, reRecord, sniExtension } from './hello-fixtures.js';
 
 function feed(parts: Buffer[], max?: number): ClientHelloReader {
   const r = new ClientHelloReader(max);
-  let st: ClientHelloStatus = 'need-more';
-  for (const p of parts) {
-    st = r.push(p);
-    if (st !== 'need-more') break;
-  }
+  for (const p of parts) if (r.push(p) !== 'need-more') break;
   return r;
 }
 
