@@ -112,6 +112,13 @@ describe('ACME against pebble', { skip: havePebble() ? false : 'pebble or dnsmas
   it('forced renewal (asked of any node) replaces the certificate on all nodes', async () => {
     const before = (await certs(a!, 'lb1'))[0].fingerprint;
     const asker = otherA;
+    // Bad input: a malformed body, an unknown certificate, no token.
+    assert.equal((await a!.post(asker, '/api/certificates/renew', { certificates: 5 })).status, 400);
+    assert.equal((await a!.post(asker, '/api/certificates/renew', { certificates: ['nope'] })).status, 404);
+    assert.equal((await a!.post(asker, '/api/certificates/renew', {}, null)).status, 401);
+    // The challenge listener answers only known tokens.
+    const unknown = await fetch(`http://${HOSTS[asker]}:${CHALLENGE_PORT}/.well-known/acme-challenge/nope`);
+    assert.equal(unknown.status, 404);
     const r = await a!.post(asker, '/api/certificates/renew', {});
     assert.equal(r.status, 202);
     const fp = await converged(a!, ['lb1', 'lb2', 'lb3'], before);
