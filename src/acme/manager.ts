@@ -16,48 +16,22 @@
  *   certificates); on failure exponential back-off with jitter; at most one order at a time per
  *   node and never two starts within `minOrderGapMs`: the rate of ACME requests is bounded.
  */
-import { X509Certificate } from 'node:crypto';
-import { createSecureContext } from 'node:tls';
 import type { Logger } from 'pino';
 import type { Registry } from 'prom-client';
 import type { Config } from '../config/schema.js';
-import { specsOf, type AcmeSpec } from './spec.js';
 import { FrameType } from '../cluster/frame.js';
 import { Rendezvous } from '../cluster/rendezvous.js';
 import type { CertificateStore } from '../tls/store.js';
 import { ChallengeTable } from './challenges.js';
 import { acmeMetrics, type AcmeMetrics } from './metrics.js';
-import { certificateInfo, configureTransport, createAccountKey, order } from './order.js';
+import { configureTransport, createAccountKey, order } from './order.js';
+import { checkCertificate, renewTime, type Held } from './held.js';
+import { DEFAULT_ACME_TUNING, type AcmePlane, type AcmeTuning } from './plane.js';
+export type { AcmePlane, AcmeTuning } from './plane.js';
 import { selfSigned } from './self-signed.js';
+import { specsOf, type AcmeSpec } from './spec.js';
 import { AcmeStateDir, type StoredPem } from './state-dir.js';
 import { AcmeSealer, type AcmeMessage } from './wire.js';
-
-/** The part of Cluster (src/cluster/cluster.ts) ACME uses. */
-export interface AcmePlane {
-  readonly selfId: string;
-  readonly nodeIds: readonly string[];
-  readonly ready: boolean;
-  alive(): ReadonlySet<string>;
-  onControlFrame(type: number, handler: (peerId: string, payload: Buffer) => void): void;
-  onControlLinkUp(handler: (peerId: string) => void): void;
-  sendControl(peerId: string, frame: Buffer): boolean;
-}
-
-export interface AcmeTuning {
-  readonly tickMs: number;
-  readonly retryBaseMs: number;
-  readonly retryMaxMs: number;
-  readonly minOrderGapMs: number;
-  readonly requestTimeoutMs: number;
-  /** How long a challenge answer lives on the nodes. */
-  readonly challengeTtlMs: number;
-  /** After sending a challenge answer to the peers, before telling the ACME server to validate. */
-  readonly spreadMs: number;
-}
-
-export const DEFAULT_ACME_TUNING: AcmeTuning = {
-  tickMs: 1000, retryBaseMs: 5000, retryMaxMs: 3_600_000, minOrderGapMs: 1000, requestTimeoutMs: 10_000, challengeTtlMs: 300_000, spreadMs: 250,
-};
 
 export interface AcmeManagerOptions {
   readonly plane: AcmePlane;
@@ -69,14 +43,6 @@ export interface AcmeManagerOptions {
   readonly registry: Registry;
   readonly tuning?: Partial<AcmeTuning>;
   readonly now?: () => number;
-}
-
-interface Held extends StoredPem {
-  readonly issuer: string;
-  readonly notBefore: number;
-  readonly notAfter: number;
-  readonly names: readonly string[];
-  readonly fingerprint: string;
 }
 
 type CertState = 'self-signed' | 'ordering' | 'valid' | 'renewing' | 'failed';
@@ -140,7 +106,7 @@ export class AcmeManager {
     // What this node kept: served before any peer is reachable.
     if (this.#dir !== null) {
       for (const [id, pem] of this.#dir.loadCertificates((file, why) => o.logger.warn({ file, why }, 'ACME state file skipped'))) {
-        const h = this.#check(pem);
+        const h = checkCertificate(pem, this.#now());
         if (typeof h === 'string') o.logger.warn({ certificate: id, why: h }, 'kept ACME certificate not used');
         else this.#held.set(id, h);
       }
@@ -285,7 +251,7 @@ export class AcmeManager {
           this.#broadcast({ kind: 'challenge-done', token });
         },
       });
-      const h = this.#check(issued);
+      const h = checkCertificate(issued, this.#now());
       if (typeof h === 'string') throw new Error(`the ACME server issued an unusable certificate: ${h}`);
       this.#m.orders.inc({ certificate: id, result: 'issued' });
       s.attempts = 0;
@@ -323,19 +289,6 @@ export class AcmeManager {
     }
     this.#accountKey = k;
     return k;
-  }
-
-  /** Parse and check a certificate and key; a string says why it cannot be used. */
-  #check(pem: StoredPem): Held | string {
-    try {
-      const x = new X509Certificate(pem.cert);
-      createSecureContext({ cert: pem.cert, key: pem.key });
-      const i = certificateInfo(pem.cert);
-      if (i.notAfter <= this.#now()) return 'expired';
-      return { cert: pem.cert, key: pem.key, issuer: i.issuer, notBefore: i.notBefore, notAfter: i.notAfter, names: i.names, fingerprint: x.fingerprint256 };
-    } catch (err) {
-      return (err as Error).message;
-    }
   }
 
   /** Take a certificate if it beats what is held; persist, feed the stores, pass it on. */
@@ -411,7 +364,7 @@ export class AcmeManager {
         break;
       }
       case 'certificate': {
-        const h = this.#check({ cert: m.cert, key: m.key });
+        const h = checkCertificate({ cert: m.cert, key: m.key }, this.#now());
         if (typeof h === 'string') {
           this.#m.frames.inc({ result: 'refused' });
           this.#o.logger.warn({ peer, certificate: m.id, why: h }, 'ACME certificate from a peer refused');
@@ -426,8 +379,3 @@ export class AcmeManager {
   }
 }
 
-/** Two thirds into the lifetime, less up to a thirtieth of it at random. */
-function renewTime(h: Held): number {
-  const life = h.notAfter - h.notBefore;
-  return h.notBefore + (life * 2) / 3 - Math.random() * (life / 30);
-}

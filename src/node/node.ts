@@ -12,7 +12,7 @@ import { Hlc } from '../cluster/hlc.js';
 import { Rendezvous, type RendezvousNode } from '../cluster/rendezvous.js';
 import { Cluster } from '../cluster/cluster.js';
 import { TicketKeyShare } from '../cluster/ticket-key-share.js';
-import { AcmeManager, type AcmeTuning } from '../acme/manager.js';
+import { AcmeManager } from '../acme/manager.js';
 import { ChallengeServer } from '../acme/challenge-server.js';
 import { FlowRouter } from '../cluster/router.js';
 import { Forwarder } from '../proxy/hops.js';
@@ -40,8 +40,6 @@ export interface NodeOptions {
   readonly self?: SelfLayer;
   /** Test knobs of the etcd session. */
   readonly discoveryTuning?: Partial<DiscoveryTuning>;
-  /** Test knobs of ACME (retry back-off, tick). */
-  readonly acmeTuning?: Partial<AcmeTuning>;
 }
 
 export class TandemNode implements NodeControl {
@@ -144,7 +142,6 @@ export class TandemNode implements NodeControl {
       stateDir: config.cluster.stateDir ?? null,
       logger: this.logger.child({ component: 'acme' }),
       registry: this.registry,
-      tuning: opts.acmeTuning,
     });
     this.#recomputeCandidates();
     this.router = new FlowRouter({
