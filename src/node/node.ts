@@ -30,7 +30,6 @@ import type { PeerStats } from '../cluster/cluster.js';
 import type { RouterStats } from '../cluster/router.js';
 import type { AdminStats, BackendReadout, NodeControl, NodeStatus, OwnedCounts, Owners, RankedNode } from './node-view.js';
 import { applyLayers, withNodes, type SelfLayer } from '../config/layers.js';
-import type { DiscoveryTuning } from '../cluster/discovery/etcd-discovery.js';
 import { NodeMembers } from './members.js';
 
 export interface NodeOptions {
@@ -38,8 +37,6 @@ export interface NodeOptions {
   readonly logLevel?: string;
   /** `tandem start --host …`: this node as the command line gave it, laid over the file at every reload. */
   readonly self?: SelfLayer;
-  /** Test knobs of the etcd session. */
-  readonly discoveryTuning?: Partial<DiscoveryTuning>;
 }
 
 export class TandemNode implements NodeControl {
@@ -106,7 +103,6 @@ export class TandemNode implements NodeControl {
       isDead: (id) => this.stateOf(id) === 'dead',
       onChange: () => this.#membersChanged(),
       applyServices: (services) => this.#applyPushed(services),
-      tuning: opts.discoveryTuning,
     });
     const metrics = new NodeMetrics(this.registry);
     this.table = new FlowTable({

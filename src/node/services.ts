@@ -1,6 +1,7 @@
 /**
  * The node's services: one pool and one client-facing proxy per configured service, plus one data
- * plane per protocol for communications forwarded by peers. `apply()` is both the first start and
+ * plane per protocol for communications forwarded by peers, and what the proxies of a protocol
+ * share (the TCP services' peer streams and pipe buffers), made here once and handed down. `apply()` is both the first start and
  * every reload: services are added, removed or updated in place, and pools keep the runtime state
  * of backends that stay (so a reload forgets neither flows nor counters).
  */
@@ -14,6 +15,8 @@ import { HttpServiceProxy } from '../proxy/http/service.js';
 import { HttpDataPlane } from '../proxy/http/data-plane.js';
 import { TcpServiceProxy } from '../proxy/tcp/service.js';
 import { TcpDataPlane } from '../proxy/tcp/data-plane.js';
+import { tcpPeerPool, type PeerPool } from '../proxy/tcp/peer-pool.js';
+import { BufferPool } from '../proxy/tcp/buffers.js';
 import { UdpServiceProxy } from '../proxy/udp/service.js';
 import { UdpDataPlane } from '../proxy/udp/data-plane.js';
 
@@ -31,6 +34,9 @@ export class Services {
   #http: HttpDataPlane;
   #tcp: TcpDataPlane;
   #udp: UdpDataPlane;
+  /** Shared by every TCP service: pre-opened streams to the peers, and the pipes' read buffers. */
+  readonly #tcpPeers: PeerPool;
+  readonly #buffers = new BufferPool();
 
   readonly #onHealth: (service: string, address: string, healthy: boolean) => void;
 
@@ -41,6 +47,7 @@ export class Services {
     this.#http = new HttpDataPlane(ctx, (name) => this.#proxy(name, HttpServiceProxy));
     this.#tcp = new TcpDataPlane(ctx, (name) => this.#proxy(name, TcpServiceProxy));
     this.#udp = new UdpDataPlane(ctx, (name) => this.#proxy(name, UdpServiceProxy));
+    this.#tcpPeers = tcpPeerPool(ctx);
   }
 
   pool(name: string): UpstreamPool | undefined {
@@ -108,6 +115,9 @@ export class Services {
       await proxy.start();
       this.#running.set(cfg.name, { cfg, proxy });
     }
+    // Streams to peers are kept warm only while a TCP service may need them.
+    if (config.services.some((s) => s.protocol === 'tcp')) this.#tcpPeers.start();
+    else this.#tcpPeers.stop();
   }
 
   /**
@@ -123,6 +133,7 @@ export class Services {
     this.#checkers.clear();
     await Promise.allSettled([...this.#running.values()].map((r) => r.proxy.stop()));
     this.#running.clear();
+    this.#tcpPeers.close();
     await Promise.allSettled([this.#http.stop(), this.#tcp.stop(), this.#udp.stop()]);
   }
 
@@ -131,9 +142,9 @@ export class Services {
       case 'http':
         return new HttpServiceProxy(this.#ctx, cfg);
       case 'tcp':
-        return new TcpServiceProxy(this.#ctx, cfg);
+        return new TcpServiceProxy(this.#ctx, cfg, { peers: this.#tcpPeers, buffers: this.#buffers });
       case 'udp':
-        return new UdpServiceProxy(this.#ctx, cfg);
+        return new UdpServiceProxy(this.#ctx, cfg, this.#udp);
     }
   }
 
