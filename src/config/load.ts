@@ -417,7 +417,7 @@ function build(raw: RawConfig, secrets: Secrets, baseDir: string, source: string
       tls: tls
         ? {
             certificates: (tls.certificates ?? []).map((c) => ({ cert: abs(c.cert), key: abs(c.key) })),
-            acme: tls.acme ? { directory: tls.acme.directory, email: tls.acme.email, domains: tls.acme.domains, caFile: tls.acme.caFile ? abs(tls.acme.caFile) : null } : null,
+            acme: tls.acme ? { directory: tls.acme.directory, email: tls.acme.email, domains: tls.acme.domains, caFile: tls.acme.caFile ? abs(tls.acme.caFile) : null, challengePort: tls.acme.challengePort } : null,
             alpn: tls.alpn,
             sessionTickets: tls.sessionTickets,
           }

@@ -14,6 +14,8 @@ import { Cluster } from '../cluster/cluster.js';
 import { TicketKeyShare } from '../cluster/ticket-key-share.js';
 import { RateLimitShare } from '../ratelimit/share.js';
 import { LocalEpochSecrets } from '../tls/ticket-keys.js';
+import { AcmeManager } from '../acme/manager.js';
+import { ChallengeServer } from '../acme/challenge-server.js';
 import { FlowRouter } from '../cluster/router.js';
 import { Forwarder } from '../proxy/hops.js';
 import { PeerMux } from '../proxy/mux/peer-mux.js';
@@ -61,6 +63,9 @@ export class TandemNode implements NodeControl {
   readonly rateLimits: RateLimitShare;
   /** `sessionTickets: node`: this node's own ticket-key epochs, never shared. */
   readonly localTicketKeys = new LocalEpochSecrets();
+  /** ACME certificates for the whole tier (docs/tls.md, "ACME"); the HTTP engine calls acme.challengeResponse(path). */
+  readonly acme: AcmeManager;
+  #challengeServers = new Map<number, ChallengeServer>();
   readonly router: FlowRouter;
   /** The one forwarding loop, handed to every proxy (it holds the single peer-state subscription). */
   readonly forwarder: Forwarder;
@@ -137,6 +142,15 @@ export class TandemNode implements NodeControl {
       registry: this.registry,
     });
     this.rateLimits = new RateLimitShare({ plane: this.cluster, registry: this.registry, logger: this.logger.child({ component: 'rate-limits' }) });
+    // Loads the certificates kept in the state directory now, before any peer is reachable.
+    this.acme = new AcmeManager({
+      plane: this.cluster,
+      clusterName: config.cluster.name,
+      secret: config.cluster.secret,
+      stateDir: config.cluster.stateDir ?? null,
+      logger: this.logger.child({ component: 'acme' }),
+      registry: this.registry,
+    });
     this.#recomputeCandidates();
     this.router = new FlowRouter({
       selfId,
@@ -245,6 +259,7 @@ export class TandemNode implements NodeControl {
     // Discovery first (bounded: etcd may be down): the first dials and the pushed services.
     await this.membership.start();
     this.#membersChanged();
+    await this.#applyAcme(this.#config);
     await this.cluster.start();
     await this.services.startDataPlanes();
     // Client-facing listeners open once the table is synced: a node that accepted traffic before
@@ -278,6 +293,7 @@ export class TandemNode implements NodeControl {
     this.admin.token = next.cluster.adminToken;
     this.#applyTicketKeys(this.#config);
     this.rateLimits.apply(this.#config);
+    await this.#applyAcme(this.#config);
     await this.services.apply(this.#config);
     for (const e of this.table.entries(CONTROL_SERVICE)) this.#applyDrain(e);
     this.logger.info({ services: next.services.length, nodesChanged: changedNodes }, 'config reloaded');
@@ -417,6 +433,9 @@ export class TandemNode implements NodeControl {
     this.ticketKeys.stop();
     this.rateLimits.stop();
     this.localTicketKeys.stop();
+    this.acme.stop();
+    for (const c of this.#challengeServers.values()) await c.close();
+    this.#challengeServers.clear();
     this.forwarder.close();
     this.httpMux.close();
     await this.cluster.stop();
@@ -519,6 +538,31 @@ export class TandemNode implements NodeControl {
       else if ((!this.#heard.has(n.id) || this.stateOf(n.id) !== 'dead') && this.membership.eligible(n.id)) out.add(n.id);
     }
     return out;
+  }
+
+  /**
+   * ACME certificates, and an HTTP-01 listener on each challenge port where no http service of
+   * this node listens (an http service answers challenges itself, docs/tls.md "ACME").
+   */
+  async #applyAcme(config: Config): Promise<void> {
+    await this.acme.apply(config);
+    const httpPorts = new Set(config.services.filter((s) => s.protocol === 'http' && !s.tls).map((s) => s.port));
+    const want = new Set(this.acme.challengePorts().filter((p) => !httpPorts.has(p)));
+    for (const [port, c] of this.#challengeServers) {
+      if (want.has(port)) continue;
+      await c.close();
+      this.#challengeServers.delete(port);
+    }
+    for (const port of want) {
+      if (this.#challengeServers.has(port)) continue;
+      const c = new ChallengeServer((path) => this.acme.challengeResponse(path));
+      try {
+        await c.listen(this.self.host, port);
+        this.#challengeServers.set(port, c);
+      } catch (err) {
+        this.logger.error({ port, err: (err as Error).message }, 'cannot listen for ACME HTTP-01 challenges');
+      }
+    }
   }
 
   /** Cluster ticket keys are made and sent only while some service uses them (docs/protocol.md §10). */
