@@ -189,7 +189,12 @@ export class TandemNode implements NodeControl {
       secret: config.cluster.secret,
       logger: this.logger,
       registry: this.registry,
-      tls: { clusterName: config.cluster.name, clusterTickets: this.ticketKeys, nodeTickets: this.localTicketKeys },
+      tls: {
+        clusterName: config.cluster.name,
+        clusterTickets: this.ticketKeys,
+        nodeTickets: this.localTicketKeys,
+        acme: { pemFor: (s) => this.acme.pemFor(s), attach: (s, store) => this.acme.attach(s, store), detach: (store) => this.acme.detach(store) },
+      },
       service: (name) => this.service(name),
       pool: (name) => this.services.pool(name),
       limiter: (name) => this.rateLimits.limiter(name),

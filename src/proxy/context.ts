@@ -12,6 +12,7 @@ import type { UpstreamPool } from '../upstream/pool.js';
 import type { ClusterRateLimiter } from '../ratelimit/limiter.js';
 import type { ServiceConfig, NodeConfig } from '../config/schema.js';
 import type { EpochSecretSource } from '../cluster/ticket-key-share.js';
+import type { CertificateStore } from '../tls/store.js';
 
 export type PeerState = 'alive' | 'suspect' | 'dead';
 export type DataChannel = 'http' | 'tcp';
@@ -46,6 +47,17 @@ export interface TlsContext {
   /** Ticket-key epochs: the cluster's share (`sessionTickets: cluster`) and this node's own (`node`). */
   readonly clusterTickets: EpochSecretSource;
   readonly nodeTickets: EpochSecretSource;
+  /** ACME certificates (`tls.acme`): the store of such a service is fed by the node's ACME manager. */
+  readonly acme?: AcmeFeed;
+}
+
+/** What a TLS service needs of the node's ACME manager (src/acme/manager.ts). */
+export interface AcmeFeed {
+  /** The certificate the service's store should hold now (ACME's, or the self-signed fallback). */
+  pemFor(service: string): { readonly cert: string; readonly key: string } | null;
+  /** Keep `store` holding the service's certificate, now and on every change. */
+  attach(service: string, store: CertificateStore): void;
+  detach(store: CertificateStore): void;
 }
 
 export interface ProxyContext {

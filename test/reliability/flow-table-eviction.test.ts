@@ -10,7 +10,7 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { FlowTable } from '../../src/cluster/flow-table.js';
 import { compareVersion, type FlowEntry } from '../../src/cluster/flow-entry.js';
-import { hlcFromWallMs, hlcWallMs } from '../../src/cluster/hlc.js';
+import { hlcFromWallMs } from '../../src/cluster/hlc.js';
 import { prng } from '../helpers/prng.js';
 
 const T0 = Date.UTC(2025, 0, 1);
@@ -46,7 +46,7 @@ class ListModel {
   }
   expire(now: number): void {
     while (this.live.length > 0 && now - this.live[0].lastActive >= this.idleMs) this.evicted.push(this.live.shift()!.key);
-    while (this.dead.length > 0 && hlcWallMs(this.dead[0].version) <= now - TOMB_MS) this.dead.shift();
+    while (this.dead.length > 0 && this.dead[0].lastActive <= now - TOMB_MS) this.dead.shift();
   }
 }
 

@@ -64,6 +64,8 @@ export class HttpServiceProxy implements ServiceProxy, ClientHost, OwnerHost, Fo
   #server: Server | null = null;
   /** TLS termination in front of the connection handler, when the service has `tls:`. */
   #tls: TlsListener | null = null;
+  /** The store the node's ACME manager feeds (detached on stop). */
+  #acmeStore: CertificateStore | null = null;
   /** The Forwarded/X-Forwarded-Proto value this listener's requests carry. */
   #proto: 'http' | 'https' = 'http';
   readonly #conns = new Set<ClientConnection>();
@@ -143,7 +145,7 @@ export class HttpServiceProxy implements ServiceProxy, ClientHost, OwnerHost, Fo
         service: this.name,
         clusterName: this.#tlsCtx().clusterName,
         tls: servedTls(tls),
-        store: new CertificateStore(tls.certificates),
+        store: this.#certificateStore(tls),
         tickets: this.#tickets(tls),
         registry: this.#ctx.registry,
         logger: this.#ctx.logger,
@@ -185,6 +187,18 @@ export class HttpServiceProxy implements ServiceProxy, ClientHost, OwnerHost, Fo
     this.#startSweep();
   }
 
+  /** The service's certificates: its files, plus the ACME certificate fed by the node when `tls.acme` is set. */
+  #certificateStore(tls: ServiceTlsConfig): CertificateStore {
+    const acme = tls.acme ? this.#tlsCtx().acme : undefined;
+    const pem = acme?.pemFor(this.name) ?? null;
+    const store = new CertificateStore(tls.certificates, pem === null ? {} : { memory: [{ id: 'acme', cert: Buffer.from(pem.cert), key: Buffer.from(pem.key) }] });
+    if (acme !== undefined) {
+      acme.attach(this.name, store);
+      this.#acmeStore = store;
+    }
+    return store;
+  }
+
   #tlsCtx(): NonNullable<ProxyContext['tls']> {
     const t = this.#ctx.tls;
     if (t === undefined) throw new TypeError(`service ${this.name}: tls: needs the node's TLS context`);
@@ -220,6 +234,8 @@ export class HttpServiceProxy implements ServiceProxy, ClientHost, OwnerHost, Fo
     const server = this.#server;
     this.#server = null;
     this.#tls?.close();
+    if (this.#acmeStore !== null) this.#tlsCtx().acme?.detach(this.#acmeStore);
+    this.#acmeStore = null;
     if (server) {
       const closed = new Promise<void>((resolve) => server.close(() => resolve()));
       for (const c of [...this.#conns]) c.socket.destroy();
