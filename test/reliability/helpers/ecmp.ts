@@ -35,6 +35,8 @@ export interface EcmpTopology {
   /** Interface of node i towards the router (what a power cut takes down). */
   readonly nodeIf: readonly string[];
   readonly routerHost: string;
+  /** The router's interface towards the clients (where their packets come in). */
+  readonly routerClientIf: string;
   readonly clientAddrs: readonly string[];
   readonly backendHost: string;
   readonly vip: string;
@@ -128,6 +130,7 @@ export function createEcmpTopology(nodes: number, clientAddrs: number): EcmpTopo
     nodeHosts: Array.from({ length: nodes }, (_, i) => `${NODE_NET}.${11 + i}`),
     nodeIf: Array.from({ length: nodes }, (_, i) => `${short}n${i + 1}`),
     routerHost: `${NODE_NET}.1`,
+    routerClientIf: `${short}rc`,
     clientAddrs: Array.from({ length: clientAddrs }, (_, i) => `${CLIENT_NET}.${10 + i}`),
     backendHost: `${NODE_NET}.100`,
     vip: VIP,
@@ -165,11 +168,11 @@ export function createEcmpTopology(nodes: number, clientAddrs: number): EcmpTopo
     const cl = topo.client;
     ip(['netns', 'add', cl]);
     ip(['-n', cl, 'link', 'set', 'lo', 'up']);
-    ip(['-n', cl, 'link', 'add', `${short}c`, 'type', 'veth', 'peer', 'name', `${short}rc`, 'netns', rt]);
+    ip(['-n', cl, 'link', 'add', `${short}c`, 'type', 'veth', 'peer', 'name', topo.routerClientIf, 'netns', rt]);
     for (const a of topo.clientAddrs) ip(['-n', cl, 'addr', 'add', `${a}/24`, 'dev', `${short}c`]);
     ip(['-n', cl, 'link', 'set', `${short}c`, 'up']);
-    ip(['-n', rt, 'addr', 'add', `${CLIENT_NET}.1/24`, 'dev', `${short}rc`]);
-    ip(['-n', rt, 'link', 'set', `${short}rc`, 'up']);
+    ip(['-n', rt, 'addr', 'add', `${CLIENT_NET}.1/24`, 'dev', topo.routerClientIf]);
+    ip(['-n', rt, 'link', 'set', topo.routerClientIf, 'up']);
     ip(['-n', cl, 'route', 'add', 'default', 'via', `${CLIENT_NET}.1`]);
   } catch (err) {
     destroyEcmpTopology(topo);
@@ -356,8 +359,7 @@ export interface FlowTuple {
  * where those packets go — for flows whose ingress node the traffic itself does not tell.
  */
 export async function nextHopsFor(topo: EcmpTopology, flows: readonly FlowTuple[]): Promise<string[]> {
-  const iif = `e${process.pid % 100000}rc`;
-  const lines = flows.map((f) => `route get ${topo.vip} from ${f.src} iif ${iif} ipproto ${f.proto} sport ${f.sport} dport ${f.dport}`).join('\n');
+  const lines = flows.map((f) => `route get ${topo.vip} from ${f.src} iif ${topo.routerClientIf} ipproto ${f.proto} sport ${f.sport} dport ${f.dport}`).join('\n');
   const out = await new Promise<string>((resolve, reject) => {
     const child = spawn('ip', ['-n', topo.router, '-batch', '-'], { stdio: ['pipe', 'pipe', 'pipe'] });
     let s = '';
