@@ -285,7 +285,7 @@ function checkEtcd(etcd: Obj): ConfigIssue[] {
       issues.push({ path: `${at}.endpoints[${i}]`, message: `"${e}" is not an http:// or https:// URL of the form scheme://host:port` });
     }
   });
-  if (typeof etcd.prefix === 'string' && /[\s\x00-\x1f]/.test(etcd.prefix)) issues.push({ path: `${at}.prefix`, message: 'must not contain spaces or control characters' });
+  if (typeof etcd.prefix === 'string' && [...etcd.prefix].some((ch) => ch.charCodeAt(0) <= 0x20 || ch.charCodeAt(0) === 0x7f)) issues.push({ path: `${at}.prefix`, message: 'must not contain spaces or control characters' });
   if (isObj(etcd.auth)) {
     const both = etcd.auth.password !== undefined && etcd.auth.passwordFile !== undefined;
     const none = etcd.auth.password === undefined && etcd.auth.passwordFile === undefined;
@@ -417,7 +417,7 @@ function build(raw: RawConfig, secrets: Secrets, baseDir: string, source: string
       tls: tls
         ? {
             certificates: (tls.certificates ?? []).map((c) => ({ cert: abs(c.cert), key: abs(c.key) })),
-            acme: tls.acme ? { directory: tls.acme.directory, email: tls.acme.email, domains: tls.acme.domains, caFile: tls.acme.caFile ? abs(tls.acme.caFile) : null } : null,
+            acme: tls.acme ? { directory: tls.acme.directory, email: tls.acme.email, domains: tls.acme.domains, caFile: tls.acme.caFile ? abs(tls.acme.caFile) : null, challengePort: tls.acme.challengePort } : null,
             alpn: tls.alpn,
             sessionTickets: tls.sessionTickets,
           }

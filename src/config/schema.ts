@@ -136,6 +136,8 @@ const acmeSchema = strictObject({
     .array(str(), { invalid_type_error: 'must be a list of domain names', required_error: 'is required' })
     .min(1, 'must list at least one domain'),
   caFile: str('a file path').optional(),
+  /** The port the ACME server validates HTTP-01 on (80 by RFC 8555 section 8.3; a test server may differ). */
+  challengePort: int(1, 65_535).default(80),
 });
 
 /** `services[].tls` (http services): this service terminates TLS (docs/tls.md). */
@@ -229,6 +231,7 @@ export interface AcmeConfig {
   readonly domains: readonly string[];
   /** Absolute path, or null. */
   readonly caFile: string | null;
+  readonly challengePort: number;
 }
 
 /** `services[].tls` after loading: paths absolute, defaults applied. */
