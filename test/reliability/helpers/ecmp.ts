@@ -148,7 +148,8 @@ export function createEcmpTopology(nodes: number, clientAddrs: number): EcmpTopo
     // load. On a wire (real NICs) the hash is the NIC's RSS hash of the same 5-tuple and policy 1
     // is right; policy 3 with these fields hashes exactly the 5-tuple from the headers here.
     // fields: 0x01 src ip, 0x02 dst ip, 0x04 protocol, 0x10 src port, 0x20 dst port.
-    ip(['netns', 'exec', rt, 'sysctl', '-qw', 'net.ipv4.ip_forward=1', 'net.ipv4.fib_multipath_hash_fields=0x0037', 'net.ipv4.fib_multipath_hash_policy=3']);
+    // Written to /proc/sys directly: no dependency on procps' sysctl.
+    ip(['netns', 'exec', rt, 'sh', '-c', 'echo 1 > /proc/sys/net/ipv4/ip_forward; echo 0x0037 > /proc/sys/net/ipv4/fib_multipath_hash_fields; echo 3 > /proc/sys/net/ipv4/fib_multipath_hash_policy']);
     // A host on the router's bridge; both veth ends are made straight inside their namespaces.
     const onBridge = (ns: string, inner: string, outer: string, addr: string): void => {
       ip(['netns', 'add', ns]);
