@@ -69,9 +69,9 @@ class Names {
 }
 
 // Records: [time, session, backend, ingress, attempts]; [time, session, category, ingress, reused, final];
-// [time, flow, backend].
+// [time, flow, backend]. A failed attempt also carries its connection's local port (-1 when none).
 type HttpOk = [number, number, number, number, number];
-type HttpFail = [number, number, number, number, 0 | 1, 0 | 1];
+type HttpFail = [number, number, number, number, 0 | 1, 0 | 1, number];
 type UdpReply = [number, number, number];
 
 const names = new Names();
@@ -97,16 +97,19 @@ interface Attempt {
   ingress?: string;
   socket: Socket | null;
   reused: boolean;
+  /** The connection's local port, -1 when it never got one. */
+  sport: number;
 }
 
 function attempt(a: LoadArgs, agent: Agent, key: string, localAddress: string): Promise<Attempt> {
   return new Promise((resolve) => {
     let socket: Socket | null = null;
     let settled = false;
-    const done = (r: Omit<Attempt, 'socket' | 'reused'>): void => {
+    let sport = -1;
+    const done = (r: Omit<Attempt, 'socket' | 'reused' | 'sport'>): void => {
       if (settled) return;
       settled = true;
-      resolve({ ...r, socket, reused: req.reusedSocket });
+      resolve({ ...r, socket, reused: req.reusedSocket, sport });
     };
     const req: ClientRequest = request(
       { host: a.vip, port: a.httpPort, path: `/s?k=${key}`, headers: { 'x-session': key }, agent, localAddress, timeout: a.attemptTimeoutMs },
@@ -129,7 +132,11 @@ function attempt(a: LoadArgs, agent: Agent, key: string, localAddress: string): 
         res.on('aborted', () => done({ status: 'fail', category: 'reset' }));
       },
     );
-    req.on('socket', (s: Socket) => (socket = s));
+    req.on('socket', (s: Socket) => {
+      socket = s;
+      if (s.localPort !== undefined) sport = s.localPort;
+      else s.once('connect', () => (sport = s.localPort ?? -1));
+    });
     req.on('timeout', () => req.destroy(Object.assign(new Error('timeout'), { code: 'TIMEOUT' })));
     req.on('error', (err: NodeJS.ErrnoException) => {
       const code = err.code ?? err.message;
@@ -165,10 +172,12 @@ async function session(a: LoadArgs, i: number): Promise<void> {
       }
       // Bounded, but generous: on a starved machine one forward may take seconds.
       const final = attempts >= 4 || Date.now() - started > 20_000 || r.category?.startsWith('status-') === true;
-      fails.push([Date.now(), i, categories.of(r.category ?? '?'), known ?? -1, r.reused ? 1 : 0, final ? 1 : 0]);
+      fails.push([Date.now(), i, categories.of(r.category ?? '?'), known ?? -1, r.reused ? 1 : 0, final ? 1 : 0, r.sport]);
       r.socket?.destroy();
       if (final || !running) break;
-      if (r.category === 'refused') await new Promise((res) => setTimeout(res, 100));
+      // A refused or unroutable connect sent nothing: retry after a pause (a reset or a timeout
+      // on a connection the router moved is retried at once, on a new connection).
+      if (r.category === 'refused' || r.category?.startsWith('error-') === true) await new Promise((res) => setTimeout(res, 200));
     }
     await new Promise((r) => setTimeout(r, a.httpPauseMs));
   }
@@ -186,7 +195,8 @@ async function flow(a: LoadArgs, j: number): Promise<void> {
     replies.push([Date.now(), j, names.of(text.slice(0, text.indexOf(':')))]);
   });
   s.on('error', () => udpErrors++);
-  await new Promise((r) => setTimeout(r, Math.floor((a.udpIntervalMs * j) / a.flows)));
+  // Ramp up over the same window as the HTTP sessions: new flows arrive spread, not in one burst.
+  await new Promise((r) => setTimeout(r, Math.floor((Math.max(a.udpIntervalMs, a.httpPauseMs) * j) / a.flows)));
   let seq = 0;
   while (running && Date.now() < stopAt) {
     s.send(`f${j}:${seq++}`, () => undefined);
