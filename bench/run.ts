@@ -1,30 +1,46 @@
 // tandem's benchmark suite: `npm run bench [-- --quick] [-- --only SCENARIO[,SCENARIO…]]`.
-// Starts a shared backend, HAProxy, NGINX and a 2-node tandem cluster on loopback, measures each
-// scenario for every contender in interleaved rounds, and writes bench/results/latest.{md,json,svg}.
+// Starts a shared backend, HAProxy, NGINX, a naive Node proxy and a 2-node tandem cluster on
+// loopback, measures each scenario for every contender in interleaved rounds (throughput, latency,
+// CPU per unit of work), and writes bench/results/latest.{md,json,svg}.
 // It installs nothing; missing tools → one message and exit code 2. See bench/README.md.
-import { mkdtempSync, readdirSync, statSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync } from 'node:fs';
 import { tmpdir, cpus, release, loadavg } from 'node:os';
 import { join } from 'node:path';
 import { spawnSync } from 'node:child_process';
-import { SCENARIOS, type Scenario, type PlanCtx, type Plan } from './lib/scenarios.js';
-import { findTools, missingTools, missingMessage, type ToolSet } from './lib/tools.js';
-import { installCleanupHandlers, pinning, stopAll, tailLog } from './lib/procs.js';
-import { startBackend, startHaproxy, startNginxPeer } from './lib/contenders.js';
-import { startTandem, tandemUnavailable, ROOT, type TandemHandle } from './lib/tandem.js';
+import { SCENARIOS } from './lib/scenarios.js';
+import { contenderNode, cpuModelOf, findTools, missingTools, missingMessage, type NodeInfo } from './lib/tools.js';
+import { installCleanupHandlers, pinning, stopAll } from './lib/procs.js';
+import { startBackend } from './lib/contenders.js';
+import { tandemNodeArgs, ROOT, type TandemHandle } from './lib/tandem.js';
+import { Lineup } from './lib/lineup.js';
 import { runMicro } from './lib/micro.js';
-import { buildMetricRows } from './lib/collect.js';
-import { writeReports } from './lib/report.js';
-import { formatNumber } from './lib/stats.js';
-import { CONTENDERS, type BenchReport, type ContenderId, type ScenarioResult } from './lib/types.js';
+import { runScenario, type RunnerCtx } from './lib/runner.js';
+import { netState } from './lib/netstate.js';
+import { summarizeDir, writeWindows } from './lib/profile-io.js';
+import { formatProfile } from './lib/cpuprofile.js';
+import { RESULTS_DIR, writeReports } from './lib/report.js';
+import { CONTENDERS, type BenchMeta, type BenchReport, type ContenderId, type ProfileSummary, type ScenarioResult } from './lib/types.js';
 
-interface Options { quick: boolean; only: string[] | null; rounds: number; durationSec: number; warmupSec: number; pin: boolean }
+interface Options {
+  quick: boolean; only: string[] | null; rounds: number; durationSec: number; warmupSec: number; pin: boolean;
+  /** --cpu-prof SCENARIO: tandem's nodes run under the V8 profiler during that scenario. */
+  cpuProf?: string;
+  /** --contenders: measure only these (the others read "n/a: not selected"). */
+  contenders: ContenderId[] | null;
+  /** Fresh proxies for each scenario (default); --no-restart: one set for the whole run. */
+  restart: boolean;
+}
 
-const USAGE = `usage: npm run bench -- [--quick] [--only ID[,ID…]] [--rounds N] [--duration SEC] [--warmup SEC] [--no-pin]
+const USAGE = `usage: npm run bench -- [--quick] [--only ID[,ID…]] [--contenders ID[,ID…]] [--rounds N] [--duration SEC] [--warmup SEC] [--no-pin] [--no-restart] [--cpu-prof ID]
   scenarios: ${SCENARIOS.map((s) => s.id).join(', ')}, micro
-  --quick: ${'1 round of 2 s (about a minute); default: 5 rounds of 5 s'}`;
+  contenders: ${CONTENDERS.map((c) => c.id).join(', ')}
+  --quick: 1 round of 2 s (a smoke test); default: 5 rounds of 5 s
+  --cpu-prof ID: profile tandem's nodes during scenario ID (bench/results/profiles/ID/) and print the top functions
+  --no-restart: one set of proxies for the whole run (default: fresh ones for each scenario)
+  BENCH_NODE=/path/to/node: run tandem, the naive Node proxy and the micro-benchmarks with that Node`;
 
 function parseCli(argv: string[]): Options {
-  const o: Options = { quick: false, only: null, rounds: 0, durationSec: 0, warmupSec: -1, pin: true };
+  const o: Options = { quick: false, only: null, rounds: 0, durationSec: 0, warmupSec: -1, pin: true, contenders: null, restart: true };
   for (let i = 0; i < argv.length; i++) {
     const a = argv[i];
     const val = () => {
@@ -43,6 +59,14 @@ function parseCli(argv: string[]): Options {
     else if (a === '--duration') o.durationSec = Math.max(1, Math.round(pos(val())));
     else if (a === '--warmup') o.warmupSec = Math.max(1, Math.round(pos(val())));
     else if (a === '--no-pin') o.pin = false;
+    else if (a === '--no-restart') o.restart = false;
+    else if (a === '--cpu-prof') o.cpuProf = val();
+    else if (a === '--contenders') {
+      const list = val().split(',').map((x) => x.trim()).filter(Boolean);
+      const unknown = list.filter((x) => !CONTENDERS.some((c) => c.id === x));
+      if (unknown.length) throw new Error(`unknown contender ${unknown.join(', ')} (known: ${CONTENDERS.map((c) => c.id).join(', ')})`);
+      o.contenders = [...(o.contenders ?? []), ...(list as ContenderId[])];
+    }
     else if (a === '--help' || a === '-h') {
       process.stdout.write(`${USAGE}\n`);
       process.exit(0);
@@ -54,6 +78,10 @@ function parseCli(argv: string[]): Options {
   const known = new Set([...SCENARIOS.map((s) => s.id), 'micro']);
   const bad = (o.only ?? []).filter((id) => !known.has(id));
   if (bad.length) throw new Error(`unknown scenario ${bad.join(', ')} (known: ${[...known].join(', ')})`);
+  if (o.cpuProf !== undefined) {
+    if (!SCENARIOS.some((s) => s.id === o.cpuProf)) throw new Error(`--cpu-prof: unknown network scenario ${o.cpuProf} (known: ${SCENARIOS.map((s) => s.id).join(', ')})`);
+    if (o.only && !o.only.includes(o.cpuProf)) throw new Error(`--cpu-prof ${o.cpuProf}: that scenario is not among --only ${o.only.join(',')}`);
+  }
   return o;
 }
 
@@ -80,78 +108,6 @@ function gitCommit(): string | undefined {
   return `${head.stdout.trim()}${dirty ? '-dirty' : ''}`;
 }
 
-interface Ctx extends PlanCtx { dir: string; tools: ToolSet; opts: Options }
-
-const label = (id: ContenderId) => CONTENDERS.find((c) => c.id === id)?.label ?? id;
-
-function routeNote(t: TandemHandle, s: Scenario, plan: Record<ContenderId, Plan>): string[] {
-  if (t.status !== 'ok') return [];
-  const key = s.id.startsWith('http') ? 'http' : s.id === 'tcp-bulk' ? 'tcpBulk' : s.id === 'tcp-connrate' ? 'tcpConn' : 'udp';
-  const route = t.routes[key];
-  const what = key === 'http' ? 'x-bench header' : 'client address';
-  const parts: string[] = [];
-  for (const id of ['tandem1', 'tandem2'] as const) {
-    const p = plan[id];
-    if (p.kind === 'run') parts.push(`${label(id)}: ${what} ${key === 'http' ? p.target.header : p.target.local}`);
-  }
-  if (route?.note) parts.push(route.note);
-  return parts.length ? [`tandem flows: ${parts.join('; ')}.`] : [];
-}
-
-async function runScenario(s: Scenario, ctx: Ctx): Promise<ScenarioResult> {
-  const { opts } = ctx;
-  const plan = s.plan(ctx);
-  const ids = CONTENDERS.map((c) => c.id).filter((id) => plan[id].kind === 'run');
-  const samples: Partial<Record<ContenderId, Record<string, number[]>>> = {};
-  const failures: Partial<Record<ContenderId, string[]>> = {};
-  const runs: Partial<Record<ContenderId, unknown[]>> = {};
-  const notes = [...s.notes, ...routeNote(ctx.tandem, s, plan)];
-  const measure = async (id: ContenderId, durationSec: number, tag: string) => {
-    const p = plan[id];
-    if (p.kind !== 'run') throw new Error('not run');
-    if (id.startsWith('tandem')) {
-      const dead = ctx.tandem.procs.find((x) => x.hasExited());
-      if (dead) throw new Error(`${dead.name} exited: ${tailLog(dead.logFile, 2)}`);
-    }
-    return s.measure(p.target, { durationSec, dir: ctx.dir, tools: ctx.tools, tag });
-  };
-  log(`\n== ${s.title} (${s.id}) — ${ids.map(label).join(', ')}`);
-  const warmFailed = new Set<ContenderId>();
-  for (const id of ids) {
-    try {
-      await measure(id, opts.warmupSec, `${s.id}-${id}-warmup`);
-    } catch (e) {
-      warmFailed.add(id);
-      log(`   warm-up ${label(id)}: failed: ${(e as Error).message}`);
-    }
-  }
-  const headline = s.metrics.find((m) => m.headline) ?? s.metrics[0];
-  for (let r = 0; r < opts.rounds; r++) {
-    for (const id of ids) {
-      const f = (failures[id] ??= []);
-      const list = (runs[id] ??= []);
-      if (warmFailed.has(id) && f.length > 0 && r > 0) {
-        list.push({ round: r + 1, skipped: 'failed in warm-up and round 1' });
-        continue;
-      }
-      try {
-        const m = await measure(id, opts.durationSec, `${s.id}-${id}-${r + 1}`);
-        const per = (samples[id] ??= {});
-        for (const k of s.metrics) (per[k.key] ??= []).push(m.figures[k.key] ?? NaN);
-        list.push({ round: r + 1, figures: m.figures, raw: m.raw, warning: m.warning });
-        if (m.warning) notes.push(`${label(id)}, round ${r + 1}: ${m.warning}`);
-        log(`   round ${r + 1} ${label(id).padEnd(14)} ${formatNumber(m.figures[headline.key])} ${headline.unit}${m.warning ? ` (${m.warning})` : ''}`);
-      } catch (e) {
-        const msg = (e as Error).message;
-        f.push(msg);
-        list.push({ round: r + 1, error: msg });
-        log(`   round ${r + 1} ${label(id).padEnd(14)} failed: ${msg}`);
-      }
-    }
-  }
-  return { id: s.id, title: s.title, short: s.short, notes, metrics: buildMetricRows(s.metrics, plan, samples, failures), runs };
-}
-
 async function main(): Promise<number> {
   let opts: Options;
   try {
@@ -175,57 +131,107 @@ async function main(): Promise<number> {
   const ncpu = cpus().length;
   pinning.enabled = opts.pin && ncpu >= 2 && !!tools.taskset;
   const pinText = pinning.enabled
-    ? `proxies (HAProxy, NGINX, both tandem nodes) on CPU ${pinning.proxyCpu}; backends (nginx, iperf3, Perl UDP echo) and load generators (wrk, iperf3, Node) on CPU ${pinning.loadCpu} (taskset)`
+    ? `proxies (HAProxy, NGINX, the naive Node proxy, both tandem nodes) on CPU ${pinning.proxyCpu}; backends (nginx, iperf3, Perl UDP echo) and load generators (wrk, iperf3, Node) on CPU ${pinning.loadCpu} (taskset)`
     : `none (${!opts.pin ? '--no-pin' : ncpu < 2 ? 'fewer than 2 CPUs' : 'taskset missing'})`;
+  let node: NodeInfo;
+  try {
+    node = contenderNode();
+  } catch (e) {
+    process.stderr.write(`bench: ${(e as Error).message}\n`);
+    return 1;
+  }
   const dir = mkdtempSync(join(tmpdir(), 'tandem-bench-'));
   installCleanupHandlers();
   const startedAt = new Date().toISOString();
   const loadAtStart = loadavg();
   log(`bench: ${opts.quick ? 'quick' : 'full'} — ${opts.rounds} round(s) × ${opts.durationSec} s, warm-up ${opts.warmupSec} s; logs and configs in ${dir}`);
-  let tandem: TandemHandle = tandemUnavailable('not started (no network scenario selected)');
+  log(`bench: tandem and the naive Node proxy run on Node ${node.version} (V8 ${node.v8}) ${node.path}`);
   let tandemNote: string | undefined;
   const scenarios: ScenarioResult[] = [];
+  const netStates: NonNullable<BenchMeta['netState']> = {};
+  let profiles: ProfileSummary[] = [];
   let micro: BenchReport['micro'] = [];
+  const lineup = new Lineup({ dir, tools, node: node.path, contenders: opts.contenders, log });
+  const routes: TandemHandle['routes'] = {};
   try {
     if (net) {
       await startBackend(dir, tools);
-      const haproxy = needs.has('haproxy') ? await startHaproxy(dir, tools) : { ok: false as const, reason: 'not needed', procs: [] };
-      const nginx = await startNginxPeer(dir, tools);
-      if (!haproxy.ok && needs.has('haproxy')) log(`bench: HAProxy unavailable: ${haproxy.reason}`);
-      if (!nginx.ok) log(`bench: NGINX unavailable: ${nginx.reason}`);
       if (newestMtime(join(ROOT, 'src')) > newestMtime(join(ROOT, 'dist')) + 1000) {
         tandemNote = 'dist/ is older than src/: the bench runs the last build (`npm run build`)';
         log(`bench: warning: ${tandemNote}`);
       }
-      tandem = await startTandem(dir, 20_000);
-      log(tandem.status === 'ok' ? 'bench: tandem cluster ready' : `bench: tandem unavailable: ${tandem.reason}`);
-      const ctx: Ctx = { haproxy, nginx, tandem, dir, tools, opts };
-      for (const s of selected) scenarios.push(await runScenario(s, ctx));
+      const profIndex = selected.findIndex((s) => s.id === opts.cpuProf);
+      const profileDir = join(RESULTS_DIR, 'profiles', opts.cpuProf ?? '');
+      if (profIndex >= 0) {
+        rmSync(profileDir, { recursive: true, force: true });
+        mkdirSync(profileDir, { recursive: true });
+      }
+      for (const [i, s] of selected.entries()) {
+        const profiled = i === profIndex;
+        if (opts.restart) {
+          log(`\nbench: starting the proxies for ${s.id}`);
+          await lineup.start([s], profiled ? profileDir : undefined);
+        } else if (i === 0) {
+          // One set for the whole run: under --cpu-prof tandem is profiled from the start, so the
+          // profiled scenario finds it in the state the earlier ones left.
+          await lineup.start(selected, profIndex >= 0 ? profileDir : undefined);
+        } else if (i === profIndex + 1) await lineup.startTandem();
+        const ctx: RunnerCtx = {
+          haproxy: lineup.haproxy, nginx: lineup.nginx, naive: lineup.naive, tandem: lineup.tandem,
+          dir, tools, log, rounds: opts.rounds, durationSec: opts.durationSec, warmupSec: opts.warmupSec,
+          profileWindows: profiled ? {} : undefined, contenders: opts.contenders ?? undefined,
+        };
+        netStates[s.id] = netState();
+        scenarios.push(await runScenario(s, ctx));
+        Object.assign(routes, lineup.tandem.routes);
+        if (profiled) {
+          writeWindows(profileDir, ctx.profileWindows ?? {});
+          await lineup.stopTandem();
+          profiles = summarizeDir(profileDir, s.id, ROOT);
+          if (profiles.length === 0) log(`bench: --cpu-prof: no profile was written to ${profileDir} (did tandem exit cleanly? see ${dir}/tandem/)`);
+          for (const p of profiles) log(`\n${formatProfile(p).join('\n')}`);
+        }
+        if (opts.restart) await lineup.stop();
+      }
     }
     if (doMicro) {
       log('\n== micro-benchmarks');
-      micro = await runMicro(opts.quick, (opts.quick ? 40 : 180) * 1000, log);
+      micro = await runMicro(opts.quick, (opts.quick ? 40 : 180) * 1000, log, node.path);
     }
   } finally {
     await stopAll();
   }
+  const tandem = lineup.tandem;
   const hops: Record<string, string> = {};
-  for (const [k, r] of Object.entries(tandem.routes)) hops[k] = `1 hop: ${r.one ?? '—'}; 2 hops: ${r.two ?? '—'}${r.note ? ` (${r.note})` : ''}`;
+  for (const [k, r] of Object.entries(routes)) hops[k] = `1 hop: ${r.one ?? '—'}; 2 hops: ${r.two ?? '—'}${r.note ? ` (${r.note})` : ''}`;
   const report: BenchReport = {
     meta: {
       startedAt, finishedAt: new Date().toISOString(), quick: opts.quick, rounds: opts.rounds, durationSec: opts.durationSec,
       warmupSec: opts.warmupSec, only: opts.only, commit: gitCommit(),
-      host: { cpus: ncpu, node: process.version, platform: process.platform, kernel: release(), load: loadavg(), loadAtStart },
+      host: { cpus: ncpu, node: process.version, platform: process.platform, kernel: release(), load: loadavg(), loadAtStart, cpuModel: cpuModel() },
+      contenderNode: node,
       tools: tools.versions, pinning: pinText,
-      tandem: { status: tandem.status, reason: tandem.reason, hops, note: tandemNote },
+      tandem: { status: tandem.status, reason: tandem.reason, hops, note: tandemNote, nodeArgs: tandemNodeArgs() },
+      cpuProf: opts.cpuProf,
+      restart: opts.restart,
+      netState: netStates,
     },
     scenarios,
     micro,
+    ...(profiles.length ? { profiles } : {}),
   };
   const out = writeReports(report);
   process.stdout.write(`\n${out.markdown}\n`);
   log(`bench: wrote ${out.md}, ${out.json}, ${out.svg} (logs: ${dir})`);
   return 0;
+}
+
+function cpuModel(): string | undefined {
+  try {
+    return cpuModelOf(readFileSync('/proc/cpuinfo', 'utf8')) ?? cpus()[0]?.model;
+  } catch {
+    return cpus()[0]?.model;
+  }
 }
 
 main().then(

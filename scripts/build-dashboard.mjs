@@ -1,5 +1,5 @@
 #!/usr/bin/env node
-// Builds the dashboard page (issue 11) into dist/dashboard/: type-checks the browser code with its
+// Builds the dashboard page (docs/dashboard.md) into dist/dashboard/: type-checks the browser code with its
 // own tsconfig (lib DOM), bundles it with esbuild into one app.js, minifies app.css, and writes
 // index.html naming both with a content hash (?v=…) so that nodes may let browsers cache them.
 // Part of `npm run build`; everything the page needs ships in the package, nothing from a CDN.

@@ -1,6 +1,6 @@
 /**
  * Writes test/fixtures/rendezvous-golden.json: flow keys and node sets with the ranking that
- * src/cluster/rendezvous.ts gives them today (DESIGN.md section 2 asks for golden vectors).
+ * src/cluster/rendezvous.ts gives them today (docs/design.md §2 asks for golden vectors).
  *
  * Run once, by hand, and commit the output: `node --import tsx scripts/gen-rendezvous-golden.ts`.
  * Re-running it after changing the hash or the score formula would make the test agree with the
@@ -89,7 +89,7 @@ function main(): void {
   });
   const doc = {
     description:
-      'Golden vectors for src/cluster/rendezvous.ts (DESIGN.md section 2). expected = eligible node ids ranked ' +
+      'Golden vectors for src/cluster/rendezvous.ts (docs/design.md §2). expected = eligible node ids ranked ' +
       'by score = -weight/ln(u) descending, ties by id ascending (no ties occur in these cases). ' +
       'Generated once by scripts/gen-rendezvous-golden.ts; do not regenerate to make a test pass.',
     version: 'tandem/rendezvous/v1',

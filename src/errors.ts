@@ -18,8 +18,9 @@ export const ErrorCodes = {
   BACKEND_TIMEOUT: 'TANDEM_BACKEND_TIMEOUT',
   BAD_REQUEST: 'TANDEM_BAD_REQUEST',
   LIMIT_EXCEEDED: 'TANDEM_LIMIT_EXCEEDED',
-  UNAUTHORIZED: 'TANDEM_UNAUTHORIZED',
   FLOW_KEY: 'TANDEM_FLOW_KEY',
+  /** A TLS certificate or key that cannot be served (unreadable, unparsable, mismatched, expired). */
+  TLS_CERTIFICATE: 'TANDEM_TLS_CERTIFICATE',
 } as const;
 
 export type ErrorCode = (typeof ErrorCodes)[keyof typeof ErrorCodes];

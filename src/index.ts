@@ -30,6 +30,7 @@ export { createSelector, registerPolicy, policyNames } from './balancer/index.js
 export type { Selector, BackendView, PickContext, SelectorFactory } from './balancer/index.js';
 export { UpstreamPool, BackendState } from './upstream/pool.js';
 export { HealthChecker } from './upstream/health.js';
+export { HealthMetrics } from './upstream/health-metrics.js';
 
 export { parseFlowKeySpec, httpFlowKey, tcpFlowKey, udpFlowKey, quicDestinationCid } from './flowkey/index.js';
 export type { FlowKeySpec } from './flowkey/index.js';

@@ -1,10 +1,40 @@
 /**
- * Helpers for modules that keep their prom-client metrics per registry (one registry per node,
- * several nodes in one test process).
+ * The one way tandem makes its Prometheus metrics: `counter`, `gauge` and `histogram` on a
+ * registry. Every node has its own registry (several nodes share one test process), and every set
+ * of metrics is made once per node by the module that owns it, which the composition root creates
+ * and hands down. A name already on the registry is taken over: the new metric replaces the old
+ * one, so a module restarted inside one process, or loaded twice, gets its name instead of
+ * prom-client's "already registered". Label values come from bounded sets (config names, fixed
+ * outcomes spelled with '-').
  */
-import type { Registry } from 'prom-client';
+import { Counter, Gauge, Histogram, type CounterConfiguration, type GaugeConfiguration, type HistogramConfiguration, type Registry } from 'prom-client';
 
-/** `create` called once per registry; later calls with the same registry get the same object. */
+type Spec<C> = Omit<C, 'registers'>;
+
+function takeOver(registry: Registry, name: string): void {
+  if (registry.getSingleMetric(name) !== undefined) registry.removeSingleMetric(name);
+}
+
+export function counter<L extends string = string>(registry: Registry, spec: Spec<CounterConfiguration<L>>): Counter<L> {
+  takeOver(registry, spec.name);
+  return new Counter<L>({ ...spec, registers: [registry] });
+}
+
+export function gauge<L extends string = string>(registry: Registry, spec: Spec<GaugeConfiguration<L>>): Gauge<L> {
+  takeOver(registry, spec.name);
+  return new Gauge<L>({ ...spec, registers: [registry] });
+}
+
+export function histogram<L extends string = string>(registry: Registry, spec: Spec<HistogramConfiguration<L>>): Histogram<L> {
+  takeOver(registry, spec.name);
+  return new Histogram<L>({ ...spec, registers: [registry] });
+}
+
+/**
+ * @deprecated The protocol proxies' metrics still use it until the node creates them once and
+ * hands them down like the others. `create` runs once per registry; later calls with the same
+ * registry get the same object.
+ */
 export function perRegistry<T>(create: (registry: Registry) => T): (registry: Registry) => T {
   const made = new WeakMap<Registry, T>();
   return (registry) => {
@@ -18,11 +48,10 @@ export function perRegistry<T>(create: (registry: Registry) => T): (registry: Re
 }
 
 /**
- * The name, after removing a metric of that name already on the registry: a second instance on
- * the same registry (a restart inside one process, a module loaded twice) takes the name over
- * instead of failing on "already registered".
+ * @deprecated Use `counter`, `gauge` or `histogram`, which take the name over themselves. The name,
+ * after removing a metric of that name already on the registry.
  */
 export function takeOverName(registry: Registry, name: string): string {
-  if (registry.getSingleMetric(name) !== undefined) registry.removeSingleMetric(name);
+  takeOver(registry, name);
   return name;
 }

@@ -2,7 +2,15 @@
 import { CONTENDERS, type Cell, type ContenderId, type MetricRow } from './types.js';
 import { median } from './stats.js';
 
-export interface MetricDef { key: string; metric: string; unit: string; better: 'higher' | 'lower'; headline?: boolean }
+/** na: contenders this figure does not apply to, with the reason (e.g. no CPU to meter for direct). */
+export interface MetricDef {
+  key: string;
+  metric: string;
+  unit: string;
+  better: 'higher' | 'lower' | 'none';
+  headline?: boolean;
+  na?: Partial<Record<ContenderId, string>>;
+}
 export type PlanStatus = { kind: 'run' } | { kind: 'unavailable' | 'n/a'; reason: string };
 
 /**
@@ -24,6 +32,11 @@ export function buildMetricRows(
         cells[id] = { status: p.kind, reason: p.reason, samples: [] };
         continue;
       }
+      const na = m.na?.[id];
+      if (na !== undefined) {
+        cells[id] = { status: 'n/a', reason: na, samples: [] };
+        continue;
+      }
       const s = (samples[id]?.[m.key] ?? []).filter((x) => Number.isFinite(x));
       const value = median(s);
       if (value === undefined) {
@@ -33,6 +46,6 @@ export function buildMetricRows(
         cells[id] = { status: 'ok', value, samples: s };
       }
     }
-    return { metric: m.metric, unit: m.unit, better: m.better, headline: m.headline === true, cells };
+    return { key: m.key, metric: m.metric, unit: m.unit, better: m.better, headline: m.headline === true, cells };
   });
 }

@@ -1,9 +1,10 @@
-// Starts the shared backend and the peers (HAProxy, NGINX) from the templates in bench/configs.
+// Starts the shared backend and the peers (HAProxy, NGINX, the naive Node proxy) from the templates
+// in bench/configs and bench/peers.
 import { join } from 'node:path';
 import { mkdirSync, readFileSync, existsSync } from 'node:fs';
 import { renderConfig } from './templates.js';
 import { startService, waitForTcp, waitForHttp, runCommand, type Proc } from './procs.js';
-import { BACKEND, BACKEND_HOST, HAPROXY, NGINX, PEER_HOST } from './ports.js';
+import { BACKEND, BACKEND_HOST, HAPROXY, NAIVE, NGINX, PEER_HOST } from './ports.js';
 import type { ToolSet } from './tools.js';
 
 export type Started = { ok: true; procs: Proc[] } | { ok: false; reason: string; procs: Proc[] };
@@ -55,12 +56,15 @@ export async function startHaproxy(dir: string, tools: ToolSet): Promise<Started
   mkdirSync(sub, { recursive: true });
   const conf = renderConfig('haproxy.cfg', sub, {
     ...peerVars(sub), HTTP_PORT: HAPROXY.http, TCP_CONN_PORT: HAPROXY.tcpConn, TCP_BULK_PORT: HAPROXY.tcpBulk,
+    HTTP_CHAIN_PORT: HAPROXY.httpChain, HTTP_HOP2_PORT: HAPROXY.httpHop2,
+    TCP_BULK_CHAIN_PORT: HAPROXY.tcpBulkChain, TCP_BULK_HOP2_PORT: HAPROXY.tcpBulkHop2,
   });
   const check = await runCommand(tools.haproxy, ['-c', '-q', '-f', conf], { cpu: 'none', timeoutMs: 10_000 });
   if (check.code !== 0) return { ok: false, reason: `haproxy -c: ${(check.stderr || check.stdout).trim().slice(0, 300)}`, procs: [] };
   const p = startService('haproxy', tools.haproxy, ['-db', '-f', conf], { cpu: 'proxy', logFile: join(sub, 'haproxy.log') });
   try {
     await waitForHttp(`http://${PEER_HOST}:${HAPROXY.http}/`, READY_MS, p);
+    await waitForHttp(`http://${PEER_HOST}:${HAPROXY.httpChain}/`, READY_MS, p);
     return { ok: true, procs: [p] };
   } catch (e) {
     return { ok: false, reason: `haproxy did not start: ${(e as Error).message}`, procs: [p] };
@@ -82,6 +86,24 @@ export async function startNginxPeer(dir: string, tools: ToolSet): Promise<Start
     return { ok: true, procs: [p] };
   } catch (e) {
     return { ok: false, reason: `nginx did not start: ${(e as Error).message}`, procs: [p] };
+  }
+}
+
+const NAIVE_PROXY = new URL('../peers/naive-proxy.ts', import.meta.url).pathname;
+
+/** The naive Node proxy (bench/peers/naive-proxy.ts), run by the same Node as tandem, on the proxy CPU. */
+export async function startNaive(dir: string, node: string): Promise<Started> {
+  const sub = join(dir, 'naive');
+  mkdirSync(sub, { recursive: true });
+  const args = ['--import', 'tsx', NAIVE_PROXY, PEER_HOST, String(NAIVE.http), `${BACKEND_HOST}:${BACKEND.http}`];
+  const p = startService('naive node', node, args, {
+    cpu: 'proxy', cwd: new URL('../../', import.meta.url).pathname, env: { ...process.env, NODE_ENV: 'production' }, logFile: join(sub, 'naive.log'),
+  });
+  try {
+    await waitForHttp(`http://${PEER_HOST}:${NAIVE.http}/`, READY_MS, p);
+    return { ok: true, procs: [p] };
+  } catch (e) {
+    return { ok: false, reason: `the naive Node proxy did not start: ${(e as Error).message}`, procs: [p] };
   }
 }
 

@@ -17,7 +17,8 @@ export function microRows(r: MicroResult): MicroRow[] {
     f.forEach((item, i) => {
       if (!item || typeof item !== 'object') return;
       const o = item as Record<string, unknown>;
-      const tag = o.nodes !== undefined ? `${String(o.nodes)} nodes` : o.policy !== undefined ? String(o.policy) : `#${i + 1}`;
+      const label = (v: unknown) => (typeof v === 'string' || typeof v === 'number' ? String(v) : JSON.stringify(v));
+      const tag = o.nodes !== undefined ? `${label(o.nodes)} nodes` : o.policy !== undefined ? label(o.policy) : `#${i + 1}`;
       addObject(`${r.name} (${tag})`, o, ['nodes', 'policy']);
     });
   } else if (f && typeof f === 'object') {

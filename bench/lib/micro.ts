@@ -13,7 +13,7 @@ export const MICROS: ReadonlyArray<{ name: string; module: string; fn: string; t
   { name: 'selectors', module: 'selectors', fn: 'benchSelectors', title: 'backend selectors' },
 ];
 
-export async function runMicro(quick: boolean, timeoutMs: number, log: (s: string) => void): Promise<MicroResult[]> {
+export async function runMicro(quick: boolean, timeoutMs: number, log: (s: string) => void, node = process.execPath): Promise<MicroResult[]> {
   const out: MicroResult[] = [];
   for (const m of MICROS) {
     const file = join(ROOT, 'bench/micro', `${m.module}.ts`);
@@ -23,7 +23,7 @@ export async function runMicro(quick: boolean, timeoutMs: number, log: (s: strin
       continue;
     }
     log(`  micro ${m.name}…`);
-    const r = await runCommand(process.execPath, ['--import', 'tsx', join(ROOT, 'bench/lib/micro-child.ts'), m.module, m.fn], {
+    const r = await runCommand(node, ['--import', 'tsx', join(ROOT, 'bench/lib/micro-child.ts'), m.module, m.fn], {
       cpu: 'proxy', cwd: ROOT, timeoutMs, env: { ...process.env, BENCH_QUICK: quick ? '1' : '' },
     });
     const line = r.stdout.split('\n').find((l) => l.startsWith('MICRO_RESULT '));

@@ -6,11 +6,17 @@ export const PEER_HOST = '127.0.0.1';
 /** The shared backends (one nginx instance, worker_processes 1; one-shot iperf3 servers). */
 export const BACKEND = {
   http: 18080, // nginx `return 200` (also the TCP connection-rate responder, HTTP/1.0)
-  udp: 18053, // nginx stream `return "pong"` over UDP
+  udp: 18053, // bench/backends/udp-echo.pl
   iperf: 18201, // iperf3 -s (one test per server instance)
 } as const;
 
-export const HAPROXY = { http: 18100, tcpConn: 18101, tcpBulk: 18102 } as const;
+/** HAProxy, and its chained path: the first frontend forwards to a second one in the same process. */
+export const HAPROXY = {
+  http: 18100, tcpConn: 18101, tcpBulk: 18102,
+  httpChain: 18103, httpHop2: 18104, tcpBulkChain: 18105, tcpBulkHop2: 18106,
+} as const;
+/** The naive Node proxy (node:http + undici Pool), HTTP only. */
+export const NAIVE = { http: 18130 } as const;
 export const NGINX = { http: 18110, tcpConn: 18111, tcpBulk: 18112, udp: 18113 } as const;
 
 /** tandem: a 2-node cluster; both nodes use the same ports on their own host address. */

@@ -1,13 +1,19 @@
 // The markdown report: one table for the network scenarios, one for the micro-benchmarks.
-import type { BenchReport, Cell, ContenderId, MetricRow } from './types.js';
+import type { BenchReport, Cell, ContenderId, MetricRow, ProfileGroup, ProfileSummary } from './types.js';
 import { CONTENDERS } from './types.js';
 import { formatNumber, ratio } from './stats.js';
 import { microRows, figureLabel } from './micro-rows.js';
+import { checkAims } from './acceptance.js';
+import { GROUP_LABELS } from './cpuprofile.js';
 
-const RATIO_PEERS: ReadonlyArray<{ id: ContenderId; label: string }> = [
-  { id: 'haproxy', label: 'tandem/HAProxy' },
-  { id: 'nginx', label: 'tandem/NGINX' },
-  { id: 'direct', label: 'tandem/direct' },
+/** The ratio columns: num ÷ den of the same row. */
+export const RATIOS: ReadonlyArray<{ num: ContenderId; den: ContenderId; label: string }> = [
+  { num: 'tandem1', den: 'naive', label: 'tandem/naive Node' },
+  { num: 'tandem2', den: 'tandem1', label: 'tandem 2 hops/1 hop' },
+  { num: 'haproxy2', den: 'haproxy', label: 'HAProxy chained/HAProxy' },
+  { num: 'tandem1', den: 'haproxy', label: 'tandem/HAProxy' },
+  { num: 'tandem1', den: 'nginx', label: 'tandem/NGINX' },
+  { num: 'tandem1', den: 'direct', label: 'tandem/direct' },
 ];
 
 const esc = (s: string) => s.replace(/\|/g, '\\|').replace(/\n/g, ' ');
@@ -27,16 +33,51 @@ class Notes {
   }
 }
 
-function cellText(c: Cell, notes: Notes): string {
+function cellText(c: Cell | undefined, notes: Notes): string {
+  if (!c) return '—'; // a contender added after this report was written
   if (c.status === 'ok') return formatNumber(c.value);
   const n = notes.ref(`${c.status}: ${c.reason ?? 'no reason given'}`);
   return `${c.status} [${n}]`;
 }
 
-export function ratioOf(row: MetricRow, peer: ContenderId): number | undefined {
-  const t = row.cells.tandem1;
-  const p = row.cells[peer];
-  return ratio(t.status === 'ok' ? t.value : undefined, p.status === 'ok' ? p.value : undefined);
+/** row[num] ÷ row[den] when both were measured (num defaults to tandem 1 hop). */
+export function ratioOf(row: MetricRow, den: ContenderId, num: ContenderId = 'tandem1'): number | undefined {
+  const a = row.cells[num];
+  const b = row.cells[den];
+  return ratio(a?.status === 'ok' ? a.value : undefined, b?.status === 'ok' ? b.value : undefined);
+}
+
+const pct = (x: number) => `${(100 * x).toFixed(1)}%`;
+
+function profileLines(profiles: readonly ProfileSummary[]): string[] {
+  if (profiles.length === 0) return [];
+  const lines = [`## CPU profile of tandem (--cpu-prof ${profiles[0].scenario})`, '',
+    'Self time by function in the measured rounds (1 hop and 2 hops), as shares of the node\'s busy samples; idle samples left out.', ''];
+  for (const p of profiles) {
+    const groups = (Object.keys(GROUP_LABELS) as ProfileGroup[]).filter((g) => p.groups[g] > 0).map((g) => `${GROUP_LABELS[g]} ${pct(p.groups[g])}`);
+    lines.push(`**${esc(p.node)}**: ${formatNumber(p.busyMs)} ms of CPU${p.windowed ? '' : ' (whole profile: the windows did not match)'}, idle ${pct(p.idleShare)}; ${esc(groups.join(' · '))}. File: \`${esc(p.file)}\`.`, '');
+    lines.push('| self | group | function | where |', '|---:|---|---|---|');
+    for (const f of p.top.slice(0, 15)) lines.push(`| ${pct(f.share)} | ${f.group} | ${esc(f.name)} | ${esc(f.where)} |`);
+    lines.push('');
+  }
+  return lines;
+}
+
+function acceptanceLines(r: BenchReport): string[] {
+  if (r.scenarios.length === 0) return [];
+  const checks = checkAims(r);
+  const met = checks.filter((c) => c.status === 'met').length;
+  const lines = [`## Acceptance: ${met} of ${checks.length} aims met`, ''];
+  if (r.meta.quick || busy(r.meta)) lines.push(`(${r.meta.quick ? 'A quick run' : 'A busy machine'}: these checks show the bench works; judge the aims on a full run on an idle machine.)`, '');
+  for (const c of checks) lines.push(`- [${c.status === 'met' ? 'x' : ' '}] **${c.status}** — ${esc(c.aim)}: ${esc(c.detail)}`);
+  lines.push('');
+  return lines;
+}
+
+function nodeLine(m: BenchReport['meta']): string {
+  const n = m.contenderNode;
+  const node = n ? `Node ${n.version} (V8 ${n.v8}, ${n.path})` : `Node ${m.host.node}`;
+  return `${node} runs tandem, the naive Node proxy and the micro-benchmarks.`;
 }
 
 /**
@@ -56,28 +97,35 @@ export function renderMarkdown(r: BenchReport): string {
   const tools = Object.values(m.tools).filter(Boolean).join(' · ');
   lines.push(
     `Mode: **${mode}** — ${m.rounds} round(s) of ${m.durationSec} s per contender, interleaved, after a ${m.warmupSec} s warm-up; ` +
-      `figures are medians over the rounds. Host: ${m.host.cpus} CPUs, Node ${m.host.node}, ${m.host.kernel}, ` +
+      `figures are medians over the rounds. Host: ${m.host.cpus} CPUs${m.host.cpuModel ? ` (${m.host.cpuModel})` : ''}, kernel ${m.host.kernel}, ` +
       `load average ${m.host.loadAtStart ? `${m.host.loadAtStart[0].toFixed(2)} at the start, ` : ''}${m.host.load[0].toFixed(2)} at the end.`,
     '',
     ...(busy(m) ? [`> **Warning:** the machine was busy when the bench started (load average ${m.host.loadAtStart?.[0].toFixed(2)} on ${m.host.cpus} CPUs): other work competed for the CPUs, so these figures swing and compare badly.`, ''] : []),
-    `Pinning: ${m.pinning}. Tools: ${tools || 'none'}.`,
+    `${nodeLine(m)} Pinning: ${m.pinning}. Tools: ${tools || 'none'}.`,
     '',
-    `tandem: ${m.tandem.status === 'ok' ? 'running (2-node cluster)' : `unavailable: ${m.tandem.reason ?? ''}`}.`,
+    ...(m.restart === undefined ? [] : [m.restart
+      ? 'Every scenario starts fresh proxies (HAProxy, NGINX, the naive Node proxy, tandem); the backend runs all along.'
+      : 'One set of proxies served the whole run (--no-restart): a scenario finds them in the state the earlier ones left.', '']),
+    ...(m.cpuProf ? [`> tandem ran under the V8 profiler (--cpu-prof ${m.cpuProf}) ${m.restart === false ? `from the start of the run to the end of ${m.cpuProf}: its figures up to there` : `in ${m.cpuProf}: its figures there`} are slowed by the profiler.`, ''] : []),
+    `tandem: ${m.tandem.status === 'ok' ? 'running (2-node cluster)' : `unavailable: ${m.tandem.reason ?? ''}`}` +
+      `${m.tandem.nodeArgs?.length ? `; node flags: \`${m.tandem.nodeArgs.join(' ')}\`` : ''}.`,
     '',
   );
   if (r.scenarios.length) {
-    const head = ['scenario', 'metric', ...CONTENDERS.map((c) => c.label), ...RATIO_PEERS.map((p) => p.label)];
+    const head = ['scenario', 'metric', ...CONTENDERS.map((c) => c.label), ...RATIOS.map((p) => p.label)];
     lines.push(`| ${head.join(' | ')} |`, `|${head.map((_, i) => (i < 2 ? '---' : '---:')).join('|')}|`);
     for (const s of r.scenarios) {
       s.metrics.forEach((row, i) => {
-        const arrow = row.better === 'higher' ? '↑' : '↓';
-        const cols = [i === 0 ? `**${esc(s.title)}**` : '', `${esc(row.metric)} (${row.unit}) ${arrow}`];
+        const arrow = row.better === 'higher' ? ' ↑' : row.better === 'lower' ? ' ↓' : '';
+        const cols = [i === 0 ? `**${esc(s.title)}**` : '', `${esc(row.metric)} (${row.unit})${arrow}`];
         for (const c of CONTENDERS) cols.push(esc(cellText(row.cells[c.id], notes)));
-        for (const p of RATIO_PEERS) cols.push(formatRatio(ratioOf(row, p.id)));
+        for (const p of RATIOS) cols.push(row.better === 'none' ? '' : formatRatio(ratioOf(row, p.den, p.num)));
         lines.push(`| ${cols.join(' | ')} |`);
       });
     }
-    lines.push('', '↑ higher is better, ↓ lower is better. Ratios compare tandem 1 hop with each column: above 1.00 means more of the figure than that contender.', '');
+    lines.push('', '↑ higher is better, ↓ lower is better. A ratio is the first-named column ÷ the second, on that row: above 1.00 means more of the figure. ' +
+      'CPU per unit: CPU time (user + system) of all the contender\'s processes during the load, ÷ the work done; CPU used: that time ÷ the wall time, in % of one core.', '');
+    lines.push(...acceptanceLines(r));
   }
   const extra: string[] = [];
   for (const s of r.scenarios) for (const n of s.notes) extra.push(`- ${esc(s.title)}: ${n}`);
@@ -99,6 +147,7 @@ export function renderMarkdown(r: BenchReport): string {
     }
     lines.push('');
   }
+  lines.push(...profileLines(r.profiles ?? []));
   lines.push('How to read these figures: bench/README.md. Every figure: bench/results/latest.json. Chart: bench/results/latest.svg.', '');
   return lines.join('\n');
 }

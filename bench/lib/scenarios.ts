@@ -8,14 +8,19 @@ import type { RouteKey, TandemHandle } from './tandem.js';
 import { ROOT } from './tandem.js';
 import { runCommand, stopProc } from './procs.js';
 import { parseWrk, wrkArgs } from './wrk.js';
-import { BACKEND, BACKEND_HOST, DEFAULT_CLIENT, HAPROXY, NGINX, PEER_HOST, TANDEM, TANDEM_INGRESS } from './ports.js';
+import type { MetricDef } from './collect.js';
+import { BACKEND, BACKEND_HOST, DEFAULT_CLIENT, HAPROXY, NAIVE, NGINX, PEER_HOST, TANDEM, TANDEM_INGRESS } from './ports.js';
 
 export interface Target { host: string; port: number; local: string; header: string }
-export type Plan = { kind: 'run'; target: Target } | { kind: 'unavailable' | 'n/a'; reason: string };
-export interface MetricSpec { key: string; metric: string; unit: string; better: 'higher' | 'lower'; headline?: boolean }
-export interface RunOpts { durationSec: number; dir: string; tools: ToolSet; tag: string }
-export interface Measurement { figures: Record<string, number>; raw: unknown; warning?: string }
-export interface PlanCtx { haproxy: Started; nginx: Started; tandem: TandemHandle }
+/** pids: the roots of the contender's process trees, whose CPU time the runner meters. */
+export type Plan = { kind: 'run'; target: Target; pids: number[] } | { kind: 'unavailable' | 'n/a'; reason: string };
+export type MetricSpec = MetricDef;
+/** The window of a measurement: begin() right before the load generator starts, end() right after. */
+export interface Window { begin(): void; end(): void }
+export interface RunOpts { durationSec: number; dir: string; tools: ToolSet; tag: string; window: Window }
+/** work: units completed in the window (requests, MB, connections, replies), for CPU per unit. */
+export interface Measurement { figures: Record<string, number>; raw: unknown; warning?: string; work?: number }
+export interface PlanCtx { haproxy: Started; nginx: Started; naive: Started; tandem: TandemHandle }
 
 export interface Scenario {
   id: string;
@@ -28,36 +33,61 @@ export interface Scenario {
   measure(t: Target, o: RunOpts): Promise<Measurement>;
 }
 
-interface Ports { route: RouteKey; tandem: number; haproxy: number | string; nginx: number; direct: number }
+/** A port per contender; a string instead of a port: why that contender does not apply (n/a). */
+interface Ports { route: RouteKey; tandem: number; naive: number | string; haproxy: number | string; haproxy2: number | string; nginx: number; direct: number }
+
+const NAIVE_HTTP_ONLY = 'the naive Node proxy is an HTTP proxy';
+const CHAIN_SCENARIOS = 'HAProxy chained is measured in the HTTP scenarios and TCP bulk';
 
 function plans(ctx: PlanCtx, p: Ports): Record<ContenderId, Plan> {
-  const run = (host: string, port: number, local = DEFAULT_CLIENT, header = 'bench'): Plan => ({ kind: 'run', target: { host, port, local, header } });
+  const run = (host: string, port: number, pids: number[], local = DEFAULT_CLIENT, header = 'bench'): Plan => ({
+    kind: 'run', target: { host, port, local, header }, pids,
+  });
   const peer = (s: Started, port: number | string): Plan => {
     if (typeof port === 'string') return { kind: 'n/a', reason: port };
-    return s.ok ? run(PEER_HOST, port) : { kind: 'unavailable', reason: s.reason };
+    return s.ok ? run(PEER_HOST, port, s.procs.map((x) => x.pid)) : { kind: 'unavailable', reason: s.reason };
   };
+  const tandemPids = ctx.tandem.procs.map((x) => x.pid);
   const tandem = (hops: 'one' | 'two'): Plan => {
     if (ctx.tandem.status !== 'ok') return { kind: 'unavailable', reason: ctx.tandem.reason ?? 'tandem did not start' };
     const route = ctx.tandem.routes[p.route];
     const v = route?.[hops];
     if (!v) return { kind: 'unavailable', reason: route?.note ?? 'no flow found for this hop count' };
-    return p.route === 'http' ? run(TANDEM_INGRESS.host, p.tandem, DEFAULT_CLIENT, v) : run(TANDEM_INGRESS.host, p.tandem, v);
+    // Both nodes are metered for both hop counts: the cluster is the contender.
+    return p.route === 'http' ? run(TANDEM_INGRESS.host, p.tandem, tandemPids, DEFAULT_CLIENT, v) : run(TANDEM_INGRESS.host, p.tandem, tandemPids, v);
   };
   return {
     tandem1: tandem('one'),
     tandem2: tandem('two'),
+    naive: peer(ctx.naive, p.naive),
     haproxy: peer(ctx.haproxy, p.haproxy),
+    haproxy2: peer(ctx.haproxy, p.haproxy2),
     nginx: peer(ctx.nginx, p.nginx),
-    direct: run(BACKEND_HOST, p.direct),
+    direct: run(BACKEND_HOST, p.direct, []),
   };
 }
+
+const NO_PROXY = 'no proxy: the load generator talks to the backend';
+
+/** CPU of the contender's processes per unit of work, and how busy that made its core. */
+function cpuRows(unit: string, per: string): MetricSpec[] {
+  return [
+    { key: 'cpuPerUnit', metric: `CPU per ${per}`, unit, better: 'lower', na: { direct: NO_PROXY } },
+    { key: 'cpuPct', metric: 'CPU used', unit: '% of a core', better: 'none', na: { direct: NO_PROXY } },
+  ];
+}
+
+/** HTTP keep-alive connections: the figure the acceptance of p99 latency is stated at. */
+export const KEEPALIVE_CONNECTIONS = 50;
 
 function wrkScenario(close: boolean): Scenario['measure'] {
   return async (t, o) => {
     const headers = [`x-bench: ${t.header}`];
     if (close) headers.push('Connection: close');
-    const args = wrkArgs({ url: `http://${t.host}:${t.port}/`, connections: close ? 32 : 64, durationSec: o.durationSec, headers });
+    const args = wrkArgs({ url: `http://${t.host}:${t.port}/`, connections: close ? 32 : KEEPALIVE_CONNECTIONS, durationSec: o.durationSec, headers });
+    o.window.begin();
     const r = await runCommand(o.tools.wrk ?? 'wrk', args, { cpu: 'load', timeoutMs: (o.durationSec + 15) * 1000 });
+    o.window.end();
     if (r.code !== 0) throw new Error(`wrk exited ${r.code ?? r.signal}: ${(r.stderr || r.stdout).trim().slice(0, 200)}`);
     const w = parseWrk(r.stdout);
     if (w.requests === 0) throw new Error('wrk completed no request');
@@ -69,6 +99,7 @@ function wrkScenario(close: boolean): Scenario['measure'] {
       figures: { rps: w.requestsPerSec, p50: w.latencyMs.p50 ?? NaN, p99: w.latencyMs.p99 ?? NaN },
       raw: w,
       warning,
+      work: w.requests,
     };
   };
 }
@@ -78,11 +109,15 @@ const LOADGEN = join(ROOT, 'bench/loadgen');
 async function nodeLoadgen(script: string, t: Target, o: RunOpts, extra: string[]): Promise<Record<string, unknown>> {
   const args = ['--import', 'tsx', join(LOADGEN, script), '--host', t.host, '--port', String(t.port), '--local', t.local,
     '--duration', String(o.durationSec), ...extra];
+  o.window.begin();
   const r = await runCommand(process.execPath, args, { cpu: 'load', cwd: ROOT, timeoutMs: (o.durationSec + 20) * 1000 });
+  o.window.end();
   const line = r.stdout.trim().split('\n').filter((l) => l.startsWith('{')).pop();
   if (r.code !== 0 || !line) throw new Error(`${script} exited ${r.code ?? r.signal}: ${r.stderr.trim().split('\n').slice(-2).join(' ').slice(0, 200)}`);
   return JSON.parse(line) as Record<string, unknown>;
 }
+
+const NO_UDP = 'HAProxy 2.6 (Debian 12) does not proxy UDP';
 
 const ms = (x: unknown, k: string) => Number((x as Record<string, unknown> | undefined)?.[k] ?? NaN);
 
@@ -96,9 +131,12 @@ export const SCENARIOS: Scenario[] = [
       { key: 'rps', metric: 'requests/s', unit: 'req/s', better: 'higher', headline: true },
       { key: 'p50', metric: 'p50 latency', unit: 'ms', better: 'lower' },
       { key: 'p99', metric: 'p99 latency', unit: 'ms', better: 'lower' },
+      ...cpuRows('µs/req', 'request'),
     ],
-    notes: ['wrk -t1 -c64 --latency, GET / answered by the backend nginx `return 200`.'],
-    plan: (ctx) => plans(ctx, { route: 'http', tandem: TANDEM.http, haproxy: HAPROXY.http, nginx: NGINX.http, direct: BACKEND.http }),
+    notes: [`wrk -t1 -c${KEEPALIVE_CONNECTIONS} --latency, GET / answered by the backend nginx \`return 200\`.`],
+    plan: (ctx) => plans(ctx, {
+      route: 'http', tandem: TANDEM.http, naive: NAIVE.http, haproxy: HAPROXY.http, haproxy2: HAPROXY.httpChain, nginx: NGINX.http, direct: BACKEND.http,
+    }),
     measure: wrkScenario(false),
   },
   {
@@ -110,9 +148,12 @@ export const SCENARIOS: Scenario[] = [
       { key: 'rps', metric: 'requests/s', unit: 'req/s', better: 'higher', headline: true },
       { key: 'p50', metric: 'p50 latency', unit: 'ms', better: 'lower' },
       { key: 'p99', metric: 'p99 latency', unit: 'ms', better: 'lower' },
+      ...cpuRows('µs/req', 'request'),
     ],
     notes: ["wrk -t1 -c32 -H 'Connection: close': every request on a new client connection (backend connections stay pooled)."],
-    plan: (ctx) => plans(ctx, { route: 'http', tandem: TANDEM.http, haproxy: HAPROXY.http, nginx: NGINX.http, direct: BACKEND.http }),
+    plan: (ctx) => plans(ctx, {
+      route: 'http', tandem: TANDEM.http, naive: NAIVE.http, haproxy: HAPROXY.http, haproxy2: HAPROXY.httpChain, nginx: NGINX.http, direct: BACKEND.http,
+    }),
     measure: wrkScenario(true),
   },
   {
@@ -120,14 +161,18 @@ export const SCENARIOS: Scenario[] = [
     title: 'TCP bulk throughput',
     short: 'TCP bulk',
     needs: ['iperf3', 'haproxy', 'nginx', 'stream'],
-    metrics: [{ key: 'mbps', metric: 'throughput', unit: 'MB/s', better: 'higher', headline: true }],
+    metrics: [{ key: 'mbps', metric: 'throughput', unit: 'MB/s', better: 'higher', headline: true }, ...cpuRows('µs/MB', 'MB')],
     notes: ['iperf3 client → proxy → iperf3 server (one stream, client sending); MB/s = 10^6 bytes/s received.'],
-    plan: (ctx) => plans(ctx, { route: 'tcpBulk', tandem: TANDEM.tcpBulk, haproxy: HAPROXY.tcpBulk, nginx: NGINX.tcpBulk, direct: BACKEND.iperf }),
+    plan: (ctx) => plans(ctx, {
+      route: 'tcpBulk', tandem: TANDEM.tcpBulk, naive: NAIVE_HTTP_ONLY, haproxy: HAPROXY.tcpBulk, haproxy2: HAPROXY.tcpBulkChain, nginx: NGINX.tcpBulk, direct: BACKEND.iperf,
+    }),
     async measure(t, o) {
       const server = await startIperfServer(o.dir, o.tools, o.tag);
       try {
         const args = ['-c', t.host, '-p', String(t.port), '-B', t.local, '-t', String(Math.max(1, Math.round(o.durationSec))), '-J', '--connect-timeout', '3000'];
+        o.window.begin();
         const r = await runCommand(o.tools.iperf3 ?? 'iperf3', args, { cpu: 'load', timeoutMs: (o.durationSec + 15) * 1000 });
+        o.window.end();
         let j: { error?: string; end?: { sum_received?: { bits_per_second?: number; bytes?: number } } };
         try {
           j = JSON.parse(r.stdout) as typeof j;
@@ -137,7 +182,8 @@ export const SCENARIOS: Scenario[] = [
         if (j.error) throw new Error(`iperf3: ${j.error}`);
         const bps = j.end?.sum_received?.bits_per_second;
         if (!bps) throw new Error('iperf3 reported no throughput');
-        return { figures: { mbps: bps / 8e6 }, raw: { bitsPerSecond: bps, bytes: j.end?.sum_received?.bytes } };
+        const bytes = j.end?.sum_received?.bytes;
+        return { figures: { mbps: bps / 8e6 }, raw: { bitsPerSecond: bps, bytes }, work: bytes ? bytes / 1e6 : undefined };
       } finally {
         await stopProc(server, 1000);
       }
@@ -152,9 +198,12 @@ export const SCENARIOS: Scenario[] = [
       { key: 'cps', metric: 'connections/s', unit: 'conn/s', better: 'higher', headline: true },
       { key: 'p50', metric: 'p50 connection time', unit: 'ms', better: 'lower' },
       { key: 'p99', metric: 'p99 connection time', unit: 'ms', better: 'lower' },
+      ...cpuRows('µs/conn', 'connection'),
     ],
     notes: ['bench/loadgen/tcp-connrate.ts, 32 concurrent loops of connect → HTTP/1.0 request → reply → close (backend: nginx).'],
-    plan: (ctx) => plans(ctx, { route: 'tcpConn', tandem: TANDEM.tcpConn, haproxy: HAPROXY.tcpConn, nginx: NGINX.tcpConn, direct: BACKEND.http }),
+    plan: (ctx) => plans(ctx, {
+      route: 'tcpConn', tandem: TANDEM.tcpConn, naive: NAIVE_HTTP_ONLY, haproxy: HAPROXY.tcpConn, haproxy2: CHAIN_SCENARIOS, nginx: NGINX.tcpConn, direct: BACKEND.http,
+    }),
     async measure(t, o) {
       const j = await nodeLoadgen('tcp-connrate.ts', t, o, ['--concurrency', '32']);
       const n = Number(j.connections);
@@ -165,6 +214,7 @@ export const SCENARIOS: Scenario[] = [
         figures: { cps: Number(j.connectionsPerSec), p50: ms(j.latencyMs, 'p50'), p99: ms(j.latencyMs, 'p99') },
         raw: j,
         warning: errs > n * 0.01 ? `${errs} failed connections of ${n + errs} (${JSON.stringify(j.errorSamples)})` : undefined,
+        work: n,
       };
     },
   },
@@ -178,10 +228,11 @@ export const SCENARIOS: Scenario[] = [
       { key: 'p50', metric: 'p50 round trip', unit: 'ms', better: 'lower' },
       { key: 'p99', metric: 'p99 round trip', unit: 'ms', better: 'lower' },
       { key: 'loss', metric: 'lost', unit: '%', better: 'lower' },
+      ...cpuRows('µs/dgram', 'datagram'),
     ],
     notes: ['bench/loadgen/udp-rr.ts, 32 sockets from one client address, one numbered datagram outstanding each (lost after 200 ms), each reply checked; backend: bench/backends/udp-echo.pl (Perl).'],
     plan: (ctx) => plans(ctx, {
-      route: 'udp', tandem: TANDEM.udp, haproxy: 'HAProxy 2.6 (Debian 12) does not proxy UDP', nginx: NGINX.udp, direct: BACKEND.udp,
+      route: 'udp', tandem: TANDEM.udp, naive: NAIVE_HTTP_ONLY, haproxy: NO_UDP, haproxy2: NO_UDP, nginx: NGINX.udp, direct: BACKEND.udp,
     }),
     async measure(t, o) {
       const j = await nodeLoadgen('udp-rr.ts', t, o, ['--concurrency', '32', '--timeout-ms', '200']);
@@ -196,6 +247,7 @@ export const SCENARIOS: Scenario[] = [
         figures: { dps: Number(j.datagramsPerSec), p50: ms(j.latencyMs, 'p50'), p99: ms(j.latencyMs, 'p99'), loss: lossPct },
         raw: j,
         warning: warn || undefined,
+        work: n,
       };
     },
   },

@@ -31,7 +31,20 @@ export function tandemUnavailable(reason: string, procs: Proc[] = []): TandemHan
   return { status: 'unavailable', reason, procs, routes: {} };
 }
 
-export async function startTandem(dir: string, readyTimeoutMs: number): Promise<TandemHandle> {
+/** BENCH_TANDEM_NODE_ARGS: node flags for tandem's processes only (e.g. --trace-gc, --max-semi-space-size=32). */
+export function tandemNodeArgs(): string[] | undefined {
+  const args = (process.env.BENCH_TANDEM_NODE_ARGS ?? '').split(/\s+/).filter(Boolean);
+  return args.length ? args : undefined;
+}
+
+export interface TandemStart {
+  /** The node binary (the contender Node, see tools.ts contenderNode). */
+  node: string;
+  /** --cpu-prof: write each node's V8 CPU profile (NODE_ID.cpuprofile) to this directory at exit. */
+  profileDir?: string;
+}
+
+export async function startTandem(dir: string, readyTimeoutMs: number, o: TandemStart): Promise<TandemHandle> {
   // BENCH_TANDEM_BIN replaces bin/tandem.js (to try the harness against another build or a stand-in).
   const override = process.env.BENCH_TANDEM_BIN;
   const bin = override || join(ROOT, 'bin/tandem.js');
@@ -47,8 +60,10 @@ export async function startTandem(dir: string, readyTimeoutMs: number): Promise<
     BACKEND_IPERF_PORT: BACKEND.iperf, BACKEND_UDP_PORT: BACKEND.udp,
   });
   const env = { ...process.env, NODE_ENV: 'production' };
+  const prof = (id: string) => (o.profileDir ? ['--cpu-prof', `--cpu-prof-dir=${o.profileDir}`, `--cpu-prof-name=${id}.cpuprofile`] : []);
+  const extra = tandemNodeArgs() ?? [];
   const procs = TANDEM.nodes.map((n) =>
-    startService(`tandem ${n.id}`, process.execPath, [bin, 'start', '--config', configFile, '--node', n.id], {
+    startService(`tandem ${n.id}`, o.node, [...extra, ...prof(n.id), bin, 'start', '--config', configFile, '--node', n.id], {
       cpu: 'proxy', cwd: ROOT, env, logFile: join(sub, `${n.id}.log`),
     }),
   );

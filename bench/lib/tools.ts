@@ -80,3 +80,27 @@ export function missingTools(t: ToolSet, need: { haproxy: boolean; nginx: boolea
 export function missingMessage(miss: string[]): string {
   return `bench: missing ${miss.join(', ')}. The bench installs nothing; install the tools with:\n  ${INSTALL_HINT}\n`;
 }
+
+export interface NodeInfo { path: string; version: string; v8: string }
+
+/**
+ * The Node that runs tandem, the naive Node proxy and the micro-benchmarks: BENCH_NODE (a path to
+ * another node binary, e.g. a newer LTS line) or the bench's own. Asked for its versions, so the
+ * report says which Node ran, not which Node started the bench.
+ */
+export function contenderNode(): NodeInfo {
+  const path = process.env.BENCH_NODE || process.execPath;
+  if (path === process.execPath) return { path, version: process.version, v8: process.versions.v8 };
+  const r = spawnSync(path, ['-p', 'JSON.stringify([process.version, process.versions.v8])'], { encoding: 'utf8', timeout: 10_000 });
+  try {
+    const [version, v8] = JSON.parse(r.stdout) as [string, string];
+    return { path, version, v8 };
+  } catch {
+    throw new Error(`BENCH_NODE=${path} does not run: ${(r.stderr || r.error?.message || '').trim().slice(0, 200)}`);
+  }
+}
+
+/** "model name" of the first CPU in /proc/cpuinfo (pure: takes the file's text). */
+export function cpuModelOf(cpuinfo: string): string | undefined {
+  return /^model name\s*:\s*(.+)$/m.exec(cpuinfo)?.[1]?.trim();
+}

@@ -1,6 +1,6 @@
 /**
- * Micro-benchmark of Rendezvous.owners(), the decision made for every new flow (DESIGN.md
- * section 2). Target: under 1 µs for 16 nodes. Keys are distinct and precomputed so that the
+ * Micro-benchmark of Rendezvous.owners(), the decision made for every new flow (the routing rule,
+ * docs/ARCHITECTURE.md). Target: under 1 µs for 16 nodes. Keys are distinct and precomputed so that the
  * figure covers hashing the key, not building it.
  */
 import { pathToFileURL } from 'node:url';

@@ -33,7 +33,7 @@ export function benchSelectors(options: { picks?: number } = {}): Array<Selector
     const random = prng(1);
     let sink = 0;
     const run = (n: number): void => {
-      for (let i = 0; i < n; i++) sink += selector.pick(backends, { key: keys[i & 1023]!, random });
+      for (let i = 0; i < n; i++) sink += selector.pick(backends, { key: keys[i & 1023], random });
     };
     run(Math.min(picks, 50_000)); // warm-up: JIT, and the consistent-hash table build
     const start = process.hrtime.bigint();

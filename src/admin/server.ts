@@ -1,11 +1,12 @@
 /**
- * The admin API (DESIGN.md section 6) on host:adminPort. Routes are registered by the node, so
+ * The admin API (docs/design.md §6) on host:adminPort. Routes are registered by the node, so
  * later features (backends, drain, reload, the dashboard's event stream) add routes without
  * touching this file. State-changing routes require the admin token as `Authorization: Bearer T`.
  */
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import { timingSafeEqual, createHash } from 'node:crypto';
 import type { Logger } from 'pino';
+import { ErrorCodes, TandemError } from '../errors.js';
 
 export interface AdminRequest {
   readonly method: string;
@@ -72,7 +73,7 @@ export class AdminServer {
     this.#server = server;
     await new Promise<void>((resolve, reject) => {
       server.once('error', reject);
-      // Bound to the node's host only, never the wildcard address (DESIGN.md section 5).
+      // Bound to the node's host only, never the wildcard address (docs/design.md §5).
       server.listen(this.#port, this.#host, () => {
         server.off('error', reject);
         resolve();
@@ -165,13 +166,13 @@ async function readJson(req: IncomingMessage): Promise<unknown> {
   let size = 0;
   for await (const chunk of req) {
     size += (chunk as Buffer).length;
-    if (size > MAX_BODY) throw new Error('request body too large');
+    if (size > MAX_BODY) throw new TandemError(ErrorCodes.BAD_REQUEST, 'request body too large');
     chunks.push(chunk as Buffer);
   }
   if (size === 0) return {};
   try {
     return JSON.parse(Buffer.concat(chunks).toString('utf8'));
   } catch {
-    throw new Error('request body is not valid JSON');
+    throw new TandemError(ErrorCodes.BAD_REQUEST, 'request body is not valid JSON');
   }
 }

@@ -57,7 +57,7 @@ export class ConsistentHashSelector implements Selector {
   pick(backends: readonly BackendView[], ctx: PickContext): number {
     if (!this.#sameAsLastCall(backends)) this.#refresh(backends);
     if (this.#table.length === 0) return -1;
-    return this.#toInput[this.#table[keyHash(ctx.key) % this.tableSize]!]!;
+    return this.#toInput[this.#table[keyHash(ctx.key) % this.tableSize]];
   }
 
   /** Number of Maglev tables built so far (tests check that stable input does not rebuild). */
@@ -68,7 +68,7 @@ export class ConsistentHashSelector implements Selector {
   #sameAsLastCall(backends: readonly BackendView[]): boolean {
     if (backends.length !== this.#seenAddress.length) return false;
     for (let i = 0; i < backends.length; i++) {
-      const b = backends[i]!;
+      const b = backends[i];
       if (b.address !== this.#seenAddress[i] || (isPickable(b) ? b.weight : -1) !== this.#seenWeight[i]) return false;
     }
     return true;
@@ -78,11 +78,11 @@ export class ConsistentHashSelector implements Selector {
     this.#seenAddress = backends.map((b) => b.address);
     this.#seenWeight = backends.map((b) => (isPickable(b) ? b.weight : -1));
     const listed: number[] = [];
-    for (let i = 0; i < backends.length; i++) if (isPickable(backends[i]!)) listed.push(i);
+    for (let i = 0; i < backends.length; i++) if (isPickable(backends[i])) listed.push(i);
     // Sort by address so that every node (and every list order) builds the same table.
-    listed.sort((x, y) => (backends[x]!.address < backends[y]!.address ? -1 : backends[x]!.address > backends[y]!.address ? 1 : x - y));
-    const weights = quantizeWeights(listed.map((i) => backends[i]!.weight));
-    const members: MaglevMember[] = listed.map((i, k) => ({ address: backends[i]!.address, weight: weights[k]! }));
+    listed.sort((x, y) => (backends[x].address < backends[y].address ? -1 : backends[x].address > backends[y].address ? 1 : x - y));
+    const weights = quantizeWeights(listed.map((i) => backends[i].weight));
+    const members: MaglevMember[] = listed.map((i, k) => ({ address: backends[i].address, weight: weights[k] }));
     const signature = members.map((m) => `${m.address}*${m.weight}`).join('\n');
     if (signature !== this.#signature) {
       this.#table = buildMaglevTable(members, this.tableSize, MEMBER_HASHES);

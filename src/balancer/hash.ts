@@ -3,7 +3,7 @@
  * resistant hash is needed here: flow keys were validated (length-capped, no control characters,
  * src/flowkey/validate.ts) before they reach a policy, and a client that crafts keys to collide can
  * at worst pile its own flows onto one backend, which choosing those keys already allows. (The
- * cluster's owner ranking, which must resist that, uses a keyed hash: DESIGN.md section 2.)
+ * cluster's owner ranking, which must resist that, uses a keyed hash: docs/design.md §2.)
  *
  * FNV-1a 32 (Fowler/Noll/Vo, draft-eastlake-fnv) over the UTF-8 bytes, then MurmurHash3's fmix32
  * finaliser (Appleby, smhasher) because FNV-1a alone mixes poorly into the high bits for keys that

@@ -1,5 +1,5 @@
 /**
- * Backend selection (DESIGN.md section 6, `policy`). Importing this module registers the built-in
+ * Backend selection (docs/design.md §6, `policy`). Importing this module registers the built-in
  * policies; use createSelector(name) for one selector per service.
  */
 import { registerPolicy } from './registry.js';

@@ -21,7 +21,7 @@ export class LeastConnectionsSelector implements Selector {
     tied.length = 0;
     let best: BackendView | undefined;
     for (let i = 0; i < backends.length; i++) {
-      const b = backends[i]!;
+      const b = backends[i];
       if (!isPickable(b)) continue;
       if (best === undefined || b.active * best.weight < best.active * b.weight) {
         best = b;
@@ -33,7 +33,7 @@ export class LeastConnectionsSelector implements Selector {
     }
     if (tied.length === 0) return -1;
     this.#weights.begin(backends);
-    if (tied.length === 1) return tied[0]!;
+    if (tied.length === 1) return tied[0];
     return this.#weights.step(backends, tied);
   }
 }

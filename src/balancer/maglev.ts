@@ -75,7 +75,7 @@ export function buildMaglevTable(
   const target = new Float64Array(n);
   let maxWeight = 0;
   for (let i = 0; i < n; i++) {
-    const m = members[i]!;
+    const m = members[i];
     position[i] = hashes.h1(m.address) % size;
     skip[i] = (hashes.h2(m.address) % (size - 1)) + 1;
     if (m.weight > maxWeight) maxWeight = m.weight;
@@ -83,10 +83,10 @@ export function buildMaglevTable(
   let filled = 0;
   for (let round = 1; filled < size; round++) {
     for (let i = 0; i < n && filled < size; i++) {
-      if (round * members[i]!.weight < target[i]!) continue;
+      if (round * members[i].weight < target[i]) continue;
       target[i] += maxWeight;
-      let c = position[i]!;
-      const s = skip[i]!;
+      let c = position[i];
+      const s = skip[i];
       while (table[c] !== -1) {
         c += s;
         if (c >= size) c -= size;

@@ -18,7 +18,7 @@ function draw(backends: readonly BackendView[], r: number, skip: number): number
   let last = -1;
   for (let i = 0; i < backends.length; i++) {
     if (i === skip) continue;
-    const b = backends[i]!;
+    const b = backends[i];
     if (!isPickable(b)) continue;
     last = i;
     r -= b.weight;
@@ -35,7 +35,7 @@ export class P2cSelector implements Selector {
     let total = 0;
     let only = -1;
     for (let i = 0; i < backends.length; i++) {
-      const b = backends[i]!;
+      const b = backends[i];
       if (!isPickable(b)) continue;
       count++;
       total += b.weight;
@@ -43,9 +43,9 @@ export class P2cSelector implements Selector {
     }
     if (count <= 1) return only;
     const a = draw(backends, ctx.random() * total, -1);
-    const b = draw(backends, ctx.random() * (total - backends[a]!.weight), a);
-    const ba = backends[a]!;
-    const bb = backends[b]!;
+    const b = draw(backends, ctx.random() * (total - backends[a].weight), a);
+    const ba = backends[a];
+    const bb = backends[b];
     return bb.active * ba.weight < ba.active * bb.weight ? b : a;
   }
 }

@@ -11,14 +11,14 @@ export class RandomSelector implements Selector {
   pick(backends: readonly BackendView[], ctx: PickContext): number {
     let total = 0;
     for (let i = 0; i < backends.length; i++) {
-      const b = backends[i]!;
+      const b = backends[i];
       if (isPickable(b)) total += b.weight;
     }
     if (total === 0) return -1;
     let r = ctx.random() * total;
     let last = -1;
     for (let i = 0; i < backends.length; i++) {
-      const b = backends[i]!;
+      const b = backends[i];
       if (!isPickable(b)) continue;
       last = i;
       r -= b.weight;

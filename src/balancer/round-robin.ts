@@ -15,10 +15,10 @@ export class RoundRobinSelector implements Selector {
   pick(backends: readonly BackendView[], _ctx?: PickContext): number {
     const candidates = this.#candidates;
     candidates.length = 0;
-    for (let i = 0; i < backends.length; i++) if (isPickable(backends[i]!)) candidates.push(i);
+    for (let i = 0; i < backends.length; i++) if (isPickable(backends[i])) candidates.push(i);
     if (candidates.length === 0) return -1;
     this.#weights.begin(backends);
-    if (candidates.length === 1) return candidates[0]!;
+    if (candidates.length === 1) return candidates[0];
     return this.#weights.step(backends, candidates);
   }
 }

@@ -1,5 +1,5 @@
 /**
- * The one interface every backend-selection policy implements (DESIGN.md section 6, `policy`),
+ * The one interface every backend-selection policy implements (docs/design.md §6, `policy`),
  * modelled on Caddy's reverseproxy `Selector` (modules/caddyhttp/reverseproxy/selectionpolicies.go):
  * a policy sees the candidate list and the request, and answers with one of them. Policies are
  * pure and synchronous: health, draining, slow start and connection counting live elsewhere and

@@ -32,7 +32,7 @@ export class SmoothWeights {
     const epoch = ++this.#epoch;
     const aligned: Slot[] = new Array<Slot>(backends.length);
     for (let i = 0; i < backends.length; i++) {
-      const address = backends[i]!.address;
+      const address = backends[i].address;
       let slot = this.#slots.get(address);
       if (slot) slot.seen = epoch;
       else this.#slots.set(address, (slot = { current: 0, seen: epoch }));
@@ -51,7 +51,7 @@ export class SmoothWeights {
   #sameList(backends: readonly BackendView[]): boolean {
     const listed = this.#listed;
     if (listed.length !== backends.length) return false;
-    for (let i = 0; i < listed.length; i++) if (listed[i] !== backends[i]!.address) return false;
+    for (let i = 0; i < listed.length; i++) if (listed[i] !== backends[i].address) return false;
     return true;
   }
 
@@ -64,9 +64,9 @@ export class SmoothWeights {
     let bestSlot: Slot | undefined;
     let total = 0;
     for (let k = 0; k < indices.length; k++) {
-      const i = indices[k]!;
-      const b = backends[i]!;
-      const slot = this.#aligned[i]!;
+      const i = indices[k];
+      const b = backends[i];
+      const slot = this.#aligned[i];
       slot.current += b.weight;
       total += b.weight;
       if (bestSlot === undefined || slot.current > bestSlot.current) {

@@ -7,8 +7,14 @@ import type { Io } from './validate.js';
 
 const USAGE = `usage:
   tandem demo [--config FILE]                 run a 3-node demo cluster on 127.0.0.1-3 (or write its config to FILE)
-  tandem start --config FILE --node ID        run one node (SIGTERM drains and exits, SIGHUP reloads)
+  tandem start --config FILE --node ID [--host HOST] [--peer-port P] [--admin-port P] [--weight W]
+                                              run one node (SIGTERM drains and exits, SIGHUP reloads);
+                                              --host starts a node the file does not list (discovery)
   tandem validate --config FILE               check a config: "ok" or one line per problem
+  tandem config push --config FILE [--wait MS]
+                                              validate FILE and store its services in etcd; every node
+                                              validates and reloads them (or refuses them whole)
+  tandem config status --config FILE          the pushed revision and which node runs which
   tandem status [--admin HOST:PORT] [--json]  the cluster and its backends
   tandem flow --service S --key K [--admin HOST:PORT] [--json]
                                               where a flow lives and where a new one would go`;
@@ -19,7 +25,10 @@ const stdio: Io = {
 };
 
 export async function main(argv: readonly string[], io: Io = stdio): Promise<number> {
-  const [command, ...rest] = argv;
+  const [command, ...more] = argv;
+  // `tandem config push …`: the subcommand is the first word after "config".
+  const sub = command === 'config' && more[0] !== undefined && !more[0].startsWith('-') ? more[0] : undefined;
+  const rest = sub === undefined ? more : more.slice(1);
   let args;
   try {
     args = parseArgs({
@@ -33,6 +42,11 @@ export async function main(argv: readonly string[], io: Io = stdio): Promise<num
         json: { type: 'boolean' },
         token: { type: 'string' },
         'log-level': { type: 'string' },
+        host: { type: 'string' },
+        'peer-port': { type: 'string' },
+        'admin-port': { type: 'string' },
+        weight: { type: 'string' },
+        wait: { type: 'string' },
         help: { type: 'boolean', short: 'h' },
       },
       strict: true,
@@ -55,8 +69,18 @@ export async function main(argv: readonly string[], io: Io = stdio): Promise<num
     }
     case 'start': {
       if (!args.config || !args.node) return usageError(io, 'start needs --config FILE and --node ID');
-      const { startCommand } = await import('./start.js');
-      return startCommand({ config: args.config, node: args.node, logLevel: args['log-level'] }, io);
+      const { startCommand, parseSelfFlags } = await import('./start.js');
+      const self = parseSelfFlags(args.node, { host: args.host, peerPort: args['peer-port'], adminPort: args['admin-port'], weight: args.weight });
+      if (typeof self === 'string') return usageError(io, self);
+      return startCommand({ config: args.config, node: args.node, logLevel: args['log-level'], self }, io);
+    }
+    case 'config': {
+      if (sub !== 'push' && sub !== 'status') return usageError(io, 'config needs a subcommand: push or status');
+      if (!args.config) return usageError(io, `config ${sub} needs --config FILE`);
+      const wait = args.wait === undefined ? 5000 : Number(args.wait);
+      if (!Number.isInteger(wait) || wait < 0 || wait > 600_000) return usageError(io, '--wait must be a number of milliseconds from 0 to 600000');
+      const { configPushCommand, configStatusCommand } = await import('./config-push.js');
+      return sub === 'push' ? configPushCommand({ config: args.config, waitMs: wait }, io) : configStatusCommand({ config: args.config }, io);
     }
     case 'status': {
       const { statusCommand } = await import('./status.js');

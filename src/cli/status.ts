@@ -94,7 +94,7 @@ export async function flowCommand(args: { admin?: string; service?: string; key?
   const base = `http://${args.admin ?? DEFAULT_ADMIN}`;
   try {
     const q = `service=${encodeURIComponent(args.service)}&key=${encodeURIComponent(args.key)}`;
-    const flow = await getJson<Record<string, unknown>>(base, `/api/flows?${q}`);
+    const flow = await getJson<{ primary: string; backup: string | null; backend: string | null }>(base, `/api/flows?${q}`);
     const ranking = await getJson<{ ranking: Array<{ id: string; score: number; state: string; weight: number }>; wouldOwn: { primary: string; backup: string | null } }>(
       base,
       `/api/ranking?key=${encodeURIComponent(args.key)}`,

@@ -3,8 +3,8 @@
  * Label values are bounded: `peer` is a configured node id, `reason`/`kind`/`direction` come from
  * fixed sets in this module's callers.
  */
-import { Counter, Gauge, type Registry } from 'prom-client';
-import { takeOverName } from '../metrics.js';
+import type { Counter, Gauge, Registry } from 'prom-client';
+import { counter, gauge } from '../metrics.js';
 import type { PeerState } from './cluster-options.js';
 
 export type RejectReason = 'garbage' | 'oversized' | 'malformed' | 'protocol';
@@ -23,26 +23,23 @@ export class ClusterMetrics {
   #lagSource: () => Iterable<readonly [string, number]> = () => [];
 
   constructor(registry: Registry) {
-    const registers = [registry];
     // A second Cluster on the same registry (a restart inside one process) takes the names over.
-    const fresh = (name: string): string => takeOverName(registry, name);
-    this.peerState = new Gauge({ name: fresh('tandem_peer_state'), help: 'Peer state as this node sees it: 0 dead, 1 suspect, 2 alive.', labelNames: ['peer'], registers });
-    this.frames = new Counter({ name: fresh('tandem_peer_frames_total'), help: 'Frames on control links.', labelNames: ['peer', 'direction'], registers });
-    this.bytes = new Counter({ name: fresh('tandem_peer_bytes_total'), help: 'Bytes of frames on control links.', labelNames: ['peer', 'direction'], registers });
-    this.authFailures = new Counter({ name: fresh('tandem_peer_auth_failures_total'), help: 'Peer connections refused during authentication, by reason.', labelNames: ['reason'], registers });
-    this.rejectedFrames = new Counter({ name: fresh('tandem_peer_rejected_frames_total'), help: 'Authenticated control links dropped for a bad frame, by reason.', labelNames: ['reason'], registers });
-    this.replicationEntries = new Counter({ name: fresh('tandem_replication_entries_total'), help: 'Flow entries sent to (out) and received from (in) peers, live and snapshot.', labelNames: ['direction'], registers });
-    const self = this;
-    this.replicationLag = new Gauge({
-      name: fresh('tandem_replication_lag_seconds'),
+    this.peerState = gauge(registry, { name: 'tandem_peer_state', help: 'Peer state as this node sees it: 0 dead, 1 suspect, 2 alive.', labelNames: ['peer'] });
+    this.frames = counter(registry, { name: 'tandem_peer_frames_total', help: 'Frames on control links.', labelNames: ['peer', 'direction'] });
+    this.bytes = counter(registry, { name: 'tandem_peer_bytes_total', help: 'Bytes of frames on control links.', labelNames: ['peer', 'direction'] });
+    this.authFailures = counter(registry, { name: 'tandem_peer_auth_failures_total', help: 'Peer connections refused during authentication, by reason.', labelNames: ['reason'] });
+    this.rejectedFrames = counter(registry, { name: 'tandem_peer_rejected_frames_total', help: 'Authenticated control links dropped for a bad frame, by reason.', labelNames: ['reason'] });
+    this.replicationEntries = counter(registry, { name: 'tandem_replication_entries_total', help: 'Flow entries sent to (out) and received from (in) peers, live and snapshot.', labelNames: ['direction'] });
+    const lag = (): Iterable<readonly [string, number]> => this.#lagSource();
+    this.replicationLag = gauge(registry, {
+      name: 'tandem_replication_lag_seconds',
       help: 'Age of the oldest replication batch a peer has not acknowledged (0 when caught up).',
       labelNames: ['peer'],
-      registers,
       collect() {
-        for (const [peer, seconds] of self.#lagSource()) this.set({ peer }, seconds);
+        for (const [peer, seconds] of lag()) this.set({ peer }, seconds);
       },
     });
-    this.resyncs = new Counter({ name: fresh('tandem_replication_resyncs_total'), help: 'Replication streams (re)started towards a peer: resume from the log, or full snapshot.', labelNames: ['peer', 'kind'], registers });
+    this.resyncs = counter(registry, { name: 'tandem_replication_resyncs_total', help: 'Replication streams (re)started towards a peer: resume from the log, or full snapshot.', labelNames: ['peer', 'kind'] });
   }
 
   setLagSource(fn: () => Iterable<readonly [string, number]>): void {
@@ -51,5 +48,16 @@ export class ClusterMetrics {
 
   setPeerState(peer: string, state: PeerState): void {
     this.peerState.set({ peer }, STATE_VALUE[state]);
+  }
+
+  /** A peer left the member set: drop its series, so that churn does not grow them without bound. */
+  forgetPeer(peer: string): void {
+    this.peerState.remove({ peer });
+    this.replicationLag.remove({ peer });
+    for (const direction of ['in', 'out']) {
+      this.frames.remove({ peer, direction });
+      this.bytes.remove({ peer, direction });
+    }
+    for (const kind of ['resume', 'full']) this.resyncs.remove({ peer, kind });
   }
 }

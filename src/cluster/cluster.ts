@@ -1,5 +1,5 @@
 /**
- * The cluster layer's facade (DESIGN.md sections 3 and 5): N tandem processes, one replicated
+ * The cluster layer's facade (docs/design.md §§3 and 5): N tandem processes, one replicated
  * flow table. It wires
  *   peer-transport.ts — the authenticated peer port (handshake.ts) and dialer, optional TLS;
  *   membership.ts     — control links in a full mesh, heartbeats, alive/suspect/dead;
@@ -10,7 +10,7 @@
  * Routing view (decision): alive() returns the nodes NOT seen dead — alive and suspect, self
  * included. A suspect node is still a rendezvous candidate so that one late heartbeat does not
  * reshuffle the owners of new flows; the router demotes it (stateOf() === 'suspect': try the
- * backup first) and a failed forward falls back to the backup anyway (DESIGN.md section 1,
+ * backup first) and a failed forward falls back to the backup anyway (docs/design.md §1,
  * step 5). Only 'dead' removes a node from the candidates.
  */
 import { EventEmitter } from 'node:events';
@@ -28,6 +28,7 @@ import {
   type ClusterTuning,
   type FlowTableLike,
   type HlcLike,
+  type NodeSettings,
   type PeerState,
 } from './cluster-options.js';
 import type { Session } from './handshake.js';
@@ -35,10 +36,13 @@ import { Membership } from './membership.js';
 import { PeerTransport } from './peer-transport.js';
 import { Replicator, newIncarnation } from './replication.js';
 import { Readiness } from './snapshot.js';
+import { EXTENSION_FRAME_TYPES } from './frame.js';
 
 export type { PeerState } from './cluster-options.js';
 export type DataChannel = Exclude<ChannelType, 'control'>;
 export type DataChannelHandler = (socket: Socket, peerId: string, session: Session) => void;
+/** Gets the payload of a control frame (a view into received bytes: copy what must outlive the call). */
+export type ControlFrameHandler = (peerId: string, payload: Buffer) => void;
 
 export interface ClusterOptions {
   /** `config.cluster`. */
@@ -85,7 +89,10 @@ export class Cluster extends EventEmitter<ClusterEvents> {
   readonly #membership: Membership;
   readonly #replicator: Replicator;
   readonly #readiness: Readiness;
-  readonly #nodeIds: readonly string[];
+  #nodes: readonly NodeSettings[];
+  #nodeIds: readonly string[];
+  readonly #controlHandlers = new Map<number, ControlFrameHandler>();
+  readonly #linkUpHandlers: Array<(peerId: string) => void> = [];
   #state: 'new' | 'started' | 'stopped' = 'new';
 
   constructor(opts: ClusterOptions) {
@@ -97,6 +104,7 @@ export class Cluster extends EventEmitter<ClusterEvents> {
     }
     this.#selfId = opts.selfId;
     this.#settings = s;
+    this.#nodes = s.nodes;
     this.#nodeIds = s.nodes.map((n) => n.id);
     const tuning: ClusterTuning = { ...DEFAULT_TUNING, ...opts.tuning };
     // Used as given: the node passes a child logger already bound to its id and component.
@@ -137,9 +145,22 @@ export class Cluster extends EventEmitter<ClusterEvents> {
       metrics,
       logger: log,
       tuning,
-      onLinkUp: (link) => this.#replicator.linkUp(link),
+      onLinkUp: (link) => {
+        this.#replicator.linkUp(link);
+        for (const h of this.#linkUpHandlers) {
+          try {
+            h(link.peerId);
+          } catch (err) {
+            log.error({ err }, 'a control link-up handler threw');
+          }
+        }
+      },
       onLinkDown: (link) => this.#replicator.linkDown(link),
-      onFrame: (link, frame) => this.#replicator.handleFrame(link, frame),
+      onFrame: (link, frame) => {
+        const h = this.#controlHandlers.get(frame.type);
+        if (h !== undefined) h(link.peerId, frame.payload);
+        else if (!EXTENSION_FRAME_TYPES.has(frame.type)) this.#replicator.handleFrame(link, frame);
+      },
       onStateChange: (id, state, prev) => {
         try {
           this.emit('peer-state', id, state, prev);
@@ -148,6 +169,44 @@ export class Cluster extends EventEmitter<ClusterEvents> {
         }
       },
     });
+  }
+
+  /**
+   * Replace the member set (discovery found or lost nodes; a reload changed the file's). New
+   * peers are linked and replicated to like any other; a removed peer's link is closed and its
+   * streams forgotten; a peer whose address changed is redialled. Self must stay in the set.
+   * Removing a peer emits no 'peer-state': the caller removes a peer once it is dead, after the
+   * usual death handling (docs/operations.md, "Membership through etcd").
+   */
+  setNodes(nodes: readonly NodeSettings[]): { added: string[]; removed: string[]; changed: string[] } {
+    if (!nodes.some((n) => n.id === this.#selfId)) throw new TandemError(ErrorCodes.UNKNOWN_NODE, `node "${this.#selfId}" is not in the new member set`);
+    const before = new Map(this.#nodes.map((n) => [n.id, n]));
+    const after = new Map(nodes.map((n) => [n.id, n]));
+    const added: string[] = [];
+    const removed: string[] = [];
+    const changed: string[] = [];
+    for (const [id, n] of after) {
+      if (id === this.#selfId) continue;
+      const old = before.get(id);
+      if (old === undefined) added.push(id);
+      else if (old.host !== n.host || old.peerPort !== n.peerPort) changed.push(id);
+    }
+    for (const id of before.keys()) if (!after.has(id)) removed.push(id);
+    this.#nodes = nodes;
+    this.#nodeIds = nodes.map((n) => n.id);
+    this.#transport.setNodes(nodes);
+    for (const id of removed) {
+      this.#membership.removePeer(id);
+      this.#replicator.removePeer(id);
+    }
+    for (const id of added) {
+      this.#replicator.addPeer(id);
+      this.#membership.addPeer(id);
+    }
+    for (const id of changed) this.#membership.relink(id);
+    this.#readiness.setPeers(this.#nodeIds.filter((id) => id !== this.#selfId));
+    if (added.length + removed.length + changed.length > 0) this.#log.info({ added, removed, changed }, 'member set changed');
+    return { added, removed, changed };
   }
 
   /** Listen on the peer port and start dialling peers. Resolves once listening. */
@@ -187,7 +246,7 @@ export class Cluster extends EventEmitter<ClusterEvents> {
     return this.#readiness.ready;
   }
 
-  /** Every configured node id, self included, in config order. */
+  /** Every member's id, self included, in member-set order (config order without discovery). */
   get nodeIds(): readonly string[] {
     return this.#nodeIds;
   }
@@ -218,6 +277,29 @@ export class Cluster extends EventEmitter<ClusterEvents> {
   onChannel(channel: DataChannel, handler: DataChannelHandler): void {
     if ((channel as ChannelType) === 'control') throw new TypeError('the control channel belongs to the cluster layer');
     this.#transport.onChannel(channel, handler);
+  }
+
+  /**
+   * Own an extension control-frame type (frame.ts, EXTENSION_FRAME_TYPES): cluster-wide state
+   * that travels beside the flow table on the control links, such as TLS ticket keys. A throw
+   * from the handler drops the link like any bad frame (docs/protocol.md, "What a bad peer gets").
+   */
+  onControlFrame(type: number, handler: ControlFrameHandler): void {
+    if (!EXTENSION_FRAME_TYPES.has(type)) throw new TypeError(`frame type 0x${type.toString(16)} is not an extension frame`);
+    this.#controlHandlers.set(type, handler);
+  }
+
+  /** Called each time a control link to a peer comes up, after OPEN was sent: send current state there. */
+  onControlLinkUp(handler: (peerId: string) => void): void {
+    this.#linkUpHandlers.push(handler);
+  }
+
+  /** Queue a frame on the control link to a peer; false when there is no link (nothing is queued then). */
+  sendControl(peerId: string, frame: Buffer): boolean {
+    const link = this.#membership.link(peerId);
+    if (link === null || link.closed) return false;
+    link.send(frame);
+    return true;
   }
 
   /** An authenticated data-plane connection to a peer (peer-transport.ts, dial()). */
@@ -252,8 +334,8 @@ export class Cluster extends EventEmitter<ClusterEvents> {
     this.#log.debug({ peer: id }, 'control link dropped on request');
   }
 
-  /** Weight of a configured node (1 when not set). */
+  /** Weight of a member (1 when not set). */
   weightOf(id: string): number {
-    return this.#settings.nodes.find((n) => n.id === id)?.weight ?? 1;
+    return this.#nodes.find((n) => n.id === id)?.weight ?? 1;
   }
 }

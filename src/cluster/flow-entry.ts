@@ -1,5 +1,5 @@
 /**
- * One row of the replicated flow table (DESIGN.md section 3). Entries are immutable: every change
+ * One row of the replicated flow table (docs/design.md §3.1). Entries are immutable: every change
  * makes a new object with a higher version, so an entry can be shared between the table, the
  * replication queue and a request in flight without copying.
  */

@@ -3,7 +3,7 @@ import { compareVersion, type FlowEntry } from './flow-entry.js';
 import { hlcWallMs } from './hlc.js';
 
 /**
- * The per-node replicated flow table (DESIGN.md section 3): last-writer-wins by (version, writer),
+ * The per-node replicated flow table (docs/design.md §§3.1-3.3): last-writer-wins by (version, writer),
  * bounded per service, with idle expiry and short-lived tombstones.
  *
  * Convergence: merge keeps an entry iff it is strictly newer than what is stored, so the stored
@@ -20,7 +20,7 @@ export interface FlowTableLimits {
 
 export interface FlowTableOptions {
   /** Per service (from config); must also answer for unknown services with a default. */
-  limits(service: string): FlowTableLimits;
+  readonly limits: (service: string) => FlowTableLimits;
   /** How long ended entries are kept, measured from the wall part of their version. Default 30 s. */
   tombstoneMs?: number;
   now?: () => number;
@@ -176,7 +176,7 @@ export class FlowTable {
   /**
    * Mark a live entry most recently used, without a new version. This protects it from LRU
    * eviction only: idle expiry reads the replicated lastActive, which the acting owner refreshes
-   * in batches (DESIGN.md section 3, lifecycle).
+   * in batches (docs/design.md §3.3).
    */
   touch(service: string, key: string): void {
     const live = this.#tables.get(service)?.live;

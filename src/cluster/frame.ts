@@ -36,6 +36,8 @@ export const FrameType = {
   RESYNC_BEGIN: 0x14,
   SNAPSHOT_CHUNK: 0x15,
   RESYNC_END: 0x16,
+  // Control link, cluster-wide state beside the flow table (cluster.ts, onControlFrame()).
+  TLS_TICKET_KEYS: 0x17,
 } as const;
 export type FrameTypeCode = (typeof FrameType)[keyof typeof FrameType];
 
@@ -48,7 +50,10 @@ export const CONTROL_FRAME_TYPES: ReadonlySet<number> = new Set([
   FrameType.RESYNC_BEGIN,
   FrameType.SNAPSHOT_CHUNK,
   FrameType.RESYNC_END,
+  FrameType.TLS_TICKET_KEYS,
 ]);
+/** Control frames owned by a handler registered with Cluster.onControlFrame(); ignored when none is. */
+export const EXTENSION_FRAME_TYPES: ReadonlySet<number> = new Set([FrameType.TLS_TICKET_KEYS]);
 
 export interface Frame {
   readonly type: number;

@@ -1,6 +1,6 @@
 /**
  * Mutual challenge–response authentication of a peer connection from the cluster secret
- * (DESIGN.md section 5; docs/protocol.md, "Handshake"). The secret never crosses the wire:
+ * (docs/design.md §5; docs/protocol.md, "Handshake"). The secret never crosses the wire:
  *
  *   authKey    = HKDF-SHA256(ikm = secret (UTF-8), salt = "tandem", info = "tandem/auth/v1", 32)
  *   dialer     → HELLO       { magic "TNDM", version, channel, cluster, dialer id, target id, nonceA }

@@ -1,5 +1,5 @@
 /**
- * Who is alive (DESIGN.md section 5, "Membership"): one control link per pair of nodes, full
+ * Who is alive (docs/design.md §5, "Membership"): one control link per pair of nodes, full
  * mesh, and a per-peer judgement from what arrives on it.
  *
  * Links: the node whose id sorts lower dials, the other accepts, so a pair never races two links
@@ -53,6 +53,8 @@ interface Peer {
   /** markSuspect() time; the peer stays suspect until a frame arrives after it. */
   suspectedAt: number;
   link: ControlLink | null;
+  /** Removed from the member set: its timers are stopped and its events ignored. */
+  removed: boolean;
   dialing: boolean;
   attempt: number;
   retry: NodeJS.Timeout | null;
@@ -71,11 +73,40 @@ export class Membership {
     this.#o = o;
     this.#suspectAfterMs = 1.5 * o.settings.heartbeatMs;
     this.#tickMs = Math.max(5, Math.floor(o.settings.heartbeatMs / 2));
-    for (const n of o.settings.nodes) {
-      if (n.id === o.selfId) continue;
-      this.#peers.set(n.id, { id: n.id, dials: o.selfId < n.id, state: 'dead', lastHeard: -Infinity, suspectedAt: -Infinity, link: null, dialing: false, attempt: 0, retry: null });
-      o.metrics.setPeerState(n.id, 'dead');
-    }
+    for (const n of o.settings.nodes) if (n.id !== o.selfId) this.addPeer(n.id);
+  }
+
+  /**
+   * A node joined the member set (discovery, reload). It starts dead (never heard from) and is
+   * dialled at once if this node is the dialling side of the pair.
+   */
+  addPeer(id: string): void {
+    if (id === this.#o.selfId || this.#peers.has(id)) return;
+    const p: Peer = { id, dials: this.#o.selfId < id, state: 'dead', lastHeard: -Infinity, suspectedAt: -Infinity, link: null, removed: false, dialing: false, attempt: 0, retry: null };
+    this.#peers.set(id, p);
+    this.#o.metrics.setPeerState(id, 'dead');
+    if (!this.#stopped && p.dials) this.#dial(p);
+  }
+
+  /** A node left the member set: close its link, stop redialling it, forget it. No state event. */
+  removePeer(id: string): void {
+    const p = this.#peers.get(id);
+    if (p === undefined) return;
+    p.removed = true;
+    this.#peers.delete(id);
+    if (p.retry !== null) clearTimeout(p.retry);
+    p.retry = null;
+    p.link?.close();
+    this.#o.metrics.forgetPeer(id);
+  }
+
+  /** A member's address changed: drop its link so that it is redialled at the new one. */
+  relink(id: string): void {
+    const p = this.#peers.get(id);
+    if (p === undefined) return;
+    p.attempt = 0;
+    if (p.link !== null) p.link.close();
+    else if (p.dials && p.retry === null) this.#dial(p);
   }
 
   start(): void {
@@ -128,7 +159,7 @@ export class Membership {
 
   #attach(peerId: string, socket: Socket): void {
     const p = this.#peers.get(peerId);
-    if (p === undefined || this.#stopped) {
+    if (p === undefined || p.removed || this.#stopped) {
       socket.destroy();
       return;
     }
@@ -164,18 +195,18 @@ export class Membership {
     p.link = null;
     this.#o.logger.debug({ peer: p.id }, 'control link down');
     this.#o.onLinkDown(link);
-    if (this.#stopped) return;
+    if (this.#stopped || p.removed) return;
     this.#evaluate(p);
     if (p.dials) this.#scheduleDial(p);
   }
 
   #dial(p: Peer): void {
-    if (this.#stopped || p.link !== null || p.dialing) return;
+    if (this.#stopped || p.removed || p.link !== null || p.dialing) return;
     p.dialing = true;
     this.#o.transport.dial(p.id, 'control').then(
       (socket) => {
         p.dialing = false;
-        if (this.#stopped) {
+        if (this.#stopped || p.removed) {
           socket.destroy();
           return;
         }
@@ -190,7 +221,7 @@ export class Membership {
   }
 
   #scheduleDial(p: Peer): void {
-    if (this.#stopped || p.retry !== null) return;
+    if (this.#stopped || p.removed || p.retry !== null) return;
     const { reconnectBaseMs, reconnectMaxMs } = this.#o.tuning;
     const delay = Math.min(reconnectMaxMs, reconnectBaseMs * 2 ** Math.min(p.attempt, 20)) * (0.5 + Math.random() / 2);
     p.attempt++;

@@ -1,5 +1,5 @@
 /**
- * Authenticated connections between nodes (DESIGN.md section 5): one listener on the node's
+ * Authenticated connections between nodes (docs/design.md §5): one listener on the node's
  * host:peerPort for every kind of peer connection, and a dialer. Every connection, in both
  * directions, runs the challenge–response of handshake.ts before a single byte reaches its
  * owner; with `cluster.tls` set it runs inside mutually authenticated TLS as well.
@@ -19,7 +19,7 @@
  * dialer can send its first bytes right behind the proof, saving a round trip). If the peer then
  * refuses us (our proof wrong, or no handler for the channel) it closes the connection before
  * sending anything: a data-plane caller sees a close with nothing received, i.e. "safe to retry
- * elsewhere" (DESIGN.md section 4).
+ * elsewhere" (docs/design.md §4).
  *
  * TLS: the server requests and verifies a client certificate against `ca` and the client verifies
  * the server's chain against `ca`. Host names are NOT checked (nodes are addressed by IP and the
@@ -56,8 +56,9 @@ const WARN_INTERVAL_MS = 10_000;
 export class PeerTransport {
   readonly #o: PeerTransportOptions;
   readonly #self: NodeSettings;
-  readonly #nodes = new Map<string, NodeSettings>();
-  readonly #nodeIds: ReadonlySet<string>;
+  /** The current member set (setNodes() replaces it); a handshake from any other id is refused. */
+  #nodes = new Map<string, NodeSettings>();
+  #nodeIds: ReadonlySet<string>;
   readonly #authKey: Buffer;
   readonly #handlers = new Map<ChannelType, ChannelHandler>();
   readonly #sockets = new Set<Socket>();
@@ -78,6 +79,19 @@ export class PeerTransport {
     this.#nodeIds = new Set(this.#nodes.keys());
     this.#authKey = deriveAuthKey(o.settings.secret);
     this.#log = o.logger;
+  }
+
+  /**
+   * The member set changed (discovery, reload). Peers not in it are refused from now on, at the
+   * handshake, in both directions; connections already authenticated belong to their owners,
+   * which close them as they see fit. Self keeps the address it listens on.
+   */
+  setNodes(nodes: readonly NodeSettings[]): void {
+    const next = new Map<string, NodeSettings>();
+    for (const n of nodes) if (n.id !== this.#o.selfId) next.set(n.id, n);
+    next.set(this.#o.selfId, this.#self);
+    this.#nodes = next;
+    this.#nodeIds = new Set(next.keys());
   }
 
   /** Register the owner of one channel type (one handler per type; the last one wins). */

@@ -1,6 +1,6 @@
 /**
  * Weighted rendezvous (highest-random-weight) hashing: which node is a flow's primary owner and
- * which its backup (DESIGN.md section 2).
+ * which its backup (docs/design.md §2).
  *
  * Method. Every node gets a pseudorandom score per flow key and the nodes are ranked by score.
  * This is HRW hashing, D. G. Thaler and C. V. Ravishankar, "Using name-based mappings to increase

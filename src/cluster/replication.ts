@@ -1,5 +1,5 @@
 /**
- * Flow-table replication (DESIGN.md section 3; docs/protocol.md, "Replication").
+ * Flow-table replication (docs/design.md §3.6; docs/protocol.md, "Replication").
  *
  * Each node sends only its own changes (publish()), to every peer, on the control link: the mesh
  * is full, so re-broadcasting what came from a peer would only multiply traffic. Changes made in
@@ -134,11 +134,28 @@ export class Replicator {
     this.#incarnationHex = o.incarnation.toString('hex');
     // Leave room for one maximal entry past the target inside the frame limit.
     this.#batchTarget = Math.max(1024, Math.min(o.tuning.batchTargetBytes, o.tuning.maxFrameBytes - 96 * 1024));
-    const entriesOut = o.metrics.replicationEntries.labels('out');
-    for (const id of o.peerIds) {
-      this.#out.set(id, { peerId: id, link: null, open: false, sentSeq: 0, ackedSeq: 0, waitingDrain: false, resyncGen: 0, entriesOut });
-      this.#in.set(id, { incarnation: null, lastSeq: 0, complete: false, senderReady: false, link: null });
+    for (const id of o.peerIds) this.addPeer(id);
+  }
+
+  /** A node joined the member set: it gets a stream when its link comes up (a full resync first). */
+  addPeer(id: string): void {
+    if (this.#out.has(id)) return;
+    const entriesOut = this.#o.metrics.replicationEntries.labels('out');
+    this.#out.set(id, { peerId: id, link: null, open: false, sentSeq: 0, ackedSeq: 0, waitingDrain: false, resyncGen: 0, entriesOut });
+    this.#in.set(id, { incarnation: null, lastSeq: 0, complete: false, senderReady: false, link: null });
+  }
+
+  /** A node left the member set: forget both streams (a snapshot still streaming to it stops). */
+  removePeer(id: string): void {
+    const out = this.#out.get(id);
+    if (out !== undefined) {
+      out.resyncGen++;
+      out.link = null;
     }
+    this.#out.delete(id);
+    const inn = this.#in.get(id);
+    if (inn !== undefined) this.#acksDue.delete(inn);
+    this.#in.delete(id);
   }
 
   get incarnation(): string {

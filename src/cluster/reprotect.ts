@@ -1,17 +1,17 @@
 import type { FlowEntry } from './flow-entry.js';
 
 /**
- * Re-protection after node failures (DESIGN.md section 3 "Failure of a node", and section 1 step
- * 6 "re-own"). Pure and deterministic: every node that sees the same alive set computes the same
- * owners from the same entry, so the new primary can replicate the change and the other nodes
- * already agree with it before it arrives.
+ * Re-protection after node failures (docs/design.md §3.4, and §1 step 6 "re-own"). Pure and
+ * deterministic: every node that sees the same alive set computes the same owners from the same
+ * entry, so the new primary can replicate the change and the other nodes already agree with it
+ * before it arrives.
  *
  * The rules keep movement minimal: a surviving owner is never replaced, and a surviving backup
  * is promoted rather than re-ranked, because it already knows the flow's backend (affinity
- * survives the failure, section 1 step 5).
+ * survives the failure, docs/design.md §1 step 5).
  */
 
-/** ALL configured node ids for a flow, ranked best first (rendezvous order, section 2). */
+/** ALL configured node ids for a flow, ranked best first (rendezvous order, docs/design.md §2). */
 export type RankFn = (service: string, key: string) => readonly string[];
 
 export interface Owners {
@@ -41,7 +41,7 @@ export function reprotect(entry: OwnedEntry, alive: ReadonlySet<string>, rank: R
     // Promote the backup: it holds the recorded backend, so the flow keeps its server.
     next = { primary: backup, backup: firstAlive(rank(entry.service, entry.key), alive, backup) };
   } else {
-    // Neither owner survives: re-own from the alive nodes in rank order (section 1 step 6).
+    // Neither owner survives: re-own from the alive nodes in rank order (docs/design.md §1 step 6).
     const ranked = rank(entry.service, entry.key);
     const first = firstAlive(ranked, alive, null);
     if (first === null) return null;

@@ -1,5 +1,5 @@
 /**
- * The routing rule of DESIGN.md section 1, shared by the HTTP, TCP and UDP proxies. It decides;
+ * The routing rule of docs/design.md §1, shared by the HTTP, TCP and UDP proxies. It decides;
  * the proxies move bytes. No I/O here: liveness, replication and the clock come in as functions,
  * so that the rule is testable on its own.
  *
@@ -152,7 +152,7 @@ export class FlowRouter {
   /** The flow was served here just now; its refresh goes out with the next batch. */
   active(entry: FlowEntry): void {
     let m = this.#active.get(entry.service);
-    if (!m) this.#active.set(entry.service, (m = new Map()));
+    if (!m) this.#active.set(entry.service, (m = new Map<string, FlowEntry>()));
     m.set(entry.key, entry);
   }
 
@@ -185,7 +185,7 @@ export class FlowRouter {
   }
 
   /**
-   * Re-protection after a membership change (DESIGN.md section 3): for every entry that lost an
+   * Re-protection after a membership change (docs/design.md §3.4): for every entry that lost an
    * owner, promote the backup and pick the next ranked alive node. Every node computes the same
    * result from the entry and the alive set, and writes it with version + 1 under the new primary's
    * name, so the tables agree without a message; the new primary also replicates the entries for

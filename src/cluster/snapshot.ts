@@ -1,5 +1,5 @@
 /**
- * Full resync of one replication stream, and the node's readiness (DESIGN.md section 3, "Join
+ * Full resync of one replication stream, and the node's readiness (docs/design.md §3.5, "Join
  * or restart"; docs/protocol.md, "Full resync").
  *
  * A snapshot is the sender's whole table, streamed on the control link as
@@ -118,7 +118,7 @@ export async function sendSnapshot(link: ControlLink, entries: readonly FlowEntr
 
 /** The ready rule above, as a small state machine. */
 export class Readiness {
-  readonly #peers: ReadonlySet<string>;
+  readonly #peers: Set<string>;
   readonly #timeoutMs: number;
   readonly #onReady: (why: string) => void;
   readonly #complete = new Set<string>();
@@ -142,6 +142,20 @@ export class Readiness {
       return;
     }
     this.#timer = setTimeout(() => this.#become(`no complete snapshot within ${this.#timeoutMs} ms`), this.#timeoutMs);
+  }
+
+  /**
+   * The member set changed before this node was ready (discovery found more peers, or some left):
+   * rule (b) counts the current peers. Once ready, nothing changes.
+   */
+  setPeers(peers: Iterable<string>): void {
+    if (this.#ready) return;
+    this.#peers.clear();
+    for (const p of peers) this.#peers.add(p);
+    for (const p of this.#complete) if (!this.#peers.has(p)) this.#complete.delete(p);
+    if (this.#timer !== null && this.#peers.size > 0 && this.#complete.size === this.#peers.size) {
+      this.#become('snapshots from every peer, none of them ready yet');
+    }
   }
 
   snapshotComplete(peerId: string, senderReady: boolean): void {

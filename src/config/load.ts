@@ -8,9 +8,12 @@ import { resolve, dirname, isAbsolute } from 'node:path';
 import { parseDocument } from 'yaml';
 import type { ZodIssue } from 'zod';
 import { TandemError, ErrorCodes, type ErrorCode } from '../errors.js';
-import { rawConfigSchema, type Config, type RawConfig, type ServiceConfig, type Protocol } from './schema.js';
+import { rawConfigSchema, type Config, type EtcdConfig, type RawConfig, type ServiceConfig, type Protocol } from './schema.js';
 import { parseHostPort } from './address.js';
+import { backendIssues, resolveRoutes, routeIssues } from './routes-check.js';
 import { isFlowKeyAllowed, defaultFlowKey, flowKeysFor, formatFlowKeySpec } from '../flowkey/spec.js';
+import { inspectPair } from '../tls/pem.js';
+import { normalizeName } from '../tls/names.js';
 
 export interface ConfigIssue {
   readonly path: string;
@@ -41,8 +44,14 @@ const DEFAULT_IDLE_MS: Record<Protocol, number> = { http: 600_000, tcp: 600_000,
 /** A UDP flow holds a backend socket (a file descriptor and an ephemeral port) on its owner. */
 const DEFAULT_MAX_FLOWS: Record<Protocol, number> = { http: 1_000_000, tcp: 1_000_000, udp: 50_000 };
 
+/**
+ * What a caller may do to the parsed document before validation: `tandem start --host` adds its
+ * own node, a node applies services pushed through etcd (src/config/layers.ts).
+ */
+export type RawTransform = (raw: unknown) => unknown;
+
 /** Reads and validates a config file. Throws ConfigError listing every problem. */
-export function loadConfigFile(file: string): Config {
+export function loadConfigFile(file: string, transform?: RawTransform): Config {
   const path = resolve(file);
   if (!existsSync(path)) throw new ConfigError(ErrorCodes.CONFIG_NOT_FOUND, [{ path: file, message: 'file not found' }]);
   let text: string;
@@ -51,11 +60,11 @@ export function loadConfigFile(file: string): Config {
   } catch (err) {
     throw new ConfigError(ErrorCodes.CONFIG_NOT_FOUND, [{ path: file, message: `cannot read: ${(err as Error).message}` }]);
   }
-  return parseConfigText(text, file, dirname(path), path);
+  return parseConfigText(text, file, dirname(path), path, transform);
 }
 
 /** Validates YAML text; `baseDir` resolves relative secretFile/tls paths. */
-export function parseConfigText(text: string, name = '(config)', baseDir = process.cwd(), source: string | null = null): Config {
+export function parseConfigText(text: string, name = '(config)', baseDir = process.cwd(), source: string | null = null, transform?: RawTransform): Config {
   if (text.trim() === '' || /^\s*(#.*)?(\n\s*(#.*)?)*$/.test(text)) {
     throw new ConfigError(ErrorCodes.CONFIG_EMPTY, [{ path: name, message: 'file is empty' }]);
   }
@@ -68,9 +77,9 @@ export function parseConfigText(text: string, name = '(config)', baseDir = proce
     });
     throw new ConfigError(ErrorCodes.CONFIG_NOT_YAML, issues);
   }
-  const raw: unknown = doc.toJS();
-  if (raw === null || raw === undefined) throw new ConfigError(ErrorCodes.CONFIG_EMPTY, [{ path: name, message: 'file is empty' }]);
-  return validateConfig(raw, { baseDir, source });
+  const parsed: unknown = doc.toJS();
+  if (parsed === null || parsed === undefined) throw new ConfigError(ErrorCodes.CONFIG_EMPTY, [{ path: name, message: 'file is empty' }]);
+  return validateConfig(transform ? transform(parsed) : parsed, { baseDir, source });
 }
 
 /** Validates an already-parsed object (tests and the demo build configs in memory). */
@@ -81,6 +90,7 @@ export function validateConfig(raw: unknown, opts: { baseDir?: string; source?: 
   if (!parsed.success) issues.push(...zodIssues(parsed.error.issues));
   issues.push(...crossCheck(raw));
   const secrets = resolveSecrets(raw, baseDir, issues);
+  checkCertificateFiles(raw, baseDir, issues, Date.now());
   if (issues.length > 0 || !parsed.success) throw new ConfigError(ErrorCodes.CONFIG_INVALID, dedupe(issues));
   return freeze(build(parsed.data, secrets, baseDir, opts.source ?? null));
 }
@@ -143,6 +153,13 @@ function crossCheck(raw: unknown): ConfigIssue[] {
     }
   });
 
+  if (Array.isArray(cluster.nodes) && cluster.nodes.length === 0 && cluster.discovery === undefined) {
+    issues.push({ path: 'cluster.nodes', message: 'must list at least one node' });
+  } else if (cluster.nodes === undefined && cluster.discovery === undefined && isObj(raw.cluster)) {
+    issues.push({ path: 'cluster.nodes', message: 'is required' });
+  }
+  if (isObj(cluster.discovery) && isObj(cluster.discovery.etcd)) issues.push(...checkEtcd(cluster.discovery.etcd));
+
   const hb = typeof cluster.heartbeatMs === 'number' ? cluster.heartbeatMs : 100;
   const ft = cluster.failureTimeoutMs;
   if (typeof ft === 'number' && ft <= hb) {
@@ -184,6 +201,20 @@ function crossCheck(raw: unknown): ConfigIssue[] {
         message: `"${s.flowKey}" is not allowed for protocol ${protocol} (allowed: ${flowKeysFor(protocol).join(', ')})`,
       });
     }
+    if (s.tls !== undefined && protocol && protocol !== 'http') {
+      issues.push({ path: `${at}.tls`, message: 'only allowed for protocol http (a tcp service passes TLS through; see flowKey: sni)' });
+    }
+    if (isObj(s.tls) && s.tls.certificates === undefined && s.tls.acme === undefined) {
+      issues.push({ path: `${at}.tls`, message: 'needs certificates (or acme)' });
+    }
+    if (isObj(s.tls) && isObj(s.tls.acme)) {
+      list(s.tls.acme.domains).forEach((d, j) => {
+        if (typeof d !== 'string') return;
+        const where = `${at}.tls.acme.domains[${j}]`;
+        if (d.startsWith('*.')) issues.push({ path: where, message: 'wildcard names need the DNS-01 challenge; tandem answers HTTP-01 only' });
+        else if (normalizeName(d) === null) issues.push({ path: where, message: `"${d}" is not a DNS name` });
+      });
+    }
     if (protocol && protocol !== 'tcp' && s.proxyProtocol !== undefined) {
       issues.push({ path: `${at}.proxyProtocol`, message: 'only allowed for protocol tcp' });
     }
@@ -197,24 +228,44 @@ function crossCheck(raw: unknown): ConfigIssue[] {
         issues.push({ path: `${at}.healthCheck.payload`, message: 'is required for udp checks' });
       }
     }
-    const seen = new Map<string, number>();
-    list(s.backends).forEach((b, j) => {
-      if (!isObj(b) || typeof b.address !== 'string') return;
-      if (!parseHostPort(b.address)) {
-        issues.push({ path: `${at}.backends[${j}].address`, message: `"${b.address}" is not "host:port" with a port from 1 to 65535` });
-        return;
-      }
-      const first = seen.get(b.address);
-      if (first !== undefined) issues.push({ path: `${at}.backends[${j}].address`, message: `duplicate backend (also backends[${first}])` });
-      else seen.set(b.address, j);
-    });
+    issues.push(...backendIssues(at, s.backends), ...routeIssues(at, s));
   });
+  return issues;
+}
+
+function checkEtcd(etcd: Obj): ConfigIssue[] {
+  const issues: ConfigIssue[] = [];
+  const at = 'cluster.discovery.etcd';
+  list(etcd.endpoints).forEach((e, i) => {
+    if (typeof e !== 'string') return;
+    let url: URL | null = null;
+    try {
+      url = new URL(e);
+    } catch {
+      /* reported below */
+    }
+    if (url === null || (url.protocol !== 'http:' && url.protocol !== 'https:') || url.hostname === '' || url.pathname.length > 1 || url.search !== '') {
+      issues.push({ path: `${at}.endpoints[${i}]`, message: `"${e}" is not an http:// or https:// URL of the form scheme://host:port` });
+    }
+  });
+  if (typeof etcd.prefix === 'string' && /[\s\x00-\x1f]/.test(etcd.prefix)) issues.push({ path: `${at}.prefix`, message: 'must not contain spaces or control characters' });
+  if (isObj(etcd.auth)) {
+    const both = etcd.auth.password !== undefined && etcd.auth.passwordFile !== undefined;
+    const none = etcd.auth.password === undefined && etcd.auth.passwordFile === undefined;
+    if (both) issues.push({ path: `${at}.auth.passwordFile`, message: 'set either password or passwordFile, not both' });
+    if (none) issues.push({ path: `${at}.auth.password`, message: 'is required (or passwordFile)' });
+  }
+  if (isObj(etcd.tls) && (etcd.tls.cert === undefined) !== (etcd.tls.key === undefined)) {
+    issues.push({ path: `${at}.tls.${etcd.tls.cert === undefined ? 'cert' : 'key'}`, message: 'is required with tls.' + (etcd.tls.cert === undefined ? 'key' : 'cert') + ' (a client certificate needs both)' });
+  }
   return issues;
 }
 
 interface Secrets {
   secret: string;
   adminToken: string | null;
+  /** cluster.discovery.etcd.auth, password resolved. */
+  etcdPassword: string | null;
 }
 
 function readSecretFile(path: string, baseDir: string, at: string, issues: ConfigIssue[]): string | null {
@@ -228,7 +279,7 @@ function readSecretFile(path: string, baseDir: string, at: string, issues: Confi
 }
 
 function resolveSecrets(raw: unknown, baseDir: string, issues: ConfigIssue[]): Secrets {
-  const out: Secrets = { secret: '', adminToken: null };
+  const out: Secrets = { secret: '', adminToken: null, etcdPassword: null };
   if (!isObj(raw) || !isObj(raw.cluster)) return out;
   const c = raw.cluster;
   const hasSecret = typeof c.secret === 'string';
@@ -260,24 +311,82 @@ function resolveSecrets(raw: unknown, baseDir: string, issues: ConfigIssue[]): S
       }
     }
   }
+  const etcd = isObj(c.discovery) && isObj(c.discovery.etcd) ? c.discovery.etcd : null;
+  if (etcd !== null && isObj(etcd.auth)) {
+    const a = etcd.auth;
+    if (typeof a.password === 'string' && a.passwordFile === undefined) out.etcdPassword = a.password;
+    else if (typeof a.passwordFile === 'string' && a.password === undefined) {
+      out.etcdPassword = readSecretFile(a.passwordFile, baseDir, 'cluster.discovery.etcd.auth.passwordFile', issues);
+    }
+  }
+  if (etcd !== null && isObj(etcd.tls)) {
+    for (const k of ['ca', 'cert', 'key'] as const) {
+      const p = etcd.tls[k];
+      if (typeof p === 'string' && !existsSync(isAbsolute(p) ? p : resolve(baseDir, p))) {
+        issues.push({ path: `cluster.discovery.etcd.tls.${k}`, message: `file not found: ${p}` });
+      }
+    }
+  }
   return out;
+}
+
+/**
+ * Reads every `services[].tls.certificates[]` pair and reports what is wrong with it (tls/pem.ts):
+ * unreadable, unparsable, a key that does not match, a certificate expired or not yet valid.
+ */
+function checkCertificateFiles(raw: unknown, baseDir: string, issues: ConfigIssue[], now: number): void {
+  if (!isObj(raw)) return;
+  list(raw.services).forEach((s, i) => {
+    if (!isObj(s) || !isObj(s.tls)) return;
+    list(s.tls.certificates).forEach((pair, j) => {
+      if (!isObj(pair) || typeof pair.cert !== 'string' || typeof pair.key !== 'string') return;
+      const at = `services[${i}].tls.certificates[${j}]`;
+      const cert = readPem(pair.cert, baseDir, `${at}.cert`, issues);
+      const key = readPem(pair.key, baseDir, `${at}.key`, issues);
+      if (cert === null || key === null) return;
+      for (const p of inspectPair(cert, key, now).problems) issues.push({ path: `${at}.${p.file}`, message: p.message });
+    });
+    const acme = s.tls.acme;
+    if (isObj(acme) && typeof acme.caFile === 'string') readPem(acme.caFile, baseDir, `services[${i}].tls.acme.caFile`, issues);
+  });
+}
+
+function readPem(path: string, baseDir: string, at: string, issues: ConfigIssue[]): Buffer | null {
+  try {
+    return readFileSync(isAbsolute(path) ? path : resolve(baseDir, path));
+  } catch (err) {
+    const code = (err as { code?: string }).code;
+    issues.push({ path: at, message: code === 'ENOENT' ? `file not found: ${path}` : `cannot read file "${path}" (${code ?? (err as Error).message})` });
+    return null;
+  }
 }
 
 function build(raw: RawConfig, secrets: Secrets, baseDir: string, source: string | null): Config {
   const abs = (p: string) => (isAbsolute(p) ? p : resolve(baseDir, p));
+  const resolveBackends = (list: RawConfig['services'][number]['backends']) =>
+    (list ?? []).map((b) => {
+      const hp = parseHostPort(b.address)!;
+      return { address: b.address, host: hp.host, port: hp.port, weight: b.weight };
+    });
   const services: ServiceConfig[] = raw.services.map((s) => {
-    const { flowKey, flowIdleTimeoutMs, healthCheck, backends, maxFlows, ...rest } = s;
-    return {
+    const { flowKey, flowIdleTimeoutMs, healthCheck, backends, maxFlows, tls, routes: _routes, rateLimit: _rl, requestHeaders: _rq, responseHeaders: _rs, ...rest } = s;
+    const base = {
       ...rest,
+      tls: tls
+        ? {
+            certificates: (tls.certificates ?? []).map((c) => ({ cert: abs(c.cert), key: abs(c.key) })),
+            acme: tls.acme ? { directory: tls.acme.directory, email: tls.acme.email, domains: tls.acme.domains, caFile: tls.acme.caFile ? abs(tls.acme.caFile) : null } : null,
+            alpn: tls.alpn,
+            sessionTickets: tls.sessionTickets,
+          }
+        : null,
       maxFlows: maxFlows ?? DEFAULT_MAX_FLOWS[s.protocol],
       flowKey: flowKey ?? formatFlowKeySpec(defaultFlowKey(s.protocol)),
       flowIdleTimeoutMs: flowIdleTimeoutMs ?? DEFAULT_IDLE_MS[s.protocol],
-      backends: backends.map((b) => {
-        const hp = parseHostPort(b.address)!;
-        return { address: b.address, host: hp.host, port: hp.port, weight: b.weight };
-      }),
+      backends: resolveBackends(backends),
       healthCheck: healthCheck ?? defaultHealthCheck(s.protocol),
     };
+    return { ...base, ...resolveRoutes(s, base, resolveBackends) };
   });
   const c = raw.cluster;
   return {
@@ -291,10 +400,23 @@ function build(raw: RawConfig, secrets: Secrets, baseDir: string, source: string
       drainTimeoutMs: c.drainTimeoutMs,
       logLevel: c.logLevel,
       tls: c.tls ? { cert: abs(c.tls.cert), key: abs(c.tls.key), ca: abs(c.tls.ca) } : null,
+      discovery: c.discovery ? { etcd: buildEtcd(c.discovery.etcd, c.name, secrets.etcdPassword, abs) } : null,
       nodes: c.nodes,
     },
     services,
     source,
+  };
+}
+
+function buildEtcd(e: NonNullable<RawConfig['cluster']['discovery']>['etcd'], cluster: string, password: string | null, abs: (p: string) => string): EtcdConfig {
+  const prefix = e.prefix ?? `/tandem/${cluster}/`;
+  return {
+    endpoints: e.endpoints,
+    prefix: prefix.endsWith('/') ? prefix : `${prefix}/`,
+    ttlMs: e.ttlMs,
+    dialTimeoutMs: e.dialTimeoutMs,
+    auth: e.auth ? { username: e.auth.username, password: password ?? '' } : null,
+    tls: e.tls ? { ca: e.tls.ca ? abs(e.tls.ca) : null, cert: e.tls.cert ? abs(e.tls.cert) : null, key: e.tls.key ? abs(e.tls.key) : null } : null,
   };
 }
 

@@ -12,7 +12,7 @@ const MAPPED = /^::ffff:(\d{1,3}\.\d{1,3}\.\d{1,3}\.\d{1,3})$/i;
  */
 export function normalizeAddress(address: string): string {
   const m = MAPPED.exec(address);
-  if (m) return m[1]!;
+  if (m) return m[1];
   return address.includes(':') ? address.toLowerCase() : address;
 }
 

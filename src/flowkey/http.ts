@@ -1,5 +1,5 @@
 /**
- * The flow key of an HTTP request (DESIGN.md section 4, protocol http).
+ * The flow key of an HTTP request (docs/design.md §4, protocol http).
  */
 import { TandemError, ErrorCodes } from '../errors.js';
 import { connectionKey, normalizeAddress } from './address.js';

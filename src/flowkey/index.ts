@@ -1,4 +1,4 @@
-/** Flow keys: which part of a communication names its flow (DESIGN.md section 4). Pure, no I/O. */
+/** Flow keys: which part of a communication names its flow (docs/design.md §4). Pure, no I/O. */
 export {
   parseFlowKeySpec,
   formatFlowKeySpec,

@@ -46,14 +46,14 @@ interface LongHeaderIds {
  * fall back to the connection key, which is merely less sticky.
  */
 function longHeaderIds(d: Uint8Array): LongHeaderIds | null {
-  if (d.length < 7 || (d[0]! & 0x80) === 0) return null;
+  if (d.length < 7 || (d[0] & 0x80) === 0) return null;
   // No fixed-bit (0x40) check on long headers: version negotiation packets leave it unused
   // (RFC 9000 section 17.2.1) and a version we do not know may define it otherwise.
-  const dcidLen = d[5]!;
+  const dcidLen = d[5];
   if (dcidLen > MAX_CID_LENGTH) return null;
   const scidLenAt = 6 + dcidLen;
   if (d.length < scidLenAt + 1) return null;
-  const scidLen = d[scidLenAt]!;
+  const scidLen = d[scidLenAt];
   if (scidLen > MAX_CID_LENGTH || d.length < scidLenAt + 1 + scidLen) return null;
   return { dcid: d.subarray(6, scidLenAt), scid: d.subarray(scidLenAt + 1, scidLenAt + 1 + scidLen) };
 }
@@ -66,7 +66,7 @@ function longHeaderIds(d: Uint8Array): LongHeaderIds | null {
 export function quicDestinationCid(datagram: Uint8Array, shortHeaderCidLength: number): Uint8Array | null {
   checkCidLength(shortHeaderCidLength);
   if (datagram.length === 0) return null;
-  const first = datagram[0]!;
+  const first = datagram[0];
   if (first & 0x80) return longHeaderIds(datagram)?.dcid ?? null;
   // Short header: the fixed bit must be 1 (RFC 9000 section 17.3.1); it is what tells QUIC from
   // most other UDP traffic. (A peer that negotiated RFC 9287 "greasing the QUIC bit" may clear it;
@@ -89,7 +89,7 @@ const HEX: readonly string[] = Array.from({ length: 256 }, (_, i) => i.toString(
 /** Lower-case hex of `bytes`. */
 export function toHex(bytes: Uint8Array): string {
   let s = '';
-  for (let i = 0; i < bytes.length; i++) s += HEX[bytes[i]!];
+  for (let i = 0; i < bytes.length; i++) s += HEX[bytes[i]];
   return s;
 }
 

@@ -1,5 +1,5 @@
 /**
- * The `flowKey` setting of a service (DESIGN.md section 4): which part of a communication names its
+ * The `flowKey` setting of a service (docs/design.md §4): which part of a communication names its
  * flow. Parsed once at config time so that the per-request code only switches on `kind`.
  */
 import { TandemError, ErrorCodes } from '../errors.js';
@@ -9,22 +9,24 @@ export type FlowKeySpec =
   | { kind: 'connection' }
   | { kind: 'header'; name: string /* lower-case */ }
   | { kind: 'cookie'; name: string }
-  | { kind: 'quic-cid' };
+  | { kind: 'quic-cid' }
+  /** tcp: the server name of the TLS ClientHello the connection starts with (sni.ts). */
+  | { kind: 'sni' };
 
 export type FlowKeyKind = FlowKeySpec['kind'];
 export type FlowProtocol = 'http' | 'tcp' | 'udp';
 
-// Default first, as in the table of DESIGN.md section 4. `header:NAME` and `cookie:NAME` are shown
+// Default first, as in the table of docs/design.md §4. `header:NAME` and `cookie:NAME` are shown
 // in that form because that is how a user writes them in the config.
 const ALLOWED: Readonly<Record<FlowProtocol, readonly string[]>> = {
   http: Object.freeze(['client-ip', 'connection', 'header:NAME', 'cookie:NAME']),
-  tcp: Object.freeze(['connection', 'client-ip']),
+  tcp: Object.freeze(['connection', 'client-ip', 'sni']),
   udp: Object.freeze(['connection', 'client-ip', 'quic-cid']),
 };
 
 const KINDS: Readonly<Record<FlowProtocol, ReadonlySet<FlowKeyKind>>> = {
   http: new Set<FlowKeyKind>(['client-ip', 'connection', 'header', 'cookie']),
-  tcp: new Set<FlowKeyKind>(['connection', 'client-ip']),
+  tcp: new Set<FlowKeyKind>(['connection', 'client-ip', 'sni']),
   udp: new Set<FlowKeyKind>(['connection', 'client-ip', 'quic-cid']),
 };
 
@@ -45,7 +47,7 @@ function bad(spec: string, why: string): TandemError {
 }
 
 /**
- * Parses `client-ip`, `connection`, `quic-cid`, `header:NAME` or `cookie:NAME`.
+ * Parses `client-ip`, `connection`, `quic-cid`, `sni`, `header:NAME` or `cookie:NAME`.
  * Header names are lower-cased (field names are case-insensitive, RFC 9110 section 5.1, and Node
  * hands them to us lower-cased); cookie names are kept as written because RFC 6265 compares them
  * case-sensitively.
@@ -56,11 +58,12 @@ export function parseFlowKeySpec(s: string): FlowKeySpec {
     case 'client-ip':
     case 'connection':
     case 'quic-cid':
+    case 'sni':
       return { kind: s };
   }
   const colon = s.indexOf(':');
   if (colon < 0) {
-    throw bad(s, 'expected one of client-ip, connection, quic-cid, header:NAME, cookie:NAME');
+    throw bad(s, 'expected one of client-ip, connection, quic-cid, sni, header:NAME, cookie:NAME');
   }
   const prefix = s.slice(0, colon);
   const name = s.slice(colon + 1);

@@ -1,5 +1,5 @@
 /**
- * Flow keys of the transport-level services (DESIGN.md section 4): a TCP connection, a UDP datagram.
+ * Flow keys of the transport-level services (docs/design.md §4): a TCP connection, a UDP datagram.
  * Both protocols share `connection` (ip:port) and `client-ip`; UDP adds `quic-cid`.
  */
 import { TandemError, ErrorCodes } from '../errors.js';

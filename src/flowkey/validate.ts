@@ -16,6 +16,7 @@ export const MAX_FLOW_KEY_BYTES = 256;
 
 // C0 controls (incl. TAB, LF, CR, NUL), DEL and C1 controls. Node decodes header bytes as latin1,
 // so an obs-text byte 0x80-0x9f arrives as U+0080-U+009F and is caught here too.
+// eslint-disable-next-line no-control-regex -- matching control characters is the point
 const CONTROL = /[\u0000-\u001f\u007f-\u009f]/;
 
 /** Why `key` is not acceptable, or null when it is. */

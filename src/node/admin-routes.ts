@@ -1,8 +1,8 @@
-/** The admin API's routes (DESIGN.md section 6), over a running node. */
+/** The admin API's routes (docs/design.md §6), over a running node. */
 import type { AdminServer } from '../admin/server.js';
-import type { TandemNode } from './node.js';
+import type { NodeControl } from './node-view.js';
 
-export function registerAdminRoutes(node: TandemNode, admin: AdminServer): void {
+export function registerAdminRoutes(node: NodeControl, admin: AdminServer): void {
   admin.get('/healthz', () => ({ status: 200, json: { status: 'ok', node: node.id } }));
 
   admin.get('/readyz', () =>
@@ -12,15 +12,20 @@ export function registerAdminRoutes(node: TandemNode, admin: AdminServer): void 
   );
 
   admin.get('/api/cluster', () => {
-    const stats = new Map(node.cluster.stats().peers.map((p) => [p.id, p]));
+    const stats = new Map(node.peers().map((p) => [p.id, p]));
     return {
       status: 200,
       json: {
         self: node.id,
         cluster: node.config.cluster.name,
         ready: node.ready,
+        // Membership through etcd (null without cluster.discovery) and the pushed config in force.
+        discovery: node.membership.discovery(),
+        configRevision: node.membership.config().revision,
+        configRefused: node.membership.config().refused,
         nodes: node.config.cluster.nodes.map((n) => {
           const s = stats.get(n.id);
+          const m = node.membership.info(n.id);
           return {
             id: n.id,
             state: node.stateOf(n.id),
@@ -29,6 +34,7 @@ export function registerAdminRoutes(node: TandemNode, admin: AdminServer): void 
             peerPort: n.peerPort,
             adminPort: n.adminPort,
             ...(s ? { lastHeartbeatAgoMs: s.lastHeartbeatAgoMs, replicationLagMs: s.replicationLagMs, pendingEntries: s.pendingEntries } : {}),
+            ...(m ? { source: m.source, phase: m.phase, configRevision: m.configRevision } : {}),
           };
         }),
       },
@@ -81,7 +87,7 @@ export function registerAdminRoutes(node: TandemNode, admin: AdminServer): void 
         name: s.name,
         protocol: s.protocol,
         policy: s.policy,
-        backends: (node.services.pool(s.name)?.backends ?? []).map((b) => ({
+        backends: (node.backends(s.name) ?? []).map((b) => ({
           address: b.address,
           weight: b.configWeight,
           effectiveWeight: b.weight,
@@ -115,21 +121,6 @@ export function registerAdminRoutes(node: TandemNode, admin: AdminServer): void 
 
   admin.post('/api/backends/drain', drain(true));
   admin.post('/api/backends/undrain', drain(false));
-
-  if (process.env.TANDEM_TEST_HOOKS === '1') {
-    // Test-only (issue 3 allows an internal API for creating flows before protocol services
-    // exist). Off unless the environment asks for it, and it still needs the admin token.
-    admin.post('/api/test/flows', (req) => {
-      const b = (req.body ?? {}) as { service?: string; keys?: string[]; backend?: string };
-      if (typeof b.service !== 'string' || !Array.isArray(b.keys)) return { status: 400, json: { error: 'service and keys required' } };
-      const out = b.keys.map((key) => {
-        const e = node.router.lookup(b.service as string, String(key));
-        const r = b.backend ? node.router.assign(e, () => true, () => b.backend as string) : { entry: e };
-        return { key: r.entry.key, primary: r.entry.primary, backup: r.entry.backup, backend: r.entry.backend };
-      });
-      return { status: 200, json: { flows: out } };
-    });
-  }
 
   admin.get('/metrics', async () => ({
     status: 200,

@@ -3,7 +3,7 @@
  * drain changes. Kept in a bounded ring (newest last) for the dashboard and the admin API, and
  * pushed to subscribers (the dashboard's event stream). Nothing per request goes here.
  */
-export type NodeEventKind = 'membership' | 'reprotect' | 'failover' | 'reown' | 'reload' | 'health' | 'drain' | 'lifecycle';
+export type NodeEventKind = 'membership' | 'reprotect' | 'failover' | 'reown' | 'reload' | 'health' | 'drain' | 'lifecycle' | 'discovery';
 
 export interface NodeEvent {
   readonly seq: number;

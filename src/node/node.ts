@@ -11,6 +11,7 @@ import { FlowTable } from '../cluster/flow-table.js';
 import { Hlc } from '../cluster/hlc.js';
 import { Rendezvous, type RendezvousNode } from '../cluster/rendezvous.js';
 import { Cluster } from '../cluster/cluster.js';
+import { TicketKeyShare } from '../cluster/ticket-key-share.js';
 import { FlowRouter } from '../cluster/router.js';
 import { Forwarder } from '../proxy/hops.js';
 import { PeerMux } from '../proxy/mux/peer-mux.js';
@@ -24,20 +25,39 @@ import { EventLog } from './events.js';
 import { loadConfigFile, ConfigError, formatIssue } from '../config/load.js';
 import { CONTROL_SERVICE, drainEntry, isControl, parseDrain } from './drain.js';
 import type { PeerState } from '../proxy/context.js';
+import type { PeerStats } from '../cluster/cluster.js';
+import type { RouterStats } from '../cluster/router.js';
+import type { AdminStats, BackendReadout, NodeControl, NodeStatus, OwnedCounts, Owners, RankedNode } from './node-view.js';
+import { applyLayers, withNodes, type SelfLayer } from '../config/layers.js';
+import type { DiscoveryTuning } from '../cluster/discovery/etcd-discovery.js';
+import { NodeMembers } from './members.js';
 
 export interface NodeOptions {
   readonly logger?: Logger;
   readonly logLevel?: string;
+  /** `tandem start --host …`: this node as the command line gave it, laid over the file at every reload. */
+  readonly self?: SelfLayer;
+  /** Test knobs of the etcd session. */
+  readonly discoveryTuning?: Partial<DiscoveryTuning>;
 }
 
-export class TandemNode {
+export class TandemNode implements NodeControl {
+  /** The config in force, with the live member set as `cluster.nodes`. */
   #config: Config;
+  /** The config as loaded (file, command-line node, pushed services), before the member set. */
+  #fileConfig: Config;
+  readonly #selfLayer: SelfLayer | undefined;
+  /** The member set: the file's nodes, self, and the nodes found in etcd (members.ts). */
+  readonly membership: NodeMembers;
+  #memberNodes: readonly NodeConfig[] | null = null;
   readonly self: NodeConfig;
   readonly logger: Logger;
   readonly registry = new Registry();
   readonly table: FlowTable;
   readonly hlc = new Hlc();
   readonly cluster: Cluster;
+  /** The cluster's TLS session-ticket keys (docs/tls.md), for services with `sessionTickets: cluster`. */
+  readonly ticketKeys: TicketKeyShare;
   readonly router: FlowRouter;
   /** The one forwarding loop, handed to every proxy (it holds the single peer-state subscription). */
   readonly forwarder: Forwarder;
@@ -65,12 +85,27 @@ export class TandemNode {
       throw new TandemError(ErrorCodes.UNKNOWN_NODE, `node "${selfId}" is not in the config (nodes: ${config.cluster.nodes.map((n) => n.id).join(', ')})`);
     }
     this.#config = config;
+    this.#fileConfig = config;
+    this.#selfLayer = opts.self;
     this.self = self;
     this.logger = opts.logger ?? pino({ level: opts.logLevel ?? config.cluster.logLevel, base: { node: selfId } });
     this.events = new EventLog(selfId);
     collectDefaultMetrics({ register: this.registry, prefix: 'tandem_process_' });
     this.#rendezvous = new Rendezvous(config.cluster.secret);
     this.#rankNodes = config.cluster.nodes.map((n) => ({ id: n.id, weight: n.weight }));
+    this.membership = new NodeMembers({
+      cluster: config.cluster.name,
+      self,
+      fileNodes: config.cluster.nodes,
+      etcd: config.cluster.discovery?.etcd ?? null,
+      logger: this.logger,
+      registry: this.registry,
+      events: this.events,
+      isDead: (id) => this.stateOf(id) === 'dead',
+      onChange: () => this.#membersChanged(),
+      applyServices: (services) => this.#applyPushed(services),
+      tuning: opts.discoveryTuning,
+    });
     const metrics = new NodeMetrics(this.registry);
     this.table = new FlowTable({
       limits: (service) => {
@@ -87,6 +122,14 @@ export class TandemNode {
       table: this.table,
       hlc: this.hlc,
       logger: this.logger.child({ component: 'cluster' }),
+      registry: this.registry,
+    });
+    // Always receiving; it makes and sends keys only once a service needs them (#applyTicketKeys).
+    this.ticketKeys = new TicketKeyShare({
+      plane: this.cluster,
+      clusterName: config.cluster.name,
+      secret: config.cluster.secret,
+      logger: this.logger.child({ component: 'tls-tickets' }),
       registry: this.registry,
     });
     this.#recomputeCandidates();
@@ -109,7 +152,11 @@ export class TandemNode {
     this.forwarder = new Forwarder(this.router, this.cluster);
     this.httpMux = new PeerMux({ dial: (peer) => this.cluster.dial(peer, 'http'), registry: this.registry, channel: 'http' });
     this.cluster.onChannel('http', (socket, peer) => this.httpMux.accept(socket, peer));
-    this.cluster.on('peer-state', (id: string, state: PeerState, prev: PeerState) => this.#onPeerState(id, state, prev));
+    this.cluster.on('peer-state', (id: string, state: PeerState, prev: PeerState) => {
+      this.#onPeerState(id, state, prev);
+      // After the death handling: a peer that left etcd (or the file) is dropped once dead.
+      if (state === 'dead') this.membership.peerDead(id);
+    });
     this.cluster.on('remote-entries', (entries: readonly FlowEntry[]) => {
       for (const e of entries) if (isControl(e)) this.#applyDrain(e);
     });
@@ -148,6 +195,22 @@ export class TandemNode {
     return this.#draining;
   }
 
+  get routerStats(): Readonly<RouterStats> {
+    return this.router.stats;
+  }
+
+  get adminStats(): AdminStats {
+    return this.admin.stats;
+  }
+
+  peers(): readonly PeerStats[] {
+    return this.cluster.stats().peers;
+  }
+
+  backends(service: string): readonly BackendReadout[] | undefined {
+    return this.services.pool(service)?.backends;
+  }
+
   service(name: string): ServiceConfig | undefined {
     return this.#config.services.find((s) => s.name === name);
   }
@@ -161,17 +224,20 @@ export class TandemNode {
   }
 
   /** The full rendezvous ranking for a key over all configured nodes (for `tandem flow`). */
-  ranking(key: string): Array<{ id: string; weight: number; score: number; state: PeerState }> {
+  ranking(key: string): RankedNode[] {
     return this.#rendezvous.scores(key, this.#rankNodes).map((s) => ({ ...s, state: this.stateOf(s.id) }));
   }
 
   /** Where a new flow for this key would go now. */
-  wouldOwn(key: string): { primary: string; backup: string | null } {
+  wouldOwn(key: string): Owners {
     return this.#rendezvous.owners(key, this.#candidateNodes);
   }
 
   async start(): Promise<void> {
     await this.admin.start();
+    // Discovery first (bounded: etcd may be down): the first dials and the pushed services.
+    await this.membership.start();
+    this.#membersChanged();
     await this.cluster.start();
     await this.services.startDataPlanes();
     // Client-facing listeners open once the table is synced: a node that accepted traffic before
@@ -181,24 +247,33 @@ export class TandemNode {
     // be ranked over too few nodes. Wait for them, bounded by the time a dead peer takes to judge.
     const peers = this.#config.cluster.nodes.filter((n) => n.id !== this.self.id);
     await waitFor(() => peers.every((n) => this.cluster.stateOf(n.id) === 'alive'), this.#config.cluster.failureTimeoutMs);
+    this.#applyTicketKeys(this.#config);
     await this.services.apply(this.#config);
     for (const e of this.table.entries(CONTROL_SERVICE)) this.#applyDrain(e);
     this.#started = true;
+    this.membership.serving();
     this.#startTimers();
     this.events.add('lifecycle', 'node started');
     this.logger.info({ host: this.self.host, services: this.#config.services.map((s) => `${s.protocol}/${s.port}`) }, 'node started');
   }
 
-  /** Swap the whole config (already validated). Cluster membership changes need a restart. */
+  /**
+   * Swap the whole config (already validated). A change of cluster.nodes updates the member set
+   * (a node gone from the file leaves once dead); other cluster settings need a restart.
+   */
   async reload(next: Config): Promise<void> {
-    const changedNodes = JSON.stringify(next.cluster.nodes) !== JSON.stringify(this.#config.cluster.nodes);
-    this.#config = next;
+    const changedNodes = JSON.stringify(next.cluster.nodes) !== JSON.stringify(this.#fileConfig.cluster.nodes);
+    const changedDiscovery = JSON.stringify(next.cluster.discovery) !== JSON.stringify(this.#fileConfig.cluster.discovery);
+    this.#fileConfig = next;
+    this.#config = withNodes(next, this.#memberNodes ?? next.cluster.nodes);
+    this.membership.setFileNodes(next.cluster.nodes);
     this.admin.token = next.cluster.adminToken;
-    await this.services.apply(next);
+    this.#applyTicketKeys(this.#config);
+    await this.services.apply(this.#config);
     for (const e of this.table.entries(CONTROL_SERVICE)) this.#applyDrain(e);
     this.logger.info({ services: next.services.length, nodesChanged: changedNodes }, 'config reloaded');
     this.events.add('reload', `config reloaded: ${next.services.length} services`);
-    if (changedNodes) this.logger.warn('cluster.nodes changed: membership changes take effect when nodes restart');
+    if (changedDiscovery) this.logger.warn('cluster.discovery changed: it takes effect when the node restarts');
   }
 
   /** Reload from the config file this node was started with; an invalid file is refused whole. */
@@ -206,7 +281,7 @@ export class TandemNode {
     const file = this.#config.source;
     if (!file) return { ok: false, problems: ['this node was not started from a config file'] };
     try {
-      await this.reload(loadConfigFile(file));
+      await this.reload(this.#load(file, this.membership.pushedServices()));
       return { ok: true, problems: [] };
     } catch (err) {
       const problems = err instanceof ConfigError ? err.issues.map(formatIssue) : [(err as Error).message];
@@ -225,6 +300,8 @@ export class TandemNode {
     this.#draining = true;
     this.logger.info({ drainTimeoutMs: this.#config.cluster.drainTimeoutMs }, 'draining');
     this.events.add('lifecycle', 'node draining (SIGTERM)');
+    // Peers stop ranking this node for new flows (etcd; bounded, and skipped when etcd is away).
+    await this.membership.leaving();
     // 1. Hand the flows over and make sure the peers have the new owners before anything closes:
     //    from then on they forward this node's flows to the former backups.
     this.handOver();
@@ -253,7 +330,7 @@ export class TandemNode {
   }
 
   /** A summary of this node for `tandem status` and the dashboard. */
-  status(): { id: string; ready: boolean; draining: boolean; uptimeSec: number; flows: { total: number; primary: number; backup: number }; ratePerSec: number } {
+  status(): NodeStatus {
     return {
       id: this.id,
       ready: this.ready,
@@ -265,7 +342,7 @@ export class TandemNode {
   }
 
   /** Live flows in this node's table, and how many of them it holds as primary and as backup. */
-  ownedCounts(): { total: number; primary: number; backup: number } {
+  ownedCounts(): OwnedCounts {
     const c = { total: 0, primary: 0, backup: 0 };
     for (const e of this.flows()) {
       c.total++;
@@ -305,16 +382,67 @@ export class TandemNode {
     for (const t of this.#timers) clearInterval(t);
     this.#timers = [];
     await this.services.stop();
+    this.ticketKeys.stop();
     this.forwarder.close();
     this.httpMux.close();
     await this.cluster.stop();
+    await this.membership.stop(true);
     await this.admin.stop();
     this.logger.info('node stopped');
   }
 
+  /** The config file again, with the command-line node and the given pushed services laid over it. */
+  #load(file: string, services: readonly unknown[] | undefined): Config {
+    return loadConfigFile(file, (raw) => applyLayers(raw, { self: this.#selfLayer, services }));
+  }
+
+  /** Pushed services (null: the file's again), validated and run like a SIGHUP reload. */
+  async #applyPushed(services: readonly unknown[] | null): Promise<readonly string[] | null> {
+    const file = this.#fileConfig.source;
+    if (!file) return ['(node): this node was not started from a config file'];
+    let next: Config;
+    try {
+      next = this.#load(file, services ?? undefined);
+    } catch (err) {
+      return err instanceof ConfigError ? err.issues.map(formatIssue) : [(err as Error).message];
+    }
+    if (this.#started) await this.reload(next);
+    else {
+      // Still starting: the services open with this config.
+      this.#fileConfig = next;
+      this.#config = withNodes(next, this.#memberNodes ?? next.cluster.nodes);
+    }
+    return null;
+  }
+
+  /** The member set changed (discovery, reload, a departed peer now dead): links, ranking, config. */
+  #membersChanged(): void {
+    const nodes = this.membership.nodes();
+    if (nodes !== this.#memberNodes) {
+      this.#memberNodes = nodes;
+      this.#config = withNodes(this.#fileConfig, nodes);
+      const { added, removed, changed } = this.cluster.setNodes(nodes);
+      this.#rankNodes = nodes.map((n) => ({ id: n.id, weight: n.weight }));
+      for (const id of removed) this.#heard.delete(id);
+      for (const id of added) this.events.add('membership', `${id} joined the member set`, { peer: id, change: 'added' });
+      for (const id of removed) this.events.add('membership', `${id} left the member set`, { peer: id, change: 'removed' });
+      for (const id of changed) this.events.add('membership', `${id} has a new address`, { peer: id, change: 'address' });
+      this.#recomputeCandidates();
+      if (this.#started && removed.length > 0) {
+        // Whatever still names a removed node (a view that differed) gets owners from the members.
+        const n = this.router.reprotectAll(this.flows(), this.#notKnownDead()).length;
+        if (n > 0) this.events.add('reprotect', `${removed.join(', ')} removed: ${n} flows re-protected`, { peers: removed, flows: n });
+      }
+      return;
+    }
+    this.#recomputeCandidates();
+  }
+
   #recomputeCandidates(): void {
     const ids: string[] = [];
-    for (const n of this.#config.cluster.nodes) if (n.id === this.self.id || this.cluster.stateOf(n.id) !== 'dead') ids.push(n.id);
+    for (const n of this.#config.cluster.nodes) {
+      if (n.id === this.self.id || (this.cluster.stateOf(n.id) !== 'dead' && this.membership.eligible(n.id))) ids.push(n.id);
+    }
     this.#candidates = ids;
     this.#candidateNodes = this.#rankNodes.filter((n) => ids.includes(n.id));
   }
@@ -353,9 +481,15 @@ export class TandemNode {
   #notKnownDead(): Set<string> {
     const out = new Set<string>();
     for (const n of this.#config.cluster.nodes) {
-      if (n.id === this.self.id || !this.#heard.has(n.id) || this.stateOf(n.id) !== 'dead') out.add(n.id);
+      if (n.id === this.self.id) out.add(n.id);
+      else if ((!this.#heard.has(n.id) || this.stateOf(n.id) !== 'dead') && this.membership.eligible(n.id)) out.add(n.id);
     }
     return out;
+  }
+
+  /** Cluster ticket keys are made and sent only while some service uses them (docs/protocol.md §10). */
+  #applyTicketKeys(config: Config): void {
+    if (config.services.some((s) => s.tls?.sessionTickets === 'cluster')) this.ticketKeys.enable();
   }
 
   #startTimers(): void {

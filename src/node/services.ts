@@ -4,11 +4,13 @@
  * every reload: services are added, removed or updated in place, and pools keep the runtime state
  * of backends that stay (so a reload forgets neither flows nor counters).
  */
+import { TandemError, ErrorCodes } from '../errors.js';
 import type { Config, ServiceConfig } from '../config/schema.js';
 import type { ProxyContext, ServiceProxy } from '../proxy/context.js';
 import { UpstreamPool } from '../upstream/pool.js';
 import { createSelector } from '../balancer/index.js';
 import { HealthChecker } from '../upstream/health.js';
+import { HealthMetrics } from '../upstream/health-metrics.js';
 import { HttpServiceProxy } from '../proxy/http/service.js';
 import { HttpOwnerSide } from '../proxy/http/owner.js';
 import { TcpServiceProxy } from '../proxy/tcp/service.js';
@@ -26,6 +28,7 @@ export class Services {
   #running = new Map<string, Running>();
   #pools = new Map<string, UpstreamPool>();
   #checkers = new Map<string, HealthChecker>();
+  readonly #healthMetrics: HealthMetrics;
   #http: HttpOwnerSide;
   #tcp: TcpDataPlane;
   #udp: UdpDataPlane;
@@ -35,6 +38,7 @@ export class Services {
   constructor(ctx: ProxyContext, onHealth: (service: string, address: string, healthy: boolean) => void = () => undefined) {
     this.#ctx = ctx;
     this.#onHealth = onHealth;
+    this.#healthMetrics = new HealthMetrics(ctx.registry);
     this.#http = new HttpOwnerSide(ctx.httpMux, (name) => this.#proxy(name, HttpServiceProxy));
     this.#tcp = new TcpDataPlane(ctx, (name) => this.#proxy(name, TcpServiceProxy));
     this.#udp = new UdpDataPlane(ctx, (name) => this.#proxy(name, UdpServiceProxy));
@@ -56,6 +60,11 @@ export class Services {
 
   /** Bring the running services in line with `config`. */
   async apply(config: Config): Promise<void> {
+    // A `tls:` section must never be served as cleartext: refuse it until the HTTP service
+    // terminates TLS through src/tls (docs/tls.md, "Status").
+    for (const s of config.services) {
+      if (s.tls) throw new TandemError(ErrorCodes.CONFIG_INVALID, `service ${s.name}: TLS termination is not served by the http service yet (docs/tls.md)`);
+    }
     const wanted = new Map(config.services.map((s) => [s.name, s]));
     for (const [name, r] of this.#running) {
       const next = wanted.get(name);
@@ -83,7 +92,7 @@ export class Services {
           service: cfg,
           pool: this.#pools.get(cfg.name)!,
           logger: this.#ctx.logger.child({ component: 'health', service: cfg.name }),
-          registry: this.#ctx.registry,
+          metrics: this.#healthMetrics,
           onChange: (address, healthy) => this.#onHealth(cfg.name, address, healthy),
         });
         this.#checkers.set(cfg.name, hc);
@@ -130,6 +139,6 @@ export class Services {
 
   #proxy<T>(name: string, kind: abstract new (...args: never[]) => T): T | undefined {
     const p = this.#running.get(name)?.proxy;
-    return p instanceof kind ? (p as T) : undefined;
+    return p instanceof kind ? p : undefined;
   }
 }

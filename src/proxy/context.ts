@@ -18,7 +18,7 @@ export type DataChannel = 'http' | 'tcp';
 export interface DataPlane {
   readonly selfId: string;
   stateOf(id: string): PeerState;
-  /** A failed forward: the peer becomes suspect at once (DESIGN.md section 5). */
+  /** A failed forward: the peer becomes suspect at once (docs/design.md §5). */
   markSuspect(id: string): void;
   /** An authenticated stream to a peer's peerPort for the given channel. */
   dial(peerId: string, channel: DataChannel): Promise<Duplex>;

@@ -1,5 +1,5 @@
 /**
- * The one forwarding loop of every protocol (docs/design.md, "the routing rule", steps 3-6): given
+ * The one forwarding loop of every protocol (docs/design.md §1, the routing rule, steps 3-6): given
  * a flow's entry, try its owners in the order `router.hops()` gives, skip a node already tried,
  * tell membership when a peer did not answer, cut an attempt short when its peer is declared dead,
  * and re-own the flow once when no owner could take it. A communication forwarded in by a peer is
@@ -15,7 +15,19 @@
  */
 import type { FlowEntry } from '../cluster/flow-entry.js';
 import type { FlowRouter, Hop } from '../cluster/router.js';
-import type { DataPlane, PeerState } from './context.js';
+import type { PeerState } from '../cluster/cluster-options.js';
+import { ErrorCodes, TandemError } from '../errors.js';
+
+/**
+ * What the loop needs of the cluster: the suspect mark and peer-state changes. The node's
+ * DataPlane (context.ts) has them; the loop asks for no more, so it depends on the cluster layer
+ * only, not on the proxies' contract.
+ */
+export interface PeerSignals {
+  markSuspect(id: string): void;
+  on?(event: 'peer-state', listener: (id: string, state: PeerState, prev: PeerState) => void): unknown;
+  off?(event: 'peer-state', listener: (id: string, state: PeerState, prev: PeerState) => void): unknown;
+}
 
 /** How a communication reached the node that served it; a metrics label shared by all protocols. */
 export type HopKind = 'local' | 'to_primary' | 'to_backup' | 'reowned';
@@ -74,19 +86,19 @@ export type AttemptFn<F extends string> = (a: Attempt) => AttemptResult<F> | Pro
  */
 export class Forwarder {
   readonly #router: FlowRouter;
-  readonly #dp: DataPlane;
+  readonly #dp: PeerSignals;
   /** Peer attempts in flight, by peer id. */
   readonly #inflight = new Map<string, Set<Attempt>>();
   readonly #onPeerState = (id: string, state: PeerState): void => {
     if (state !== 'dead') return;
     const set = this.#inflight.get(id);
     if (set === undefined || set.size === 0) return;
-    const reason = new Error(`peer ${id} declared dead`);
+    const reason = new TandemError(ErrorCodes.PEER_UNAVAILABLE, `peer ${id} declared dead`);
     for (const a of [...set]) a.onAbort?.(reason);
   };
   #closed = false;
 
-  constructor(router: FlowRouter, dataPlane: DataPlane) {
+  constructor(router: FlowRouter, dataPlane: PeerSignals) {
     this.#router = router;
     this.#dp = dataPlane;
     dataPlane.on?.('peer-state', this.#onPeerState);
@@ -123,7 +135,7 @@ export class Forwarder {
     let failure: F = unavailable;
     for (;;) {
       for (let i = 0; i < hops.length; i++) {
-        const hop = hops[i]!;
+        const hop = hops[i];
         const node = hop.kind === 'local' ? self : hop.id;
         if (tried.includes(node)) continue;
         tried.push(node);

@@ -4,8 +4,8 @@
  * and makes rise/fall and back-off tests deterministic instead of sleep-based.
  */
 
-/** An opaque timer handle: whatever `setTimeout` returned, given back to `clearTimeout`. */
-export type TimerHandle = unknown;
+/** An opaque timer handle: whatever `setTimeout` returned (never null), given back to `clearTimeout`. */
+export type TimerHandle = NonNullable<unknown>;
 
 export interface Clock {
   /** Milliseconds since the epoch. */

@@ -1,14 +1,13 @@
 /**
- * Prometheus metrics of backend health, one set per registry however many services (and health
- * checkers) share it: prom-client refuses a second metric of the same name on a registry, so the
- * set is kept in a module-level WeakMap keyed by the registry (a registry that goes away takes its
- * set with it). Gauges and the ejection counter are read from the pools' BackendState at scrape
- * time, so they are exact (an ejection ends lazily, with no event) and the hot path pays nothing.
+ * Prometheus metrics of backend health, one set per node however many services (and health
+ * checkers) share it: the node makes it once (node/services.ts) and hands it to every checker.
+ * Gauges and the ejection counter are read from the pools' BackendState at scrape time, so they
+ * are exact (an ejection ends lazily, with no event) and the hot path pays nothing.
  * Label values are bounded: `service` and `backend` come from the config, `result` and `to` from
  * fixed sets.
  */
-import { Counter, Gauge, type Registry } from 'prom-client';
-import { perRegistry, takeOverName } from '../metrics.js';
+import type { Counter, Registry } from 'prom-client';
+import { counter, gauge } from '../metrics.js';
 import type { UpstreamPool } from './pool.js';
 
 export type CheckResult = 'ok' | 'fail' | 'timeout';
@@ -26,51 +25,43 @@ export class HealthMetrics {
   readonly #changes: Counter<'service' | 'backend' | 'to'>;
 
   constructor(registry: Registry) {
-    const registers = [registry];
-    // Another copy of this module (a test that re-imports it) may have registered the names.
-    const fresh = (name: string): string => takeOverName(registry, name);
     const sources = this.#sources;
-    new Gauge({
-      name: fresh('tandem_backend_up'),
+    gauge(registry, {
+      name: 'tandem_backend_up',
       help: 'Whether this node sends traffic to the backend: 1 healthy and not ejected, 0 otherwise (health is local to each node).',
       labelNames: ['service', 'backend'],
-      registers,
       collect() {
         this.reset();
         for (const s of sources) for (const b of s.pool.backends) this.set({ service: s.service, backend: b.address }, b.serving ? 1 : 0);
       },
     });
-    new Gauge({
-      name: fresh('tandem_backend_active'),
+    gauge(registry, {
+      name: 'tandem_backend_active',
       help: 'Connections or requests this node has open to the backend.',
       labelNames: ['service', 'backend'],
-      registers,
       collect() {
         this.reset();
         for (const s of sources) for (const b of s.pool.backends) this.set({ service: s.service, backend: b.address }, b.active);
       },
     });
-    new Counter({
-      name: fresh('tandem_backend_ejections_total'),
+    counter(registry, {
+      name: 'tandem_backend_ejections_total',
       help: 'Times outlier detection ejected the backend (consecutive connect failures, timeouts or 5xx).',
       labelNames: ['service', 'backend'],
-      registers,
       collect() {
         this.reset();
         for (const s of sources) for (const b of s.pool.backends) this.inc({ service: s.service, backend: b.address }, b.ejections);
       },
     });
-    this.#checks = new Counter({
-      name: fresh('tandem_health_checks_total'),
+    this.#checks = counter(registry, {
+      name: 'tandem_health_checks_total',
       help: 'Active health probes, by service and result (ok, fail, timeout).',
       labelNames: ['service', 'result'],
-      registers,
     });
-    this.#changes = new Counter({
-      name: fresh('tandem_backend_state_changes_total'),
+    this.#changes = counter(registry, {
+      name: 'tandem_backend_state_changes_total',
       help: 'Backend health transitions on this node, by target state (up, down, ejected).',
       labelNames: ['service', 'backend', 'to'],
-      registers,
     });
   }
 
@@ -90,6 +81,3 @@ export class HealthMetrics {
     this.#changes.inc({ service, backend, to });
   }
 }
-
-/** The registry's one HealthMetrics, created on first use. */
-export const healthMetrics = perRegistry((registry) => new HealthMetrics(registry));

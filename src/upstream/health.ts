@@ -1,5 +1,5 @@
 /**
- * Active health checks of one service's backends on this node (issue 7). Checks only REPORT into
+ * Active health checks of one service's backends on this node (docs/health.md). Checks only REPORT into
  * the pool's BackendState, as Caddy's active health checkers mark its upstreams; they never choose
  * a backend. The pool applies HAProxy's rise/fall thresholds (pool.reportCheck), so one lost probe
  * does not take a backend out and one lucky probe does not bring it back.
@@ -16,18 +16,18 @@
  * for down and ejected, info for up); single probe failures only at debug.
  */
 import type { Logger } from 'pino';
-import type { Registry } from 'prom-client';
 import type { ServiceConfig } from '../config/schema.js';
 import type { BackendEvent, UpstreamPool } from './pool.js';
 import { systemClock, type Clock, type TimerHandle } from './clock.js';
 import { probeFor, type Probe, type ProbeResult, type ProbeTarget } from './probes.js';
-import { healthMetrics, type HealthMetrics, type MetricsSource } from './health-metrics.js';
+import type { HealthMetrics, MetricsSource } from './health-metrics.js';
 
 export interface HealthCheckerOptions {
   readonly service: ServiceConfig;
   readonly pool: UpstreamPool;
   readonly logger: Logger;
-  readonly registry: Registry;
+  /** The node's one set of health metrics, shared by all its checkers. */
+  readonly metrics: HealthMetrics;
   /** Uniform in [0, 1), for the first-probe offsets; seed it in tests. Default Math.random. */
   readonly random?: () => number;
   /** Called on every active-health transition (not on ejections, which end by themselves). */
@@ -62,7 +62,7 @@ export class HealthChecker {
     this.#service = opts.service;
     this.#pool = opts.pool;
     this.#logger = opts.logger.child({ component: 'health', service: opts.service.name });
-    this.#metrics = healthMetrics(opts.registry);
+    this.#metrics = opts.metrics;
     this.#source = { service: opts.service.name, pool: opts.pool };
     this.#random = opts.random ?? Math.random;
     this.#onChange = opts.onChange;

@@ -10,7 +10,7 @@
  *  - Envoy's ejection time grows linearly (base_ejection_time × times ejected, capped by
  *    max_ejection_time, both defaults 30 s / 300 s) and is decremented every `interval` sweep
  *    while the host behaves. tandem doubles from 1 s up to 60 s (a plain exponential back-off, as
- *    issue 7 asks), and forgets the streak once the backend has behaved for `successResetMs`.
+ *    docs/health.md specifies), and forgets the streak once the backend has behaved for `successResetMs`.
  *  - No sweep timer: ejection ends lazily when `ejectedUntil` passes (checked at pick time), so an
  *    idle pool costs nothing.
  *
@@ -27,7 +27,7 @@ export interface OutlierOptions {
    * local-origin errors unless split_external_local_origin_errors is set).
    */
   readonly consecutiveFailures: number;
-  /** First ejection. Envoy's base_ejection_time defaults to 30 s; issue 7 asks for 1 s. */
+  /** First ejection. Envoy's base_ejection_time defaults to 30 s; tandem's is 1 s (docs/health.md). */
   readonly baseEjectionMs: number;
   /** Cap of the doubling back-off (Envoy's max_ejection_time, default 300 s; here 60 s). */
   readonly maxEjectionMs: number;

@@ -3,7 +3,7 @@
  * weight) is kept apart from its runtime state (active count, health, draining, ejection), and the
  * runtime state is keyed by address so that it survives a reload that keeps the backend.
  *
- * Health is local to each node (issue 7): active checks (health.ts) and passive outlier detection
+ * Health is local to each node (docs/health.md): active checks (health.ts) and passive outlier detection
  * (outlier.ts) only REPORT into this pool, as Caddy's health checkers mark its Upstream structs;
  * the selection policies read the result through `BackendView.available` and `weight`.
  */

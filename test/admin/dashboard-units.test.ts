@@ -1,7 +1,6 @@
 /** Unit tests of the dashboard's server-side pieces that need no process: owner counts and rates. */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import type { TandemNode } from '../../src/node/node.js';
 import type { FlowEntry } from '../../src/cluster/flow-entry.js';
 import { OwnerCounts } from '../../src/admin/dashboard/snapshot.js';
 import { diffCounters } from '../../src/admin/dashboard/sampler.js';
@@ -11,14 +10,14 @@ function entry(key: string, primary: string, backup: string | null): FlowEntry {
   return { service: 'web', key, primary, backup, backend: null, version: 1, writer: primary, lastActive: 0, ended: false };
 }
 
-function fakeNode(entries: FlowEntry[]): { node: TandemNode; scans: () => number } {
+function fakeNode(entries: FlowEntry[]): { node: { flows(): Iterable<FlowEntry> }; scans: () => number } {
   let scans = 0;
   const node = {
     *flows() {
       scans++;
       yield* entries;
     },
-  } as unknown as TandemNode;
+  };
   return { node, scans: () => scans };
 }
 

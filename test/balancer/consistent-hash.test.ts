@@ -15,7 +15,7 @@ const KEYS = (() => {
 /** The address each key maps to. */
 function assign(selector: ConsistentHashSelector, list: readonly MutableBackend[], keys: readonly string[] = KEYS): string[] {
   const context = { key: '', random: () => 0 };
-  return keys.map((key) => list[selector.pick(list, { ...context, key })]!.address);
+  return keys.map((key) => list[selector.pick(list, { ...context, key })].address);
 }
 
 describe('consistent-hash (Maglev)', () => {
@@ -41,22 +41,22 @@ describe('consistent-hash (Maglev)', () => {
     const list = backends([1, 2, 3]);
     const ch = new ConsistentHashSelector();
     const counts = [0, 0, 0];
-    for (const key of KEYS) counts[ch.pick(list, ctx(key))]!++;
+    for (const key of KEYS) counts[ch.pick(list, ctx(key))]++;
     const s = shares(counts);
-    [1 / 6, 2 / 6, 3 / 6].forEach((want, i) => assert.ok(Math.abs(s[i]! - want) < 0.03, `${i}: ${s[i]}`));
+    [1 / 6, 2 / 6, 3 / 6].forEach((want, i) => assert.ok(Math.abs(s[i] - want) < 0.03, `${i}: ${s[i]}`));
     // Fractional weights in the same ratio give the same shares.
     const frac = backends([0.5, 1, 1.5]);
     const counts2 = [0, 0, 0];
-    for (const key of KEYS) counts2[ch.pick(frac, ctx(key))]!++;
-    shares(counts2).forEach((v, i) => assert.ok(Math.abs(v - s[i]!) < 0.005, `${i}: ${v}`));
+    for (const key of KEYS) counts2[ch.pick(frac, ctx(key))]++;
+    shares(counts2).forEach((v, i) => assert.ok(Math.abs(v - s[i]) < 0.005, `${i}: ${v}`));
   });
 
   it('moves only the keys of a backend that becomes unavailable (about 1/N)', () => {
     const list = backends([1, 1, 1, 1, 1]);
     const ch = new ConsistentHashSelector();
     const before = assign(ch, list);
-    list[2]!.available = false;
-    const gone = list[2]!.address;
+    list[2].available = false;
+    const gone = list[2].address;
     const after = assign(ch, list);
     let moved = 0;
     let betweenSurvivors = 0;
@@ -69,7 +69,7 @@ describe('consistent-hash (Maglev)', () => {
     assert.ok(betweenSurvivors / KEYS.length < 0.02, `between survivors ${betweenSurvivors / KEYS.length}`);
     assert.ok(!after.includes(gone));
     // When it comes back, nearly every key returns to where it was.
-    list[2]!.available = true;
+    list[2].available = true;
     const back = assign(ch, list);
     const returned = back.filter((a, i) => a === before[i]).length;
     assert.ok(returned / KEYS.length > 0.99, `returned ${returned / KEYS.length}`);
@@ -82,7 +82,7 @@ describe('consistent-hash (Maglev)', () => {
     const grown = backends([1, 1, 1, 1, 1]);
     const after = assign(ch, grown);
     const moved = after.filter((a, i) => a !== before[i]).length / KEYS.length;
-    const toNew = after.filter((a, i) => a !== before[i] && a === grown[4]!.address).length / KEYS.length;
+    const toNew = after.filter((a, i) => a !== before[i] && a === grown[4].address).length / KEYS.length;
     assert.ok(Math.abs(moved - 0.2) < 0.03, `moved ${moved}`);
     assert.ok(moved - toNew < 0.02, `moved elsewhere ${moved - toNew}`);
   });
@@ -92,23 +92,23 @@ describe('consistent-hash (Maglev)', () => {
     const ch = new ConsistentHashSelector({ tableSize: 251 });
     const key = ctx('alice');
     ch.pick(list, key);
-    list[0]!.active = 10; // load is not part of the signature
+    list[0].active = 10; // load is not part of the signature
     ch.pick(list, key);
     assert.equal(ch.builds, 1);
-    list[1]!.available = false;
+    list[1].available = false;
     ch.pick(list, key);
     assert.equal(ch.builds, 2);
-    list[1]!.weight = 7; // weight of an unavailable backend: no change to the table
+    list[1].weight = 7; // weight of an unavailable backend: no change to the table
     ch.pick(list, key);
     assert.equal(ch.builds, 2);
-    list[1]!.available = true;
+    list[1].available = true;
     ch.pick(list, key);
     ch.pick(list, key);
     assert.equal(ch.builds, 3);
     // Slow start nudging a fractional weight by less than a quantum does not rebuild.
-    list[2]!.weight = 0.5;
+    list[2].weight = 0.5;
     ch.pick(list, key);
-    list[2]!.weight = 0.50001;
+    list[2].weight = 0.50001;
     ch.pick(list, key);
     assert.equal(ch.builds, 4);
   });
@@ -116,9 +116,9 @@ describe('consistent-hash (Maglev)', () => {
   it('returns the index in the current list even when the list is reordered', () => {
     const list = backends([1, 1, 1, 1]);
     const ch = new ConsistentHashSelector({ tableSize: 1009 });
-    const address = list[ch.pick(list, ctx('bob'))]!.address;
-    const shuffled = [list[2]!, list[0]!, list[3]!, list[1]!];
-    assert.equal(shuffled[ch.pick(shuffled, ctx('bob'))]!.address, address);
+    const address = list[ch.pick(list, ctx('bob'))].address;
+    const shuffled = [list[2], list[0], list[3], list[1]];
+    assert.equal(shuffled[ch.pick(shuffled, ctx('bob'))].address, address);
   });
 
   it('accepts only prime table sizes', () => {

@@ -21,7 +21,7 @@ export function ctx(key = 'k', seed = 1): PickContext {
 /** Counts of `n` picks by index (a pick of -1 fails the caller's assertions through NaN shares). */
 export function tally(selector: Selector, list: readonly BackendView[], n: number, context: PickContext = ctx()): number[] {
   const counts = new Array<number>(list.length).fill(0);
-  for (let i = 0; i < n; i++) counts[selector.pick(list, context)]!++;
+  for (let i = 0; i < n; i++) counts[selector.pick(list, context)]++;
   return counts;
 }
 

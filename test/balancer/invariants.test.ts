@@ -23,7 +23,7 @@ describe('every policy', () => {
         const n = Math.floor(r() * 7);
         const list = Array.from({ length: n }, () => ({
           address: `10.1.0.${Math.floor(r() * 9)}:80`,
-          weight: ODD_WEIGHTS[Math.floor(r() * ODD_WEIGHTS.length)]!,
+          weight: ODD_WEIGHTS[Math.floor(r() * ODD_WEIGHTS.length)],
           active: Math.floor(r() * 5),
           available: r() < 0.7,
         }));
@@ -31,7 +31,7 @@ describe('every policy', () => {
         const picked = selector.pick(unique, { ...context, key: randomKey(r) });
         if (unique.some(isPickable)) {
           assert.ok(picked >= 0 && picked < unique.length, `${name} trial ${trial}: index ${picked}`);
-          assert.ok(isPickable(unique[picked]!), `${name} trial ${trial}: picked ${JSON.stringify(unique[picked])}`);
+          assert.ok(isPickable(unique[picked]), `${name} trial ${trial}: picked ${JSON.stringify(unique[picked])}`);
         } else {
           assert.equal(picked, -1, `${name} trial ${trial}`);
         }
@@ -50,9 +50,9 @@ describe('every policy', () => {
     it(`${name}: with one pickable backend, picks it`, () => {
       const selector = make(name);
       const list = backends([1, 0, 3, 2]);
-      list[2]!.available = false;
-      list[3]!.available = false;
-      list[0]!.active = 1000;
+      list[2].available = false;
+      list[3].available = false;
+      list[0].active = 1000;
       for (let i = 0; i < 50; i++) assert.equal(selector.pick(list, ctx(`key-${i}`, i)), 0);
     });
   }

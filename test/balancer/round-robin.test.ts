@@ -22,7 +22,7 @@ describe('round-robin (nginx smooth weighted)', () => {
     const rr = new RoundRobinSelector();
     const list = backends([1, 2, 3]);
     const s = shares(tally(rr, list, 100_000));
-    [1 / 6, 2 / 6, 3 / 6].forEach((want, i) => assert.ok(Math.abs(s[i]! - want) < 0.015, `${i}: ${s[i]}`));
+    [1 / 6, 2 / 6, 3 / 6].forEach((want, i) => assert.ok(Math.abs(s[i] - want) < 0.015, `${i}: ${s[i]}`));
     // Smoothness: every window of 6 picks holds exactly 1, 2 and 3 of each.
     const window = tally(rr, list, 6);
     assert.deepEqual(window, [1, 2, 3]);
@@ -37,19 +37,19 @@ describe('round-robin (nginx smooth weighted)', () => {
   it('skips unavailable backends and resumes them', () => {
     const rr = new RoundRobinSelector();
     const list = backends([1, 1, 1]);
-    list[1]!.available = false;
+    list[1].available = false;
     assert.deepEqual(Array.from({ length: 4 }, () => rr.pick(list, ctx())), [0, 2, 0, 2]);
-    list[1]!.available = true;
+    list[1].available = true;
     assert.deepEqual(tally(rr, list, 300), [100, 100, 100]);
   });
 
   it('follows a changing list by address and forgets removed backends', () => {
     const rr = new RoundRobinSelector();
     const list = backends([1, 1, 1, 1]);
-    const first = list[rr.pick(list, ctx())]!.address;
+    const first = list[rr.pick(list, ctx())].address;
     // Reordering the list resets no one: the cycle continues with the three not yet picked.
     const reversed = [...list].reverse();
-    const next = new Set(Array.from({ length: 3 }, () => reversed[rr.pick(reversed, ctx())]!.address));
+    const next = new Set(Array.from({ length: 3 }, () => reversed[rr.pick(reversed, ctx())].address));
     assert.equal(next.size, 3);
     assert.ok(!next.has(first));
     // Churn through many addresses: state stays bounded by the list.

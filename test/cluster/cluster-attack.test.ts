@@ -10,6 +10,7 @@ import { EntryBatchEncoder } from '../../src/cluster/entry-codec.js';
 import { encodeOpen, newIncarnation } from '../../src/cluster/replication.js';
 import { encodeResyncBegin, encodeResyncEnd } from '../../src/cluster/snapshot.js';
 import type { FlowEntry } from '../../src/cluster/flow-entry.js';
+import { WAIT_FLOOR_MS } from '../helpers/cluster.js';
 
 const BASE = 17140;
 
@@ -43,6 +44,7 @@ async function impostor(port: number, secret = SECRET): Promise<Socket> {
 
 async function eventually(pred: () => Promise<boolean>, timeoutMs = 1000): Promise<void> {
   const t0 = Date.now();
+  timeoutMs = Math.max(timeoutMs, WAIT_FLOOR_MS);
   while (!(await pred())) {
     if (Date.now() - t0 > timeoutMs) assert.fail('condition not met in time');
     await new Promise((r) => setTimeout(r, 5));
@@ -52,7 +54,7 @@ async function eventually(pred: () => Promise<boolean>, timeoutMs = 1000): Promi
 async function closed(s: Socket): Promise<void> {
   if (!s.destroyed) {
     await new Promise<void>((resolve) => {
-      const timer = setTimeout(resolve, 2000);
+      const timer = setTimeout(resolve, 20_000);
       s.once('close', () => {
         clearTimeout(timer);
         resolve();

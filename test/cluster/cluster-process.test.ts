@@ -18,7 +18,10 @@ test('a node in its own process: replicates both ways, kill -9 is detected', asy
 
     const e = write(nodes[0]);
     let got: { entry: unknown } = { entry: null };
-    for (let i = 0; i < 100 && got.entry === null; i++) got = await child.call<{ entry: unknown }>({ cmd: 'get', service: e.service, key: e.key });
+    for (const until = Date.now() + 20_000; Date.now() < until && got.entry === null; ) {
+      got = await child.call<{ entry: unknown }>({ cmd: 'get', service: e.service, key: e.key });
+      if (got.entry === null) await new Promise((r) => setTimeout(r, 10));
+    }
     assert.deepEqual(got.entry, e);
 
     await child.call({ cmd: 'publish', n: 1000, perTurn: 250, prefix: 'child-' });

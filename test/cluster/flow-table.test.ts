@@ -217,9 +217,8 @@ test('flow table: expire stops at the first entry not yet due (documented approx
 });
 
 test('flow table: onEvict may merge without corrupting the table', () => {
-  let t: FlowTable;
   const ends: string[] = [];
-  t = new FlowTable({
+  const t: FlowTable = new FlowTable({
     limits: () => ({ maxEntries: 3, idleTimeoutMs: 1000 }),
     now: () => T0,
     onEvict: (e) => {

@@ -40,7 +40,7 @@ test('data-plane channels: dial + onChannel, bytes right after the handshake, ht
       s.write('ping');
       let got = '';
       s.on('data', (c: Buffer) => (got += c.toString()));
-      for (let i = 0; i < 200 && got !== 'lb1:ping'; i++) await new Promise((r) => setTimeout(r, 5));
+      for (const until = Date.now() + 20_000; Date.now() < until && got !== 'lb1:ping'; ) await new Promise((r) => setTimeout(r, 5));
       assert.equal(got, 'lb1:ping');
       s.destroy();
       assert.equal(sessionKeys.length, 1);
@@ -54,7 +54,7 @@ test('data-plane channels: dial + onChannel, bytes right after the handshake, ht
           path: '/x',
           createConnection: (_opts, cb) => {
             a.cluster.dial('lb2', 'http').then((sock) => cb(null, sock), (err: Error) => cb(err, undefined as never));
-            return undefined as never;
+            return undefined;
           },
         });
         req.on('error', reject);
@@ -96,9 +96,8 @@ test('data-plane channels: dial + onChannel, bytes right after the handshake, ht
     await t.test('dial errors: unknown node, self, unreachable, no handler', async () => {
       await assert.rejects(a.cluster.dial('nobody', 'tcp'), (e: unknown) => isTandemError(e, ErrorCodes.UNKNOWN_NODE));
       await assert.rejects(a.cluster.dial('lb1', 'tcp'), (e: unknown) => isTandemError(e, ErrorCodes.UNKNOWN_NODE));
-      const t0 = performance.now();
-      await assert.rejects(a.cluster.dial('lb3', 'tcp'), (e: unknown) => isTandemError(e, ErrorCodes.PEER_UNAVAILABLE));
-      assert.ok(performance.now() - t0 < 1000);
+      // Refused at once by the kernel, not given up after the connect timeout.
+      await assert.rejects(a.cluster.dial('lb3', 'tcp'), (e: unknown) => isTandemError(e, ErrorCodes.PEER_UNAVAILABLE) && /ECONNREFUSED/.test((e as Error).message));
       // lb1 registered no 'udp' handler: it closes the connection once it has verified the proof.
       // (dial() resolves as soon as the peer proved itself: bytes may follow the proof at once.)
       const s = await b.cluster.dial('lb1', 'udp');

@@ -106,7 +106,7 @@ test('golden vectors: key derivation, key hash and ranking unchanged', () => {
 });
 
 // ---------------------------------------------------------------------------------------------
-// Properties over 100k seeded keys (DESIGN.md section 2)
+// Properties over 100k seeded keys (docs/design.md §2)
 
 test('(a) the same owners in a separate process', async () => {
   const seed = 77;
@@ -202,7 +202,7 @@ test('(f) without its primary, a key is owned by its old backup, and backups spr
     assert.deepEqual([o.primary, o.backup], ranked.slice(0, 2));
     const rest = nodes.filter((n) => n.id !== o.primary);
     // Failover: the rank order of the remaining nodes is preserved, so the backup takes over and
-    // the third becomes the new backup (re-protection, DESIGN.md section 3).
+    // the third becomes the new backup (re-protection, docs/design.md §3.4).
     const after = rz.owners(k, rest);
     assert.equal(after.primary, o.backup);
     assert.equal(after.backup, ranked[2]);

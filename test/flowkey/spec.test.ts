@@ -59,7 +59,7 @@ describe('parseFlowKeySpec', () => {
 describe('flow keys per protocol', () => {
   it('lists the allowed kinds with the default first', () => {
     assert.deepEqual([...flowKeysFor('http')], ['client-ip', 'connection', 'header:NAME', 'cookie:NAME']);
-    assert.deepEqual([...flowKeysFor('tcp')], ['connection', 'client-ip']);
+    assert.deepEqual([...flowKeysFor('tcp')], ['connection', 'client-ip', 'sni']);
     assert.deepEqual([...flowKeysFor('udp')], ['connection', 'client-ip', 'quic-cid']);
     for (const p of ['http', 'tcp', 'udp'] as const) {
       assert.equal(formatFlowKeySpec(defaultFlowKey(p)), flowKeysFor(p)[0]);
@@ -78,6 +78,9 @@ describe('flow keys per protocol', () => {
     assert.equal(isFlowKeyAllowed('http', 'client-ip'), true);
     assert.equal(isFlowKeyAllowed('http', 'connection'), true);
     assert.equal(isFlowKeyAllowed('http', 'quic-cid'), false);
+    assert.equal(isFlowKeyAllowed('tcp', 'sni'), true);
+    assert.equal(isFlowKeyAllowed('http', 'sni'), false);
+    assert.equal(isFlowKeyAllowed('udp', 'sni'), false);
     assert.equal(isFlowKeyAllowed('http', 'header:'), false);
     assert.equal(isFlowKeyAllowed('tcp', 'connection'), true);
     assert.equal(isFlowKeyAllowed('tcp', 'client-ip'), true);

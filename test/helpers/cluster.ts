@@ -7,9 +7,12 @@ import { spawn, type ChildProcess } from 'node:child_process';
 import { mkdtempSync, writeFileSync, createWriteStream, readFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { pathToFileURL } from 'node:url';
 import { stringify } from 'yaml';
 
 const BIN = new URL('../../bin/tandem.js', import.meta.url).pathname;
+/** Preloaded into every node process: adds the test-only `POST /api/test/flows` (see the file). */
+const FLOW_HOOK = pathToFileURL(new URL('./flow-hook.mjs', import.meta.url).pathname).href;
 
 export interface TestNode {
   readonly id: string;
@@ -92,12 +95,11 @@ export class TestCluster {
   }
 
   /** Spawn a node process; resolves when its /readyz answers 200. */
-  async start(id: string, timeoutMs = 15_000): Promise<void> {
+  async start(id: string, timeoutMs = 30_000): Promise<void> {
     const n = this.node(id);
     const log = createWriteStream(n.logFile, { flags: 'a' });
-    const child = spawn(process.execPath, [BIN, 'start', '--config', this.configPath, '--node', id, '--log-level', this.#logLevel], {
+    const child = spawn(process.execPath, ['--import', FLOW_HOOK, BIN, 'start', '--config', this.configPath, '--node', id, '--log-level', this.#logLevel], {
       stdio: ['ignore', 'pipe', 'pipe'],
-      env: { ...process.env, TANDEM_TEST_HOOKS: '1' },
     });
     child.stdout.pipe(log);
     child.stderr.pipe(log);
@@ -112,7 +114,7 @@ export class TestCluster {
     await Promise.all(this.nodes.map((n) => this.start(n.id)));
   }
 
-  async waitReady(id: string, timeoutMs = 15_000): Promise<void> {
+  async waitReady(id: string, timeoutMs = 30_000): Promise<void> {
     const deadline = Date.now() + timeoutMs;
     const n = this.node(id);
     while (Date.now() < deadline) {
@@ -154,7 +156,7 @@ export class TestCluster {
 
   async get(id: string, path: string, headers: Record<string, string> = {}): Promise<{ status: number; body: unknown; text: string }> {
     const n = this.node(id);
-    const res = await fetch(`http://${n.host}:${n.adminPort}${path}`, { headers, signal: AbortSignal.timeout(3000) });
+    const res = await fetch(`http://${n.host}:${n.adminPort}${path}`, { headers, signal: AbortSignal.timeout(10_000) });
     const text = await res.text();
     let body: unknown = text;
     try {
@@ -171,7 +173,7 @@ export class TestCluster {
       method: 'POST',
       headers: { 'content-type': 'application/json', ...(token ? { authorization: `Bearer ${token}` } : {}) },
       body: JSON.stringify(body),
-      signal: AbortSignal.timeout(5000),
+      signal: AbortSignal.timeout(10_000),
     });
     const text = await res.text();
     return { status: res.status, body: text ? JSON.parse(text) : null };
@@ -227,9 +229,22 @@ export async function startCluster(opts: ClusterOptions): Promise<TestCluster> {
 
 export const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms));
 
-/** Polls `cond` every 10 ms until true or the timeout; returns the elapsed ms, throws on timeout. */
+/**
+ * The least patience of every wait in the suite. A test passes or fails on what tandem did, never
+ * on how fast the machine is (docs/reliability.md): a condition that holds within 2 s on an idle
+ * machine may take several times that with a core kept busy by something else, so a wait never
+ * gives up before this. A wait that succeeds returns as soon as its condition holds; only a
+ * failing test waits the whole time.
+ */
+export const WAIT_FLOOR_MS = 20_000;
+
+/**
+ * Polls `cond` every 10 ms until true or the timeout (at least WAIT_FLOOR_MS); returns the elapsed
+ * ms, throws on timeout. The elapsed time is for diagnostics, never for an assertion.
+ */
 export async function waitUntil(cond: () => boolean | Promise<boolean>, timeoutMs: number, what = 'condition'): Promise<number> {
   const t0 = Date.now();
+  timeoutMs = Math.max(timeoutMs, WAIT_FLOOR_MS);
   while (Date.now() - t0 < timeoutMs) {
     if (await cond()) return Date.now() - t0;
     await sleep(10);

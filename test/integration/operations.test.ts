@@ -4,7 +4,7 @@
  */
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { spawnSync } from 'node:child_process';
+import { execFile } from 'node:child_process';
 import { connect } from 'node:net';
 import { readFileSync } from 'node:fs';
 import { request } from 'undici';
@@ -35,6 +35,19 @@ after(async () => {
   await Promise.all([...web, echo].map((b) => b?.close()));
 });
 
+/**
+ * Runs the CLI without blocking this process: a spawnSync of several seconds on a busy machine
+ * would leave the admin API's idle keep-alive connections unread until the server closed them, and
+ * the next fetch would go out on a closed socket.
+ */
+function cli(args: string[]): Promise<{ status: number | null; stdout: string; stderr: string }> {
+  return new Promise((resolve) => {
+    execFile(process.execPath, [BIN, ...args], { encoding: 'utf8' }, (err, stdout, stderr) => {
+      resolve({ status: err ? (typeof err.code === 'number' ? err.code : null) : 0, stdout, stderr });
+    });
+  });
+}
+
 async function get(host: string, session: string): Promise<{ status: number; backend: string }> {
   const r = await request(`http://${host}:${HTTP_PORT}/`, { headers: { 'x-session': session }, headersTimeout: 5000, bodyTimeout: 5000 });
   const text = await r.body.text();
@@ -44,7 +57,7 @@ async function get(host: string, session: string): Promise<{ status: number; bac
 test('tandem status and tandem flow show the cluster, in text and JSON', async () => {
   await get('127.0.0.2', 'status-session');
   const admin = `127.0.0.1:${c.node('lb1').adminPort}`;
-  const r = spawnSync(process.execPath, [BIN, 'status', '--admin', admin], { encoding: 'utf8' });
+  const r = await cli(['status', '--admin', admin]);
   assert.equal(r.status, 0, r.stderr);
   const lines = r.stdout.split('\n');
   assert.match(lines[0], /^cluster test \(as seen by lb1\)$/);
@@ -52,12 +65,12 @@ test('tandem status and tandem flow show the cluster, in text and JSON', async (
   for (const id of ['lb1', 'lb2', 'lb3']) assert.ok(lines.some((l) => new RegExp(`^${id}\\s+alive\\s+1\\s+yes\\s+\\d+`).test(l)), `${id} row:\n${r.stdout}`);
   assert.ok(r.stdout.includes('service web (http, round-robin)'));
   for (const b of web) assert.ok(r.stdout.includes(b.address));
-  const j = spawnSync(process.execPath, [BIN, 'status', '--admin', admin, '--json'], { encoding: 'utf8' });
+  const j = await cli(['status', '--admin', admin, '--json']);
   const parsed = JSON.parse(j.stdout) as { nodes: Array<{ id: string; state: string; status: { flows: { total: number } } }> };
   assert.deepEqual(parsed.nodes.map((n) => [n.id, n.state]), [['lb1', 'alive'], ['lb2', 'alive'], ['lb3', 'alive']]);
   assert.ok(parsed.nodes.every((n) => n.status.flows.total >= 1));
 
-  const f = spawnSync(process.execPath, [BIN, 'flow', '--admin', admin, '--service', 'web', '--key', 'status-session', '--json'], { encoding: 'utf8' });
+  const f = await cli(['flow', '--admin', admin, '--service', 'web', '--key', 'status-session', '--json']);
   assert.equal(f.status, 0, f.stderr);
   const flow = JSON.parse(f.stdout) as { flow: { primary: string; backup: string; backend: string }; ranking: Array<{ id: string }> };
   const truth = await c.flow('lb1', 'web', 'status-session');

@@ -89,8 +89,8 @@ test('primary answers: one attempt, to_primary, no failover', async () => {
   const r = await forwarder.run<F>(router.lookup('web', key), false, (a) => (seen.push(a), SERVED), 'unavailable');
   assert.equal(r.ok, true);
   assert.equal(seen.length, 1);
-  assert.equal(seen[0]!.node, primary);
-  assert.equal(seen[0]!.kind, 'to_primary');
+  assert.equal(seen[0].node, primary);
+  assert.equal(seen[0].kind, 'to_primary');
   assert.equal(r.ok && r.failovers, 0);
 });
 
@@ -173,7 +173,7 @@ test('both owners gone: re-owned once, among the nodes not tried, and the backen
   }, 'unavailable');
   assert.deepEqual(seen.slice(0, 2).map((a) => a.node), [primary, backup]);
   assert.ok(seen.length >= 3);
-  const last = seen[seen.length - 1]!;
+  const last = seen[seen.length - 1];
   assert.equal(last.kind, 'reowned');
   assert.ok(![primary, backup].includes(last.node) || last.node === 'lb1', 'the re-own goes to a node not tried');
   assert.equal(r.ok && r.entry.backend, '10.0.0.9:80', 're-own keeps the backend');
@@ -200,8 +200,8 @@ test('both owners seen dead before the communication: re-owned before the first 
   const seen: Attempt[] = [];
   const r = await forwarder.run<F>(entry, false, (a) => (seen.push(a), SERVED), 'unavailable');
   assert.equal(r.ok, true);
-  assert.equal(seen[0]!.kind, 'reowned');
-  assert.ok(![primary, backup].includes(seen[0]!.node));
+  assert.equal(seen[0].kind, 'reowned');
+  assert.ok(![primary, backup].includes(seen[0].node));
 });
 
 test('a communication forwarded in by a peer is served here, never forwarded again, never re-owned', async () => {

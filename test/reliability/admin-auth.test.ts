@@ -11,7 +11,7 @@ import net from 'node:net';
 import { execFileSync } from 'node:child_process';
 import { writeFileSync } from 'node:fs';
 import { stringify } from 'yaml';
-import { startCluster, TEST_TOKEN, type TestCluster } from '../helpers/cluster.js';
+import { startCluster, waitUntil, TEST_TOKEN, type TestCluster } from '../helpers/cluster.js';
 import { assertNodesSound, assertStarted } from './helpers/metrics.js';
 
 const BASE = 17700;
@@ -149,7 +149,7 @@ test('state-changing admin calls without the right token: 401 on every node, not
   assert.equal(ok.status, 200);
   const reload = await c.post('lb2', '/api/reload', {});
   assert.equal(reload.status, 200);
-  await new Promise((r) => setTimeout(r, 300));
+  await waitUntil(async () => (await observe(c)) !== before, 20_000, 'the authorized calls to show').catch(() => undefined);
   assert.notEqual(await observe(c), before, 'the authorized calls changed state (the observation works)');
   await assertNodesSound(c, ['lb1', 'lb2']);
 });
@@ -193,8 +193,8 @@ test("every port of a node is bound to the node's host only", async (t) => {
       // Reachable on its own host (a few tries: one connect may fail while CI runs the chaos
       // test alongside; the bind itself is checked from the socket list below)...
       let s = false;
-      for (let attempt = 0; attempt < 3 && !s; attempt++) {
-        if (attempt > 0) await new Promise((r) => setTimeout(r, 100));
+      for (let attempt = 0; attempt < 10 && !s; attempt++) {
+        if (attempt > 0) await new Promise((r) => setTimeout(r, 200));
         s = await new Promise<boolean>((resolve) => {
           const sock = net.connect(port, own, () => {
             sock.destroy();

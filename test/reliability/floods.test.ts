@@ -5,9 +5,11 @@
  *    sockets stay within that bound, evictions are counted, memory stays bounded, and the service
  *    still serves a new flow afterwards. The flood is open-loop (faster than two nodes on a small
  *    machine absorb, so the kernel drops part of it); the figures say how many keys reached the
- *    nodes, and the assertions need ten times the bound at least.
+ *    nodes, and the assertions need ten times the bound at least. The flood is bounded by count and
+ *    time: how many keys the sender gets out in its budget depends on the machine and is printed,
+ *    never asserted — what is asserted is what the nodes did with what reached them.
  *  - 10 000 idle client connections to the HTTP service and 10 000 to the TCP service, each capped
- *    at 1 000 connections with a 3 s idle/header timeout: no node holds more than its cap, every
+ *    at 1 000 connections with a 6 s idle/header timeout: no node holds more than its cap, every
  *    idle connection is closed by the timeout, and the service answers afterwards.
  * (The peer-side flood, 100k entries/s, is peer-flood.test.ts.)
  */
@@ -28,8 +30,11 @@ const KEYS = 1_000_000;
 // Below any sane file-descriptor limit: each UDP flow holds a socket on its owner (see the todo
 // test at the end for what happens when maxFlows exceeds the limit).
 const MAX_FLOWS = 5_000;
-const RATE = 45_000; // datagrams per second offered
+const RATE = 45_000; // datagrams per second offered (at most: a busy machine sends fewer)
+/** The flood stops after this, all keys sent or not. */
 const FLOOD_BUDGET_MS = 30_000;
+/** Idle and header timeout of the capped services: well above the time to open the connections. */
+const IDLE_MS = 6000;
 const CONNS = 10_000;
 const MAX_CONNS = 1_000;
 const RSS = 'tandem_process_process_resident_memory_bytes';
@@ -43,8 +48,8 @@ before(async () => {
     nodes: 2,
     services: [
       { name: 'quic', protocol: 'udp', port: UDP_PORT, flowKey: 'quic-cid', maxFlows: MAX_FLOWS, backends: [{ address: backends[0].address }], healthCheck: { type: 'none' } },
-      { name: 'web', protocol: 'http', port: HTTP_PORT, flowKey: 'header:x-session', maxConnections: MAX_CONNS, backends: [{ address: backends[1].address }], healthCheck: { type: 'none' }, timeouts: { headerMs: 3000, idleMs: 3000, requestMs: 5000 } },
-      { name: 'raw', protocol: 'tcp', port: TCP_PORT, maxConnections: MAX_CONNS, backends: [{ address: backends[2].address }], healthCheck: { type: 'none' }, timeouts: { idleMs: 3000, connectMs: 1000 } },
+      { name: 'web', protocol: 'http', port: HTTP_PORT, flowKey: 'header:x-session', maxConnections: MAX_CONNS, backends: [{ address: backends[1].address }], healthCheck: { type: 'none' }, timeouts: { headerMs: IDLE_MS, idleMs: IDLE_MS, requestMs: 5000 } },
+      { name: 'raw', protocol: 'tcp', port: TCP_PORT, maxConnections: MAX_CONNS, backends: [{ address: backends[2].address }], healthCheck: { type: 'none' }, timeouts: { idleMs: IDLE_MS, connectMs: 1000 } },
     ],
   });
   await assertStarted(c, ['lb1', 'lb2']);
@@ -130,20 +135,17 @@ test(`${KEYS / 1e6}M distinct flow keys over UDP: tables and backend sockets wit
   }
   t.diagnostic(`${sent} distinct keys sent in ${floodMs} ms (${Math.round(sent / (floodMs / 1000))}/s offered); ${received} datagrams reached the nodes' service sockets, ${created} flows created cluster-wide, ${replies} replies; ${missedSamples} admin samples timed out during the flood`);
   for (const l of lines) t.diagnostic(l);
-  assert.equal(sent, KEYS, `all ${KEYS} keys sent within ${FLOOD_BUDGET_MS} ms`);
+  // Without this the test would prove nothing; it is what reached tandem, however fast the sender.
   assert.ok(received >= 10 * MAX_FLOWS, `the bound was exercised: ${received} keys reached the nodes`);
-  // Still serving: a fresh flow gets its reply.
+  // Still serving: a fresh flow gets its reply (resent once a second: UDP may drop one).
   const probe = createSocket('udp4');
   await bindUdp(probe, 0, '127.0.0.1');
-  const got = new Promise<boolean>((resolve) => {
-    const timer = setTimeout(() => resolve(false), 3000);
-    probe.on('message', () => {
-      clearTimeout(timer);
-      resolve(true);
-    });
-  });
-  probe.send(quicPacket(KEYS + 7), UDP_PORT, c.nodes[0].host);
-  const served = await got;
+  let served = false;
+  probe.on('message', () => (served = true));
+  for (const until = Date.now() + 20_000; !served && Date.now() < until; ) {
+    probe.send(quicPacket(KEYS + 7), UDP_PORT, c.nodes[0].host);
+    for (let i = 0; i < 20 && !served; i++) await sleep(50);
+  }
   probe.close();
   assert.ok(served, 'a new flow is served after the flood');
   await assertNodesSound(c, ['lb1', 'lb2']);
@@ -199,19 +201,22 @@ for (const [label, port] of [['HTTP', HTTP_PORT], ['TCP', TCP_PORT]] as const) {
       for (const s of socks) s.destroy();
     });
     const openedMs = Date.now() - t0;
-    await sleep(300);
-    const openAfterLimit = socks.filter((s) => !s.destroyed && !s.readableEnded).length;
+    const stillOpen = (): number => socks.filter((s) => !s.destroyed && !s.readableEnded).length;
+    // The node resets what is over its cap as it accepts it; a busy node takes a while to work
+    // through its accept queue. Wait for that (well inside the idle timeout), then count.
+    await waitUntil(() => stillOpen() <= MAX_CONNS + 10 || Date.now() - t0 > IDLE_MS - 1000, IDLE_MS);
+    const openAfterLimit = stillOpen();
     const active = label === 'TCP' ? await c.metric('lb1', 'tandem_tcp_active_connections', { service: 'raw' }) : null;
-    // Idle timeout 3 s (+ the server's check interval): everything must be gone within 6 s.
-    const deadline = Date.now() + 6000;
+    // Then the idle timeout (+ the server's check interval) closes the rest: wait generously.
+    const deadline = Date.now() + IDLE_MS + 20_000;
     let open = openAfterLimit;
     while (open > 0 && Date.now() < deadline) {
       await sleep(100);
-      open = socks.filter((s) => !s.destroyed && !s.readableEnded).length;
+      open = stillOpen();
     }
     const lastClose = closedAt.length ? Math.max(...closedAt) - t0 : -1;
     t.diagnostic(
-      `${CONNS} connections opened in ${openedMs} ms (${socks.length} saw the handshake complete, the rest were reset at once); ${openAfterLimit} still open 300 ms later (cap ${MAX_CONNS})` +
+      `${CONNS} connections opened in ${openedMs} ms (${socks.length} saw the handshake complete, the rest were reset at once); ${openAfterLimit} still open once the node had worked through them (cap ${MAX_CONNS})` +
         `${active !== null ? `, node counts ${active} active, peak seen while opening ${peak}` : ''}; ${open} open after the idle timeout; last close at +${lastClose} ms`,
     );
     assert.ok(openAfterLimit <= MAX_CONNS + 10, `${openAfterLimit} connections held, cap ${MAX_CONNS}`);
@@ -222,7 +227,7 @@ for (const [label, port] of [['HTTP', HTTP_PORT], ['TCP', TCP_PORT]] as const) {
     assert.equal(open, 0, 'every idle connection closed by the timeout');
     // The service answers afterwards.
     if (label === 'HTTP') {
-      const r = await fetch(`http://${host}:${port}/after`, { headers: { 'x-session': 'after-flood' }, signal: AbortSignal.timeout(3000) });
+      const r = await fetch(`http://${host}:${port}/after`, { headers: { 'x-session': 'after-flood' }, signal: AbortSignal.timeout(10_000) });
       assert.equal(r.status, 200);
       await r.text();
     } else {
@@ -240,7 +245,7 @@ for (const [label, port] of [['HTTP', HTTP_PORT], ['TCP', TCP_PORT]] as const) {
         setTimeout(() => {
           s.destroy();
           resolve(got);
-        }, 3000).unref();
+        }, 10_000).unref();
       });
       assert.equal(echoed, 'after');
     }
@@ -286,7 +291,7 @@ test('UDP: a flood past the file-descriptor limit must not lock new flows out', 
   t.after(() => {
     child.kill('SIGKILL');
   });
-  const deadline = Date.now() + 10_000;
+  const deadline = Date.now() + 30_000;
   for (;;) {
     const ok = await fetch(`http://127.0.0.1:${admin}/readyz`, { signal: AbortSignal.timeout(500) }).then((r) => r.status === 200, () => false);
     if (ok) break;
@@ -303,9 +308,16 @@ test('UDP: a flood past the file-descriptor limit must not lock new flows out', 
     if (i % 20 === 19) await sleep(5);
   }
   await sleep(500);
-  const before = replies;
-  s.send(quicPacket(9_999_999), 17768, '127.0.0.1');
-  await sleep(1000);
-  t.diagnostic(`600 flows against a 256-descriptor node with maxFlows 1000: ${before} replies; a new flow afterwards: ${replies > before ? 'served' : 'NOT served'}`);
-  assert.ok(replies > before, 'a new flow is served once the descriptor limit is reached');
+  // The new flow from a socket of its own, so that late replies to the 600 cannot pass for it.
+  const fresh = createSocket('udp4');
+  await bindUdp(fresh, 0, '127.0.0.1');
+  t.after(() => fresh.close());
+  let freshReplies = 0;
+  fresh.on('message', () => freshReplies++);
+  for (const until = Date.now() + 20_000; freshReplies === 0 && Date.now() < until; ) {
+    fresh.send(quicPacket(9_999_999), 17768, '127.0.0.1');
+    for (let i = 0; i < 20 && freshReplies === 0; i++) await sleep(50);
+  }
+  t.diagnostic(`600 flows against a 256-descriptor node with maxFlows 1000: ${replies} replies; a new flow afterwards: ${freshReplies > 0 ? 'served' : 'NOT served'}`);
+  assert.ok(freshReplies > 0, 'a new flow is served once the descriptor limit is reached');
 });

@@ -55,8 +55,11 @@ interface Outcome {
   text: string;
 }
 
-/** Sends raw bytes to lb1's service port; collects responses until the server ends or goes quiet. */
-function exchange(bytes: Buffer, quietMs = 400, maxMs = 3500): Promise<Outcome> {
+/**
+ * Sends raw bytes to lb1's service port; collects responses until the server ends or goes quiet.
+ * The quiet and hard limits are patience (a busy machine answers late), never a verdict.
+ */
+function exchange(bytes: Buffer, quietMs = 1000, maxMs = 8000): Promise<Outcome> {
   return new Promise((resolve) => {
     const s = net.connect(PORT, c.node('lb1').host);
     const chunks: Buffer[] = [];
@@ -112,7 +115,7 @@ function exchangePeer(bytes: Buffer, key: string, maxMs = 3500): Promise<Outcome
       settled = true;
       clearTimeout(hard);
       const all = Buffer.concat(chunks);
-      const closed = all.length >= PREFIX_BYTES && (all[1]! & PREFIX_CLOSE) !== 0;
+      const closed = all.length >= PREFIX_BYTES && (all[1] & PREFIX_CLOSE) !== 0;
       const text = all.subarray(PREFIX_BYTES).toString('latin1');
       const statuses = [...text.matchAll(/(?:^|\r\n)HTTP\/1\.[01] (\d{3}) /g)].map((m) => Number(m[1]));
       resolve({ statuses, closed, text });

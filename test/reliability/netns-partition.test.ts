@@ -165,10 +165,10 @@ test('partition: a node cut off by link-down and healed; tables converge, no flo
   const line = (f: Flow): string => `${f.key} ${f.primary} ${f.backup} ${f.backend} ${f.version} ${f.writer}`;
   const urls = (among: number[]) => among.map((i) => `http://${topo.nodeHosts[i]}:${SERVICE_PORT}`);
 
-  await until('all nodes ready', 20_000, async () => (await Promise.all([0, 1, 2].map((i) => admin(i, '/readyz')))).every((r) => r.status === 200));
-  await until('all nodes alive', 5000, () => allAlive([0, 1, 2]));
+  await until('all nodes ready', 30_000, async () => (await Promise.all([0, 1, 2].map((i) => admin(i, '/readyz')))).every((r) => r.status === 200));
+  await until('all nodes alive', 20_000, () => allAlive([0, 1, 2]));
   // Backends up on every node (health checks passed) before counting on affinity.
-  await until('backends up', 5000, async () => {
+  await until('backends up', 20_000, async () => {
     for (const i of [0, 1, 2]) {
       const b = (await admin(i, '/api/backends')).json as { services: Array<{ backends: Array<{ healthy: boolean }> }> };
       if (!b.services[0].backends.every((x) => x.healthy)) return false;
@@ -201,7 +201,7 @@ test('partition: a node cut off by link-down and healed; tables converge, no flo
   const newKeys = Array.from({ length: 100 }, (_, i) => `p-${i}`);
   // Watch for the verdict while the load runs, to time it from the cut.
   let detectedMs = -1;
-  const watcher = until('lb1 and lb2 see lb3 dead', 5000, async () => {
+  const watcher = until('lb1 and lb2 see lb3 dead', 20_000, async () => {
     for (const i of [0, 1]) {
       const v = (await admin(i, '/api/cluster')).json as { nodes: Array<{ id: string; state: string }> };
       if (v.nodes.find((n) => n.id === 'lb3')?.state !== 'dead') return false;
@@ -219,9 +219,9 @@ test('partition: a node cut off by link-down and healed; tables converge, no flo
   // 3. Heal: the three converge to one table.
   const healAt = Date.now();
   setLink(topo, 2, true);
-  const rejoinMs = await until('all alive again', 10_000, () => allAlive([0, 1, 2]));
+  const rejoinMs = await until('all alive again', 20_000, () => allAlive([0, 1, 2]));
   let tables: Flow[][] = [];
-  const convergeMs = await until('identical tables on all three nodes', 15_000, async () => {
+  const convergeMs = await until('identical tables on all three nodes', 20_000, async () => {
     tables = await Promise.all([0, 1, 2].map((i) => dump(i)));
     const [a, b, c] = tables.map((x) => x.map(line).join('\n'));
     return a === b && b === c && tables[0].length >= keys.length + newKeys.length;

@@ -209,7 +209,7 @@ async function runHandshakeCase(k: HsCase): Promise<void> {
   }
   const nonceA = k.first.subarray(k.first.length - 24);
   s.write(k.first);
-  const reply = await readFrame(s, 2000);
+  const reply = await readFrame(s, 10_000);
   if (reply === null) {
     s.destroy();
     throw new Error(`${k.what}: the node refused a valid HELLO`);
@@ -226,10 +226,10 @@ test('handshake fuzz: every unauthenticated connection is refused and counted on
   const tablesBefore = await tableKeys();
   const before = await reasons(c, 'lb1', 'tandem_peer_auth_failures_total');
   const t0 = Date.now();
-  // Two silent half-HELLOs run alongside: they must end as `timeout` (2 s), not hang forever.
+  // Two silent half-HELLOs run alongside: they must end as `timeout` (after 2 s), not hang forever.
   const silent = await Promise.all([0, 1].map(() => rawConnect(lb1.host, lb1.port)));
   for (const s of silent) s.write(hello(rand).subarray(0, 10));
-  const silentDone = Promise.all(silent.map((s) => closed(s, 4000)));
+  const silentDone = Promise.all(silent.map((s) => closed(s, 20_000)));
   await pool(cases, 16, async (k) => {
     try {
       await runHandshakeCase(k);
@@ -254,8 +254,12 @@ test('handshake flood: past 256 pending handshakes new connections are refused a
   const N = 300;
   const socks: Socket[] = [];
   for (let i = 0; i < N; i += 50) socks.push(...(await Promise.all(Array.from({ length: Math.min(50, N - i) }, () => rawConnect(lb1.host, lb1.port)))));
-  await sleep(200);
-  const mid = delta(before, await reasons(c, 'lb1', 'tandem_peer_auth_failures_total'));
+  // The node refuses what is over the bound as it accepts it: wait until it has (a busy node is slow).
+  let mid: Record<string, number> = {};
+  await waitUntil(async () => {
+    mid = delta(before, await reasons(c, 'lb1', 'tandem_peer_auth_failures_total'));
+    return (mid.busy ?? 0) >= N - 256;
+  }, 20_000, 'busy refusals').catch(() => undefined);
   for (const s of socks) s.destroy();
   await waitUntil(async () => total(await reasons(c, 'lb1', 'tandem_peer_auth_failures_total')) - total(before) >= N, 3000, 'all counted');
   const d = delta(before, await reasons(c, 'lb1', 'tandem_peer_auth_failures_total'));
@@ -427,7 +431,7 @@ test('odd but well-formed entries from an authenticated peer never break routing
   const results: string[] = [];
   for (const o of odd.filter((x) => x.probe)) {
     const n = c.node('lb1');
-    const res = await fetch(`http://${n.host}:${BASE + 10}/odd`, { headers: { 'x-session': o.e.key }, signal: AbortSignal.timeout(6000) }).then(
+    const res = await fetch(`http://${n.host}:${BASE + 10}/odd`, { headers: { 'x-session': o.e.key }, signal: AbortSignal.timeout(15_000) }).then(
       async (r) => `${r.status}`,
       (err: Error) => `no answer (${err.name})`,
     );
@@ -486,7 +490,7 @@ test('TCP forward-header fuzz: only intact, fresh headers from their own ingress
   }
   await pool(cases.slice(8), 8, async (k) => {
     const s = await authConnect(lb1, 'lb3', 'tcp');
-    await sendAndFinish(s, Buffer.concat([k.bytes, Buffer.from('ping')]), 7000);
+    await sendAndFinish(s, Buffer.concat([k.bytes, Buffer.from('ping')]));
   });
   const wantRejected = cases.filter((k) => k.expect !== null).length;
   await waitUntil(async () => total(await reasons(c, 'lb1', 'tandem_tcp_forward_rejected_total')) - total(before) >= wantRejected, 3000, 'refusals counted').catch(() => undefined);

@@ -2,6 +2,7 @@ import { describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import { Registry } from 'prom-client';
 import { HealthChecker } from '../../src/upstream/health.js';
+import { HealthMetrics } from '../../src/upstream/health-metrics.js';
 import { UpstreamPool } from '../../src/upstream/pool.js';
 import { createSelector } from '../../src/balancer/index.js';
 import type { Probe, ProbeResult } from '../../src/upstream/probes.js';
@@ -31,6 +32,7 @@ function setup(hc: Partial<HealthCheckConfig> = {}, addrs = [A, B], opts: { seed
   const svc = service(addrs.map((a) => backend(a)), hc);
   const pool = new UpstreamPool(svc.backends, createSelector('round-robin'), { now: () => clock.now() });
   const registry = new Registry();
+  const metrics = new HealthMetrics(registry);
   const { logger, lines } = captureLogger(opts.level ?? 'debug');
   const fake = fakeProbe(clock);
   const changes: Array<{ address: string; healthy: boolean; at: number }> = [];
@@ -38,13 +40,13 @@ function setup(hc: Partial<HealthCheckConfig> = {}, addrs = [A, B], opts: { seed
     service: svc,
     pool,
     logger,
-    registry,
+    metrics,
     random: prng(opts.seed ?? 7),
     clock,
     probe: fake.probe,
     onChange: (address, healthy) => changes.push({ address, healthy, at: clock.now() }),
   });
-  return { clock, svc, pool, registry, lines, checker, changes, ...fake };
+  return { clock, svc, pool, registry, metrics, lines, checker, changes, ...fake };
 }
 
 describe('HealthChecker: rise and fall', () => {
@@ -128,7 +130,7 @@ describe('HealthChecker: scheduling and jitter', () => {
         release = () => resolve({ ok: true });
       });
     };
-    const checker = new HealthChecker({ service: svc, pool, logger: captureLogger().logger, registry: new Registry(), random: () => 0, clock, probe });
+    const checker = new HealthChecker({ service: svc, pool, logger: captureLogger().logger, metrics: new HealthMetrics(new Registry()), random: () => 0, clock, probe });
     checker.start();
     await clock.advance(1000);
     assert.deepEqual(starts, [clock.now() - 1000], 'a hanging probe blocks the next one');
@@ -210,7 +212,7 @@ describe('HealthChecker: reload, none, stop', () => {
       signals.push(signal);
       return new Promise((resolve) => signal.addEventListener('abort', () => resolve({ ok: false, reason: 'aborted', timeout: false })));
     };
-    const checker = new HealthChecker({ service: svc, pool, logger: captureLogger().logger, registry: new Registry(), random: () => 0.5, clock, probe });
+    const checker = new HealthChecker({ service: svc, pool, logger: captureLogger().logger, metrics: new HealthMetrics(new Registry()), random: () => 0.5, clock, probe });
     checker.start();
     await clock.advance(60);
     assert.equal(signals.length, 2);
@@ -243,12 +245,12 @@ describe('HealthChecker: logs and metrics', () => {
 
   it('exports up, active, checks, ejections and state changes; one registry serves many checkers', async () => {
     const one = setup({ intervalMs: 100, fall: 1 }, [A, B]);
-    const { clock, pool, checker, up, registry, lines } = one;
+    const { clock, pool, checker, up, registry, metrics, lines } = one;
     const other = new HealthChecker({
       service: service([backend(C)], { type: 'none' }, 'api'),
       pool: new UpstreamPool([backend(C)], createSelector('round-robin')),
       logger: captureLogger().logger,
-      registry,
+      metrics,
     });
     checker.start();
     other.start();

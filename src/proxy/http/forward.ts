@@ -112,7 +112,7 @@ export class PeerForward implements Upstream, MuxHandler {
       }
       this.#prefix = null;
       this.#started = true;
-      this.#close = (data[1]! & PREFIX_CLOSE) !== 0;
+      this.#close = (data[1] & PREFIX_CLOSE) !== 0;
       ex.respondStarted(data.readUInt16BE(2), this.#close);
       this.#settle(SERVED);
       data = data.subarray(PREFIX_BYTES);

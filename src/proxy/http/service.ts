@@ -176,7 +176,13 @@ export class HttpServiceProxy implements ServiceProxy, ClientHost, OwnerHost, Fo
 
   // ---- client side -------------------------------------------------------------------------
 
-  readonly #onConnection = (socket: Socket): void => {
+  readonly #onConnection = (socket: Socket): void => this.accept(socket);
+
+  /**
+   * A client connection to serve: accepted by this service's listener, or handed over by a TLS
+   * listener once secured (a tls.TLSSocket is a Socket; see docs/tls.md, "For the HTTP engine").
+   */
+  accept(socket: Socket): void {
     const raw = socket.remoteAddress;
     if (raw === undefined) return void socket.destroy();
     const ip = normalizeAddress(raw);
@@ -188,7 +194,7 @@ export class HttpServiceProxy implements ServiceProxy, ClientHost, OwnerHost, Fo
       const key = connectionKey(ip, port);
       socket.once('close', () => this.#ctx.router.end(this.name, key));
     }
-  };
+  }
 
   closed(conn: ClientConnection): void {
     this.#conns.delete(conn);

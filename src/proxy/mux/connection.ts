@@ -144,7 +144,7 @@ export class MuxConnection implements StreamOwner, FrameSink {
         return;
       case FrameType.RESET: {
         if (payload.length < 1) return this.malformed('reset without a code');
-        const code = payload[0]!;
+        const code = payload[0];
         if (resetName(code) === 'unknown') return this.malformed(`reset code ${code}`);
         stream?.receiveReset(code as ResetCodeValue, payload.toString('utf8', 1));
         return;
@@ -218,7 +218,7 @@ export class MuxConnection implements StreamOwner, FrameSink {
     const bytes = this.#outBytes;
     this.#outBytes = 0;
     let ok: boolean;
-    if (out.length === 1) ok = socket.write(out[0]!);
+    if (out.length === 1) ok = socket.write(out[0]);
     else if (bytes <= COALESCE_BYTES) ok = socket.write(Buffer.concat(out, bytes));
     else {
       socket.cork();

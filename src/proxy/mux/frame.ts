@@ -130,8 +130,8 @@ export class FrameDecoder {
         return this.#sink.malformed(`frame length ${len} out of bounds`);
       }
       if (end - off < 4 + len) break;
-      const type = buf[off + 4]!;
-      const flags = buf[off + 5]!;
+      const type = buf[off + 4];
+      const flags = buf[off + 5];
       const stream = buf.readUInt32BE(off + 6);
       const payload = buf.subarray(off + HEADER_BYTES, off + 4 + len);
       off += 4 + len;

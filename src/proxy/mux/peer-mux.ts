@@ -43,7 +43,7 @@ export class PeerMux {
 
   constructor(o: PeerMuxOptions) {
     this.#o = {
-      dial: o.dial,
+      dial: (peer) => o.dial(peer),
       connectionsPerPeer: o.connectionsPerPeer ?? 2,
       streamsPerConnection: o.streamsPerConnection ?? 64,
       dialTimeoutMs: o.dialTimeoutMs ?? 3000,

@@ -200,7 +200,7 @@ export class MuxStream {
     const q = this.#queue;
     if (q === null) return;
     while (q.length > 0 && this.#credit > 0) {
-      let piece = q[0]!;
+      let piece = q[0];
       if (piece.length > this.#credit) {
         q[0] = piece.subarray(this.#credit);
         piece = piece.subarray(0, this.#credit);

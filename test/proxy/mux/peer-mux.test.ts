@@ -223,7 +223,7 @@ test('the connection breaking mid-stream resets its streams with CONNECTION_LOST
   const c = collector();
   mux.open('lb2', Buffer.from('x'), c.handler);
   await waitFor(() => sockets.length === 1 && owner.connections === 1);
-  sockets[0]!.destroy();
+  sockets[0].destroy();
   assert.equal((await c.reset).code, ResetCode.CONNECTION_LOST);
   owner.onOpen((stream) => {
     stream.end(Buffer.from('fresh'));

@@ -21,7 +21,7 @@ export interface PeerTarget {
 }
 
 /** A plain TCP connection; errors are swallowed (the node is expected to cut us off). */
-export async function rawConnect(host: string, port: number, localAddress?: string, timeoutMs = 3000): Promise<Socket> {
+export async function rawConnect(host: string, port: number, localAddress?: string, timeoutMs = 10_000): Promise<Socket> {
   const s = net.connect({ host, port, ...(localAddress ? { localAddress } : {}) });
   // Rejects on a failed connect (once() does on 'error'), never hangs: bounded tests.
   const timer = setTimeout(() => s.destroy(new Error(`connect to ${host}:${port} timed out`)), timeoutMs);
@@ -74,8 +74,8 @@ export function closed(s: Socket, ms: number): Promise<boolean> {
   });
 }
 
-/** Sends `bytes`, half-closes, and waits for the node to close its side (at most `ms`). */
-export async function sendAndFinish(s: Socket, bytes: Buffer | readonly Buffer[], ms = 3000): Promise<boolean> {
+/** Sends `bytes`, half-closes, and waits for the node to close its side (patience: at most `ms`). */
+export async function sendAndFinish(s: Socket, bytes: Buffer | readonly Buffer[], ms = 20_000): Promise<boolean> {
   s.resume(); // whatever the node sends back is not the point here
   for (const b of Array.isArray(bytes) ? bytes : [bytes]) if (b.length > 0) s.write(b);
   s.end();

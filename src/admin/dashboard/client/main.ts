@@ -12,6 +12,7 @@ import { ServicesView } from './services.js';
 import { LookupView } from './lookup.js';
 import { TimelineView } from './timeline.js';
 import { TokenStore } from './api.js';
+import { DiscoveryView } from './discovery.js';
 
 /** Snapshots come every second: this long without any message means the stream is stuck. */
 const STALE_MS = 5000;
@@ -24,6 +25,7 @@ class App {
   readonly #services = new ServicesView(byId('services'), new TokenStore());
   readonly #lookup = new LookupView();
   readonly #timeline = new TimelineView(byId<HTMLOListElement>('events'));
+  readonly #discovery = new DiscoveryView(byId('discovery-banner'), byId('config-revision'));
   readonly #conn = byId('conn');
   readonly #updated = byId('updated');
   #source: EventSource | null = null;
@@ -89,6 +91,7 @@ class App {
     this.#nodes.update(s);
     this.#services.update(s);
     this.#lookup.update(s);
+    this.#discovery.update(s);
   }
 }
 

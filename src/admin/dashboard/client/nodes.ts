@@ -90,7 +90,8 @@ export class NodesView {
       setText(card.state, n.state);
       card.state.dataset.state = n.state;
       const ready = n.ready === false ? ' · not ready' : '';
-      setText(card.meta, `${n.host} · weight ${n.weight} · up ${uptime(n.uptimeSec)}${ready}`);
+      const config = n.configRevision ? ` · config r${n.configRevision}` : '';
+      setText(card.meta, `${n.host} · weight ${n.weight} · up ${uptime(n.uptimeSec)}${ready}${config}`);
       setText(card.primary, count(n.primary));
       setText(card.backup, count(n.backup));
       setText(card.http, rate(n.rates?.http));
