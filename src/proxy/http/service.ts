@@ -1,5 +1,5 @@
 /**
- * The HTTP service of one node (docs/design.md, the routing rule; docs/http.md): a client-facing
+ * The HTTP service of one node (docs/design.md §1, the routing rule; docs/http.md): a client-facing
  * HTTP/1.1 listener on raw sockets (client.ts, llhttp through parser.ts) whose every request goes
  * through the node's one forwarding loop (hops.ts) — served here from a pooled keep-alive backend
  * connection (backend.ts), or sent to the flow's owner on a peer multiplexer stream (forward.ts),
