@@ -20,7 +20,10 @@ export class ClusterMetrics {
   readonly replicationEntries: Counter<'direction'>;
   readonly replicationLag: Gauge<'peer'>;
   readonly resyncs: Counter<'peer' | 'kind'>;
+  readonly hlcRefused: Counter<'peer' | 'reason'>;
+  readonly hlcAhead: Gauge;
   #lagSource: () => Iterable<readonly [string, number]> = () => [];
+  #aheadSource: () => number = () => 0;
 
   constructor(registry: Registry) {
     // A second Cluster on the same registry (a restart inside one process) takes the names over.
@@ -40,6 +43,23 @@ export class ClusterMetrics {
       },
     });
     this.resyncs = counter(registry, { name: 'tandem_replication_resyncs_total', help: 'Replication streams (re)started towards a peer: resume from the log, or full snapshot.', labelNames: ['peer', 'kind'] });
+    this.hlcRefused = counter(registry, {
+      name: 'tandem_hlc_refused_total',
+      help: "Replicated entries refused by the hybrid logical clock, by peer and reason: future (version more than 24 h ahead of this node's clock: a runaway clock).",
+      labelNames: ['peer', 'reason'],
+    });
+    const ahead = (): number => this.#aheadSource();
+    this.hlcAhead = gauge(registry, {
+      name: 'tandem_hlc_ahead_seconds',
+      help: "How far this node's hybrid logical clock runs ahead of its wall clock (> 0: a peer's clock is ahead of this one's).",
+      collect() {
+        this.set(ahead() / 1000);
+      },
+    });
+  }
+
+  setAheadSource(fn: () => number): void {
+    this.#aheadSource = fn;
   }
 
   setLagSource(fn: () => Iterable<readonly [string, number]>): void {
@@ -59,5 +79,6 @@ export class ClusterMetrics {
       this.bytes.remove({ peer, direction });
     }
     for (const kind of ['resume', 'full']) this.resyncs.remove({ peer, kind });
+    this.hlcRefused.remove({ peer, reason: 'future' });
   }
 }

@@ -44,6 +44,8 @@ export interface FlowTableLike {
 export interface HlcLike {
   /** Observe a remote version; `false` means "refuse this entry" (invalid or too far ahead). */
   observe(remote: number): boolean | void;
+  /** How far the clock runs ahead of the wall clock, ms (a metric; optional for test doubles). */
+  aheadMs?(): number;
 }
 
 export type PeerState = 'alive' | 'suspect' | 'dead';

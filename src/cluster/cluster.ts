@@ -83,7 +83,6 @@ export interface ClusterEvents {
 
 export class Cluster extends EventEmitter<ClusterEvents> {
   readonly #selfId: string;
-  readonly #settings: ClusterSettings;
   readonly #log: Logger;
   readonly #transport: PeerTransport;
   readonly #membership: Membership;
@@ -93,6 +92,7 @@ export class Cluster extends EventEmitter<ClusterEvents> {
   #nodeIds: readonly string[];
   readonly #controlHandlers = new Map<number, ControlFrameHandler>();
   readonly #linkUpHandlers: Array<(peerId: string) => void> = [];
+  readonly #incarnation = newIncarnation();
   #state: 'new' | 'started' | 'stopped' = 'new';
 
   constructor(opts: ClusterOptions) {
@@ -103,7 +103,6 @@ export class Cluster extends EventEmitter<ClusterEvents> {
       throw new TandemError(ErrorCodes.CONFIG_INVALID, `cluster: need 0 < heartbeatMs < failureTimeoutMs, got ${s.heartbeatMs} and ${s.failureTimeoutMs}`);
     }
     this.#selfId = opts.selfId;
-    this.#settings = s;
     this.#nodes = s.nodes;
     this.#nodeIds = s.nodes.map((n) => n.id);
     const tuning: ClusterTuning = { ...DEFAULT_TUNING, ...opts.tuning };
@@ -125,7 +124,7 @@ export class Cluster extends EventEmitter<ClusterEvents> {
       metrics,
       logger: log,
       tuning,
-      incarnation: newIncarnation(),
+      incarnation: this.#incarnation,
       isReady: () => this.#readiness.ready,
       onRemoteEntries: (entries, from) => {
         // A listener's bug must not be blamed on the peer (it would drop the control link).
@@ -138,6 +137,8 @@ export class Cluster extends EventEmitter<ClusterEvents> {
       onSnapshotComplete: (peerId, senderReady) => this.#readiness.snapshotComplete(peerId, senderReady),
     });
     metrics.setLagSource(() => this.#replicator.lagSeconds());
+    const hlc = opts.hlc;
+    if (hlc.aheadMs !== undefined) metrics.setAheadSource(() => hlc.aheadMs!());
     this.#membership = new Membership({
       settings: s,
       selfId: opts.selfId,
@@ -300,6 +301,19 @@ export class Cluster extends EventEmitter<ClusterEvents> {
     if (link === null || link.closed) return false;
     link.send(frame);
     return true;
+  }
+
+  /**
+   * This process's incarnation (8 random bytes, announced in OPEN on every control link) and the
+   * one a peer last announced to us, or null before its first OPEN: per-link epochs agreed over
+   * the authenticated links, for data-plane freshness without wall clocks (docs/protocol.md).
+   */
+  get incarnation(): Buffer {
+    return this.#incarnation;
+  }
+
+  peerIncarnation(id: string): Buffer | null {
+    return this.#replicator.peerIncarnation(id);
   }
 
   /** An authenticated data-plane connection to a peer (peer-transport.ts, dial()). */

@@ -144,8 +144,13 @@ function intern(s: string): string {
   return s;
 }
 
-/** Decode one batch, consuming it from the reader. All entries or FRAME_MALFORMED. */
-export function decodeEntryBatch(r: ByteReader): FlowEntry[] {
+/**
+ * Decode one batch, consuming it from the reader. All entries or FRAME_MALFORMED. With
+ * `receivedAt`, every entry's lastActive is that time instead of the sender's (still validated):
+ * a receiver counts idleness in its own clock, from when it last heard of the flow, so that clocks
+ * of different nodes are never compared (docs/reliability.md, clock skew).
+ */
+export function decodeEntryBatch(r: ByteReader, receivedAt?: number): FlowEntry[] {
   const count = r.u32('entry count');
   if (count * MIN_ENTRY_BYTES > r.remaining) throw malformed(`entry count ${count} does not fit in ${r.remaining} bytes`);
   const table: string[] = [];
@@ -175,7 +180,7 @@ export function decodeEntryBatch(r: ByteReader): FlowEntry[] {
     if (!Number.isSafeInteger(version) || version < 0) throw malformed(`entry ${i}: version ${version} is not a non-negative safe integer`);
     if (!Number.isFinite(lastActive)) throw malformed(`entry ${i}: lastActive is not finite`);
     // Field order as in FlowEntry, so that decoded entries share one hidden class with local ones.
-    out[i] = { service, key, primary, backup, backend, version, writer, lastActive, ended: (flags & F_ENDED) !== 0 };
+    out[i] = { service, key, primary, backup, backend, version, writer, lastActive: receivedAt ?? lastActive, ended: (flags & F_ENDED) !== 0 };
   }
   return out;
 }

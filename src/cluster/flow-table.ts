@@ -1,6 +1,5 @@
 import { TandemError, ErrorCodes } from '../errors.js';
 import { compareVersion, type FlowEntry } from './flow-entry.js';
-import { hlcWallMs } from './hlc.js';
 
 /**
  * The per-node replicated flow table (docs/design.md §§3.1-3.3): last-writer-wins by (version, writer),
@@ -21,7 +20,10 @@ export interface FlowTableLimits {
 export interface FlowTableOptions {
   /** Per service (from config); must also answer for unknown services with a default. */
   readonly limits: (service: string) => FlowTableLimits;
-  /** How long ended entries are kept, measured from the wall part of their version. Default 30 s. */
+  /**
+   * How long ended entries are kept, measured from their lastActive (when the end was written here,
+   * or received: replication stamps the receiver's clock). Default 30 s.
+   */
   tombstoneMs?: number;
   now?: () => number;
   /**
@@ -189,7 +191,9 @@ export class FlowTable {
 
   /**
    * Drop live entries idle for idleTimeoutMs (by lastActive) and tombstones older than
-   * tombstoneMs (by the wall part of their version, i.e. when the end was written). Returns the
+   * tombstoneMs (by lastActive too: when the end was written or received here). Both count in this
+   * node's own clock — never the wall part of a version, which a peer's fast clock may have dragged
+   * ahead (hlc.ts) — so a peer whose clock is off makes no entry expire early or late. Returns the
    * number of live entries evicted.
    *
    * Approximation, for O(expired) cost instead of O(table): each Map is walked from its oldest
@@ -211,7 +215,7 @@ export class FlowTable {
         }
       }
       for (const e of t.dead.values()) {
-        if (hlcWallMs(e.version) > tombCutoff) break;
+        if (e.lastActive > tombCutoff) break;
         t.dead.delete(e.key);
         this.#stats.tombstonesExpired++;
       }

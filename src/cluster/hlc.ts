@@ -18,12 +18,26 @@
 export const HLC_LOGICAL_PER_MS = 1024;
 
 /**
- * Default bound on how far ahead of our wall clock a remote version may be. The paper (section 4)
- * notes that HLC lets a peer with a runaway clock drag every node's l forward; rejecting messages
- * whose l exceeds pt + epsilon is its suggested guard. 60 s tolerates NTP-level skew with a wide
- * margin while still refusing a peer set years into the future.
+ * Clock skew between nodes. The HLC needs no synchronised clocks (paper, section 3): a node whose
+ * clock runs behind orders its writes after everything it has observed (l = max(l, remote l)), so
+ * a write that follows an observed one always wins the merge; a node whose clock runs ahead drags
+ * every other node's l forward to its clock as soon as they observe one of its versions, and their
+ * versions then advance by logical ticks (+1 per write) until their own wall clocks catch up. The
+ * paper's bound holds: l − pt never exceeds the largest skew in the cluster. No node's writes lose
+ * for being stamped by a slow or fast clock; which of two *concurrent* writes wins is decided by
+ * the larger l, as with any last-writer-wins register.
+ *
+ * The paper (section 4) also notes that one runaway clock can drag everybody's l arbitrarily far,
+ * and suggests refusing remote values beyond pt + ε. ε is 24 h here: wider than any clock error of
+ * a host that still works (NTP down for weeks drifts by minutes; an RTC kept in local time is off
+ * by hours), narrow enough to refuse a clock set years ahead, which would otherwise pin every
+ * version in that future for good. Refused entries are counted (tandem_hlc_refused_total) and
+ * logged by the replication layer. Nothing in tandem compares the wall part of a version with a
+ * wall clock any more (tombstones and idle expiry count from lastActive, which each node stamps
+ * in its own clock: flow-table.ts, replication.ts), so the drag costs nothing but the meaning of
+ * that wall part; tandem_hlc_ahead_seconds shows how far it runs ahead of this node's clock.
  */
-export const DEFAULT_MAX_AHEAD_MS = 60_000;
+export const DEFAULT_MAX_AHEAD_MS = 24 * 3_600_000;
 
 /** The wall-clock milliseconds part of a packed version. */
 export function hlcWallMs(version: number): number {
@@ -83,6 +97,14 @@ export class Hlc {
   /** The last version issued or observed, without ticking. */
   peek(): number {
     return this.#last;
+  }
+
+  /**
+   * How far the clock runs ahead of this node's wall clock, in ms (0 when it does not): a peer's
+   * clock ahead of ours, or more than 1024 writes in a millisecond. A metric.
+   */
+  aheadMs(): number {
+    return Math.max(0, hlcWallMs(this.#last) - this.#wallMs());
   }
 
   /** Remote versions ignored for being more than maxAheadMs ahead (a metric). */

@@ -9,7 +9,9 @@
  * restarted sender".
  *
  * Receivers merge (table.merge after hlc.observe) a whole decoded batch or nothing, and
- * acknowledge the highest contiguous sequence, batched once per turn.
+ * acknowledge the highest contiguous sequence, batched once per turn. A received entry's
+ * lastActive is the receiver's clock at receipt (entry-codec.ts): idleness is judged in each
+ * node's own clock, so a peer whose clock is off does not make its flows look idle or fresh.
  *
  * The sender keeps the last batches (bounded by entries and age, tuning.logMax*) in a log shared
  * by all peers. A peer's OPEN states the incarnation and sequence it last applied from us:
@@ -126,6 +128,10 @@ export class Replicator {
   #pending: FlowEntry[] = [];
   #flushImmediate: NodeJS.Immediate | null = null;
   readonly #acksDue = new Set<InStream>();
+  /** The incarnation each peer announced in its last OPEN on an authenticated link. */
+  readonly #peerIncarnations = new Map<string, Buffer>();
+  /** Per peer: when refused entries were last logged (rate limit). */
+  readonly #refusedLoggedAt = new Map<string, number>();
   #ackImmediate: NodeJS.Immediate | null = null;
   #closed = false;
 
@@ -160,6 +166,14 @@ export class Replicator {
 
   get incarnation(): string {
     return this.#incarnationHex;
+  }
+
+  /**
+   * The incarnation a peer announced in its last OPEN (8 bytes), or null before any: agreed over
+   * the authenticated control link, it is what the UDP data plane binds its datagrams to.
+   */
+  peerIncarnation(id: string): Buffer | null {
+    return this.#peerIncarnations.get(id) ?? null;
   }
 
   /** Queue a local change for every peer; sent at the end of this event-loop turn. */
@@ -223,7 +237,7 @@ export class Replicator {
       case FrameType.SNAPSHOT_CHUNK: {
         if (inn.incarnation === null || inn.complete) throw protocolError(`SNAPSHOT_CHUNK from ${link.peerId} outside a resync`);
         const r = new ByteReader(f.payload);
-        const entries = decodeEntryBatch(r);
+        const entries = decodeEntryBatch(r, Date.now());
         r.end('SNAPSHOT_CHUNK');
         this.#apply(entries, link.peerId);
         return;
@@ -341,6 +355,7 @@ export class Replicator {
 
   #onOpen(out: OutStream, inn: InStream, link: ControlLink, m: OpenMessage): void {
     if (out.link !== link) return;
+    this.#peerIncarnations.set(link.peerId, Buffer.from(m.incarnation, 'hex'));
     // A different sender incarnation than the one we hold: it restarted, our position is void.
     if (inn.incarnation !== null && inn.incarnation !== m.incarnation) {
       inn.incarnation = null;
@@ -385,7 +400,7 @@ export class Replicator {
       throw protocolError(`sequence gap from ${link.peerId}: expected ${inn.lastSeq + 1}, got ${seq}`);
     }
     // Decode everything before applying anything: a malformed batch throws here, untouched table.
-    const entries = decodeEntryBatch(r);
+    const entries = decodeEntryBatch(r, Date.now());
     r.end('ENTRIES');
     inn.lastSeq = seq;
     this.#apply(entries, link.peerId);
@@ -398,17 +413,31 @@ export class Replicator {
     const { table, hlc } = this.#o;
     let changed: FlowEntry[] | null = null;
     let refused = 0;
+    let newest = 0;
     for (const e of entries) {
       // A version the clock refuses (invalid or far in the future) is refused as an entry too:
       // stored, it could never be superseded by a local write (hlc.ts, observe()).
       if (hlc.observe(e.version) === false) {
         refused++;
+        if (e.version > newest) newest = e.version;
         continue;
       }
       if (table.merge(e)) (changed ??= []).push(e);
     }
-    if (refused > 0) this.#o.logger.warn({ peer: peerId, refused }, 'entries refused: version invalid or too far in the future');
+    if (refused > 0) this.#refused(peerId, refused, newest);
     if (changed !== null) this.#o.onRemoteEntries(changed, peerId);
+  }
+
+  /** Counted always, logged at most every 10 s per peer: a peer with a runaway clock sends many. */
+  #refused(peerId: string, n: number, newest: number): void {
+    // Decoded versions are safe integers (entry-codec.ts): what the clock refuses lies too far ahead.
+    this.#o.metrics.hlcRefused.inc({ peer: peerId, reason: 'future' }, n);
+    const now = performance.now();
+    const last = this.#refusedLoggedAt.get(peerId);
+    if (last !== undefined && now - last < 10_000) return;
+    this.#refusedLoggedAt.set(peerId, now);
+    const aheadH = Math.round((newest / 1024 - Date.now()) / 360_000) / 10;
+    this.#o.logger.warn({ peer: peerId, refused: n, aheadHours: aheadH }, "entries refused: versions too far ahead of this node's clock (is the peer's clock wrong?)");
   }
 
   readonly #sendAcks = (): void => {

@@ -188,8 +188,12 @@ export class FlowRouter {
    * Re-protection after a membership change (docs/design.md §3.4): for every entry that lost an
    * owner, promote the backup and pick the next ranked alive node. Every node computes the same
    * result from the entry and the alive set, and writes it with version + 1 under the new primary's
-   * name, so the tables agree without a message; the new primary also replicates the entries for
-   * nodes whose view differs. Any later real write has a far higher HLC version and wins.
+   * name, so nodes that share a view agree at once. Every node that writes such an entry also
+   * replicates it: views differ in a partial partition (lb1 → lb2 cut, lb3 hears both), where the
+   * node this one names as new primary may never have seen the death and would never publish the
+   * entry, which would then exist here only and keep the tables apart for good (found by
+   * test/reliability/link-faults.test.ts). Where views agree the copies are identical and their
+   * merge changes nothing. Any later real write has a far higher HLC version and wins.
    * Returns the entries written.
    */
   reprotectAll(entries: Iterable<FlowEntry>, alive: ReadonlySet<string>): FlowEntry[] {
@@ -198,7 +202,7 @@ export class FlowRouter {
     for (const { entry, owners } of reprotectAll(entries, alive, (service, key) => this.#d.rank(service, key))) {
       const next: FlowEntry = { ...entry, primary: owners.primary, backup: owners.backup, version: entry.version + 1, writer: owners.primary };
       if (!this.#d.merge(next)) continue;
-      if (owners.primary === this.#d.selfId) this.#d.publish(next);
+      this.#d.publish(next);
       written.push(next);
     }
     this.stats.reprotected += written.length;

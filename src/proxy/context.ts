@@ -9,7 +9,9 @@ import type { FlowRouter } from '../cluster/router.js';
 import type { Forwarder } from './hops.js';
 import type { PeerMux } from './mux/peer-mux.js';
 import type { UpstreamPool } from '../upstream/pool.js';
+import type { ClusterRateLimiter } from '../ratelimit/limiter.js';
 import type { ServiceConfig, NodeConfig } from '../config/schema.js';
+import type { EpochSecretSource } from '../cluster/ticket-key-share.js';
 
 export type PeerState = 'alive' | 'suspect' | 'dead';
 export type DataChannel = 'http' | 'tcp';
@@ -27,6 +29,23 @@ export interface DataPlane {
   off?(event: 'peer-state', listener: (id: string, state: PeerState, prev: PeerState) => void): unknown;
   /** Accept authenticated streams of a channel from peers. */
   onChannel(channel: DataChannel, handler: (socket: Duplex, peerId: string, session: { key: Buffer }) => void): void;
+  /**
+   * This node's incarnation (8 random bytes per process start) and the one each peer announced on
+   * its authenticated control link (null before its first OPEN). The UDP data plane binds every
+   * datagram to both: freshness from the links, not from wall clocks (docs/protocol.md). Optional
+   * for test doubles of the other proxies; the UDP data plane refuses to start without them.
+   */
+  readonly incarnation?: Buffer;
+  peerIncarnation?(id: string): Buffer | null;
+}
+
+/** What a service that terminates TLS needs from its node (docs/tls.md). */
+export interface TlsContext {
+  /** Part of the session-id context, so that sessions never resume across clusters. */
+  readonly clusterName: string;
+  /** Ticket-key epochs: the cluster's share (`sessionTickets: cluster`) and this node's own (`node`). */
+  readonly clusterTickets: EpochSecretSource;
+  readonly nodeTickets: EpochSecretSource;
 }
 
 export interface ProxyContext {
@@ -42,9 +61,13 @@ export interface ProxyContext {
   readonly secret: string;
   readonly logger: Logger;
   readonly registry: Registry;
+  /** For http services with `tls:`; a node always gives it (test doubles without TLS may not). */
+  readonly tls?: TlsContext;
   /** The service's pool, looked up at call time so that a reload's new pool is used. */
   pool(service: string): UpstreamPool | undefined;
   service(name: string): ServiceConfig | undefined;
+  /** The cluster-wide rate limiter of a service or route (by flow-service name), when it has one. */
+  limiter?(flowService: string): ClusterRateLimiter | undefined;
 }
 
 /** One client-facing service on this node. */

@@ -2,8 +2,8 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { ErrorCodes, isTandemError } from '../../src/errors.js';
 import type { FlowEntry } from '../../src/cluster/flow-entry.js';
-import { ByteWriter } from '../../src/cluster/frame.js';
-import { EntryBatchEncoder, decodeEntryBatchBuffer, encodeEntryBatch, MAX_KEY_BYTES } from '../../src/cluster/entry-codec.js';
+import { ByteReader, ByteWriter } from '../../src/cluster/frame.js';
+import { EntryBatchEncoder, decodeEntryBatch, decodeEntryBatchBuffer, encodeEntryBatch, MAX_KEY_BYTES } from '../../src/cluster/entry-codec.js';
 import { prng, randomKey } from '../helpers/prng.js';
 
 function entry(i: number, over: Partial<FlowEntry> = {}): FlowEntry {
@@ -104,4 +104,12 @@ test('throughput sanity: encode+decode 100k entries', (t) => {
   const t2 = performance.now();
   assert.equal(back.length, entries.length);
   t.diagnostic(`encode ${Math.round(entries.length / ((t1 - t0) / 1000))}/s, decode ${Math.round(entries.length / ((t2 - t1) / 1000))}/s, ${(buf.length / entries.length).toFixed(1)} B/entry`);
+});
+
+test('decode with receivedAt: lastActive is the receiver\'s clock, the sender\'s still validated', () => {
+  const buf = encodeEntryBatch([entry(1, { lastActive: 5 }), entry(2, { lastActive: 1e300 })]);
+  const r = new ByteReader(buf);
+  const got = decodeEntryBatch(r, 1_800_000_000_000);
+  assert.deepEqual(got.map((e) => e.lastActive), [1_800_000_000_000, 1_800_000_000_000]);
+  assert.throws(() => decodeEntryBatch(new ByteReader(encodeEntryBatch([entry(1, { lastActive: Infinity })])), 1), isMalformed);
 });

@@ -239,7 +239,7 @@ test('flow table: onEvict may merge without corrupting the table', () => {
 test('flow table: a tombstone blocks older live versions, then is cleaned after tombstoneMs', () => {
   const t = new FlowTable({ limits: () => BIG, tombstoneMs: 30_000, now: () => T0 });
   const live = entry({ key: 'a', version: hlcFromWallMs(T0) });
-  const end = entry({ key: 'a', version: hlcFromWallMs(T0 + 10), ended: true });
+  const end = entry({ key: 'a', version: hlcFromWallMs(T0 + 10), ended: true, lastActive: T0 + 10 });
   const lateCopy = entry({ key: 'a', version: hlcFromWallMs(T0) + 5, writer: 'lb3' });
   t.merge(live);
   assert.equal(t.merge(end), true);
@@ -250,7 +250,7 @@ test('flow table: a tombstone blocks older live versions, then is cleaned after 
   assert.deepEqual([...t.allEntries()], [end]);
   assert.equal(t.merge(lateCopy), false, 'no resurrection by an older live version');
   assert.equal(t.get('web', 'a'), undefined);
-  // Measured from the wall part of the tombstone's version.
+  // Measured from the tombstone's lastActive (this node's clock), not from its version.
   t.expire(T0 + 10 + 29_999);
   assert.equal(t.getAny('web', 'a'), end);
   assert.equal(t.expire(T0 + 10 + 30_000), 0, 'tombstone cleanup is not an idle eviction');
@@ -262,4 +262,17 @@ test('flow table: a tombstone blocks older live versions, then is cleaned after 
   const again = entry({ key: 'a', version: hlcFromWallMs(T0 + 20) });
   assert.equal(t.merge(again), true);
   assert.equal(t.get('web', 'a'), again);
+});
+
+test('flow table: expiry reads lastActive only, so a version dragged ahead by a fast peer clock changes nothing', () => {
+  const t = new FlowTable({ limits: () => ({ maxEntries: 100, idleTimeoutMs: 60_000 }), tombstoneMs: 30_000, now: () => T0 });
+  // Versions 10 minutes ahead of this node's clock (a peer's fast clock dragged every HLC there).
+  const ahead = hlcFromWallMs(T0 + 600_000);
+  t.merge(entry({ key: 'live', version: ahead, lastActive: T0 }));
+  t.merge(entry({ key: 'ended', version: ahead + 1, lastActive: T0, ended: true }));
+  t.expire(T0 + 30_000);
+  assert.equal(t.getAny('web', 'ended'), undefined, 'the tombstone goes after tombstoneMs, not 10 minutes later');
+  assert.notEqual(t.get('web', 'live'), undefined);
+  t.expire(T0 + 60_000);
+  assert.equal(t.get('web', 'live'), undefined, 'idle after idleTimeoutMs of this node');
 });

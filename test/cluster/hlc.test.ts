@@ -91,3 +91,28 @@ test('hlc: the packing stays exact until about the year 2248', () => {
   assert.ok(Number.isSafeInteger(hlcFromWallMs(Date.UTC(2200, 0, 1)) + HLC_LOGICAL_PER_MS - 1));
   assert.ok(Number.isSafeInteger(new Hlc().now()));
 });
+
+test('hlc: clocks 10 minutes apart — every write after an observed one wins, the slow clock is dragged, nothing refused', () => {
+  const MIN10 = 600_000;
+  let t = T0;
+  const ahead = new Hlc(() => t + MIN10);
+  const behind = new Hlc(() => t - MIN10);
+  // The fast node writes; the slow one observes it (accepted: 20 min is far inside 24 h) and writes after.
+  const a1 = ahead.now();
+  assert.equal(behind.observe(a1), true);
+  const b1 = behind.now();
+  assert.ok(b1 > a1, 'the slow node orders its next write after what it observed');
+  assert.ok(Math.abs(behind.aheadMs() - 2 * MIN10) <= 1, `dragged ${behind.aheadMs()} ms ahead of its own clock`);
+  // Real time passes on both; the slow node keeps writing: logical ticks, still monotonic.
+  t += 1000;
+  const b2 = behind.now();
+  assert.equal(b2, b1 + 1, 'its wall clock has not caught up: logical tick');
+  // The fast node observes the slow one's write and orders after it too.
+  assert.equal(ahead.observe(b2), true);
+  assert.ok(ahead.now() > b2);
+  assert.equal(ahead.rejectedFuture + behind.rejectedFuture, 0);
+  // Once the slow clock passes the drag, versions follow it again.
+  t += 2 * MIN10;
+  assert.equal(hlcWallMs(behind.now()), t - MIN10);
+  assert.equal(behind.aheadMs(), 0);
+});

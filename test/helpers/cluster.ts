@@ -21,6 +21,14 @@ export interface TestNode {
   readonly adminPort: number;
   readonly logFile: string;
   process: ChildProcess | null;
+  /** How the node is launched (kept across restarts): a command in front of node, extra env. */
+  launch?: Launch;
+}
+
+export interface Launch {
+  /** e.g. ['faketime', '-f', '+10m']: the node runs as `prefix… node bin/tandem.js start …`. */
+  readonly prefix?: readonly string[];
+  readonly env?: Readonly<Record<string, string>>;
 }
 
 export interface ClusterOptions {
@@ -95,11 +103,15 @@ export class TestCluster {
   }
 
   /** Spawn a node process; resolves when its /readyz answers 200. */
-  async start(id: string, timeoutMs = 30_000): Promise<void> {
+  async start(id: string, timeoutMs = 30_000, launch?: Launch): Promise<void> {
     const n = this.node(id);
+    if (launch !== undefined) n.launch = launch;
     const log = createWriteStream(n.logFile, { flags: 'a' });
-    const child = spawn(process.execPath, ['--import', FLOW_HOOK, BIN, 'start', '--config', this.configPath, '--node', id, '--log-level', this.#logLevel], {
+    const argv = [process.execPath, '--import', FLOW_HOOK, BIN, 'start', '--config', this.configPath, '--node', id, '--log-level', this.#logLevel];
+    const [cmd, ...args] = [...(n.launch?.prefix ?? []), ...argv];
+    const child = spawn(cmd!, args, {
       stdio: ['ignore', 'pipe', 'pipe'],
+      env: { ...process.env, ...(n.launch?.env ?? {}) },
     });
     child.stdout.pipe(log);
     child.stderr.pipe(log);

@@ -5,9 +5,10 @@
  *    sockets stay within that bound, evictions are counted, memory stays bounded, and the service
  *    still serves a new flow afterwards. The flood is open-loop (faster than two nodes on a small
  *    machine absorb, so the kernel drops part of it); the figures say how many keys reached the
- *    nodes, and the assertions need ten times the bound at least. The flood is bounded by count and
- *    time: how many keys the sender gets out in its budget depends on the machine and is printed,
- *    never asserted — what is asserted is what the nodes did with what reached them.
+ *    nodes; the test needs each node to have turned its table over at least once (evicted as many
+ *    flows as it holds) to prove anything, and keeps flooding past its budget until then (a slow
+ *    machine gets fewer keys out). Bounded by count and time: how many keys the sender got out is
+ *    printed, never asserted — what is asserted is what the nodes did with what reached them.
  *  - 10 000 idle client connections to the HTTP service and 10 000 to the TCP service, each capped
  *    at 1 000 connections with a 6 s idle/header timeout: no node holds more than its cap, every
  *    idle connection is closed by the timeout, and the service answers afterwards.
@@ -31,8 +32,10 @@ const KEYS = 1_000_000;
 // test at the end for what happens when maxFlows exceeds the limit).
 const MAX_FLOWS = 5_000;
 const RATE = 45_000; // datagrams per second offered (at most: a busy machine sends fewer)
-/** The flood stops after this, all keys sent or not. */
+/** The flood stops after this, all keys sent or not, once the bound has been exercised. */
 const FLOOD_BUDGET_MS = 30_000;
+/** ...and after this in any case. */
+const FLOOD_HARD_MS = 120_000;
 /** Idle and header timeout of the capped services: well above the time to open the connections. */
 const IDLE_MS = 6000;
 const CONNS = 10_000;
@@ -69,7 +72,7 @@ function quicPacket(n: number): Buffer {
   return b;
 }
 
-test(`${KEYS / 1e6}M distinct flow keys over UDP: tables and backend sockets within maxFlows ${MAX_FLOWS}, memory bounded`, { timeout: FLOOD_BUDGET_MS + 60_000 }, async (t) => {
+test(`${KEYS / 1e6}M distinct flow keys over UDP: tables and backend sockets within maxFlows ${MAX_FLOWS}, memory bounded`, { timeout: FLOOD_HARD_MS + 90_000 }, async (t) => {
   const rss0 = await Promise.all(c.nodes.map((n) => c.metric(n.id, RSS)));
   const socks: UdpSocket[] = [];
   let replies = 0;
@@ -84,24 +87,32 @@ test(`${KEYS / 1e6}M distinct flow keys over UDP: tables and backend sockets wit
   });
   const t0 = Date.now();
   let sent = 0;
-  const peaks = c.nodes.map(() => ({ table: 0, sockets: 0 }));
-  let nextPeek = 100_000;
+  const peaks = c.nodes.map(() => ({ table: 0, sockets: 0, evicted: 0 }));
+  let nextPeek = Date.now() + 2000;
   let missedSamples = 0;
-  while (sent < KEYS && Date.now() - t0 < FLOOD_BUDGET_MS) {
-    const due = Math.min(KEYS, Math.floor(((Date.now() - t0) / 1000) * RATE) + 200);
-    for (; sent < due; sent++) socks[sent % socks.length].send(quicPacket(sent), UDP_PORT, c.nodes[sent % 2].host);
-    if (sent >= nextPeek) {
-      nextPeek += 100_000;
-      // A node saturated by the flood may answer its admin API late (the admin client gives up
-      // after 3 s): a missed sample is counted, not an error — the bound is checked after.
-      for (const [i, n] of c.nodes.entries()) {
-        try {
-          peaks[i].table = Math.max(peaks[i].table, await c.metric(n.id, 'tandem_flows', { service: 'quic' }));
-          peaks[i].sockets = Math.max(peaks[i].sockets, await c.metric(n.id, 'tandem_udp_flows', { service: 'quic' }));
-        } catch {
-          missedSamples++;
-        }
+  // The bound is exercised once every node has evicted as many flows as its table holds.
+  const exercised = (): boolean => peaks.every((p) => p.evicted >= MAX_FLOWS);
+  const sample = async (): Promise<void> => {
+    for (const [i, n] of c.nodes.entries()) {
+      try {
+        peaks[i].table = Math.max(peaks[i].table, await c.metric(n.id, 'tandem_flows', { service: 'quic' }));
+        peaks[i].sockets = Math.max(peaks[i].sockets, await c.metric(n.id, 'tandem_udp_flows', { service: 'quic' }));
+        peaks[i].evicted = Math.max(peaks[i].evicted, await c.metric(n.id, 'tandem_flow_evictions_total', { service: 'quic', reason: 'lru' }));
+      } catch {
+        // A node saturated by the flood may answer its admin API late: a missed sample is counted,
+        // not an error — the bound is checked after.
+        missedSamples++;
       }
+    }
+  };
+  for (;;) {
+    const elapsed = Date.now() - t0;
+    if (sent >= KEYS || elapsed >= FLOOD_HARD_MS || (elapsed >= FLOOD_BUDGET_MS && exercised())) break;
+    const due = Math.min(KEYS, Math.floor((elapsed / 1000) * RATE) + 200);
+    for (; sent < due; sent++) socks[sent % socks.length].send(quicPacket(sent), UDP_PORT, c.nodes[sent % 2].host);
+    if (Date.now() >= nextPeek) {
+      await sample();
+      nextPeek = Date.now() + 2000;
     }
     await sleep(2);
   }
@@ -118,6 +129,7 @@ test(`${KEYS / 1e6}M distinct flow keys over UDP: tables and backend sockets wit
     const inn = await c.metric(n.id, 'tandem_udp_datagrams_total', { service: 'quic', direction: 'in' });
     const made = await c.metric(n.id, 'tandem_flows_created_total');
     const lru = await c.metric(n.id, 'tandem_flow_evictions_total', { service: 'quic', reason: 'lru' });
+    peaks[i].evicted = Math.max(peaks[i].evicted, lru);
     const sockEv = await c.metric(n.id, 'tandem_udp_flow_evictions_total', { service: 'quic' });
     const rss = await c.metric(n.id, RSS);
     received += inn;
@@ -135,8 +147,8 @@ test(`${KEYS / 1e6}M distinct flow keys over UDP: tables and backend sockets wit
   }
   t.diagnostic(`${sent} distinct keys sent in ${floodMs} ms (${Math.round(sent / (floodMs / 1000))}/s offered); ${received} datagrams reached the nodes' service sockets, ${created} flows created cluster-wide, ${replies} replies; ${missedSamples} admin samples timed out during the flood`);
   for (const l of lines) t.diagnostic(l);
-  // Without this the test would prove nothing; it is what reached tandem, however fast the sender.
-  assert.ok(received >= 10 * MAX_FLOWS, `the bound was exercised: ${received} keys reached the nodes`);
+  // Without this the test would prove nothing; it is what tandem did with what reached it.
+  assert.ok(exercised(), `the bound was exercised: every node evicted at least ${MAX_FLOWS} flows (${peaks.map((p) => p.evicted).join(', ')})`);
   // Still serving: a fresh flow gets its reply (resent once a second: UDP may drop one).
   const probe = createSocket('udp4');
   await bindUdp(probe, 0, '127.0.0.1');
@@ -182,46 +194,50 @@ async function idleConnections(port: number, host: string, n: number, batch: num
 }
 
 for (const [label, port] of [['HTTP', HTTP_PORT], ['TCP', TCP_PORT]] as const) {
-  test(`${CONNS} idle ${label} client connections: at most ${MAX_CONNS} held, all closed by the idle timeout, service answers after`, { timeout: 60_000 }, async (t) => {
+  test(`${CONNS} idle ${label} client connections: at most ${MAX_CONNS} held, all closed by the idle timeout, service answers after`, { timeout: 240_000 }, async (t) => {
     const host = c.node('lb1').host;
-    const t0 = Date.now();
-    // The node's own count, sampled while the flood opens (TCP has a gauge; HTTP is checked below).
+    // What the node holds, sampled from the node while the flood opens: its open descriptors
+    // above what it held before (every held connection is one; one reset at once is gone before
+    // the next sample), and for TCP its own gauge. The client's view also counts connections
+    // still waiting in the kernel's accept queue, which a busy node works through late.
+    const fds = 'tandem_process_process_open_fds';
+    const fd0 = await c.metric('lb1', fds);
     let peak = 0;
-    let sampling = label === 'TCP';
+    let peakFds = 0;
+    let sampling = true;
     const sampler = (async () => {
       while (sampling) {
-        peak = Math.max(peak, await c.metric('lb1', 'tandem_tcp_active_connections', { service: 'raw' }).catch(() => 0));
+        peakFds = Math.max(peakFds, (await c.metric('lb1', fds).catch(() => fd0)) - fd0);
+        if (label === 'TCP') peak = Math.max(peak, await c.metric('lb1', 'tandem_tcp_active_connections', { service: 'raw' }).catch(() => 0));
         await sleep(100);
       }
     })();
+    const t0 = Date.now();
     const { socks, closedAt } = await idleConnections(port, host, CONNS, label === 'TCP' ? 200 : 500);
-    sampling = false;
-    await sampler;
     t.after(() => {
       for (const s of socks) s.destroy();
     });
     const openedMs = Date.now() - t0;
     const stillOpen = (): number => socks.filter((s) => !s.destroyed && !s.readableEnded).length;
-    // The node resets what is over its cap as it accepts it; a busy node takes a while to work
-    // through its accept queue. Wait for that (well inside the idle timeout), then count.
-    await waitUntil(() => stillOpen() <= MAX_CONNS + 10 || Date.now() - t0 > IDLE_MS - 1000, IDLE_MS);
     const openAfterLimit = stillOpen();
-    const active = label === 'TCP' ? await c.metric('lb1', 'tandem_tcp_active_connections', { service: 'raw' }) : null;
     // Then the idle timeout (+ the server's check interval) closes the rest: wait generously.
-    const deadline = Date.now() + IDLE_MS + 20_000;
+    const deadline = Date.now() + IDLE_MS + 60_000;
     let open = openAfterLimit;
     while (open > 0 && Date.now() < deadline) {
       await sleep(100);
       open = stillOpen();
     }
+    sampling = false;
+    await sampler;
     const lastClose = closedAt.length ? Math.max(...closedAt) - t0 : -1;
     t.diagnostic(
-      `${CONNS} connections opened in ${openedMs} ms (${socks.length} saw the handshake complete, the rest were reset at once); ${openAfterLimit} still open once the node had worked through them (cap ${MAX_CONNS})` +
-        `${active !== null ? `, node counts ${active} active, peak seen while opening ${peak}` : ''}; ${open} open after the idle timeout; last close at +${lastClose} ms`,
+      `${CONNS} connections opened in ${openedMs} ms (${socks.length} saw the handshake complete, the rest were reset at once); ${openAfterLimit} open on the client side right after (cap ${MAX_CONNS}, plus what waited in the accept queue); ` +
+        `node: at most ${peakFds} descriptors above its baseline${label === 'TCP' ? `, gauge peak ${peak}` : ''}; ${open} open after the idle timeout; last close at +${lastClose} ms`,
     );
-    assert.ok(openAfterLimit <= MAX_CONNS + 10, `${openAfterLimit} connections held, cap ${MAX_CONNS}`);
+    // A few descriptors of slack: health checks, peer streams and the admin scrape itself.
+    assert.ok(peakFds <= MAX_CONNS + 30, `the node held ${peakFds} descriptors over its baseline, cap ${MAX_CONNS}`);
+    assert.ok(peakFds >= MAX_CONNS * 0.9, `the cap was reached: ${peakFds} descriptors`);
     if (label === 'TCP') assert.ok(peak <= MAX_CONNS && peak >= MAX_CONNS * 0.9, `the cap was reached and held: peak ${peak}`);
-    else assert.ok(openAfterLimit >= MAX_CONNS * 0.9, `the cap was reached: ${openAfterLimit}`);
     // HTTP: node:http's connection check answers a connection that never sent a byte with 408 and
     // closes it after headersTimeout (it lingers at most 2 s after its FIN, then is destroyed).
     assert.equal(open, 0, 'every idle connection closed by the timeout');

@@ -16,7 +16,7 @@ import { join } from 'node:path';
 import type { ChildProcess } from 'node:child_process';
 import { stringify } from 'yaml';
 import { TEST_SECRET, TEST_TOKEN, sleep } from '../helpers/cluster.js';
-import { createTopology, destroyTopology, netnsUnavailable, setLink, spawnIn, type Topology } from './helpers/netns.js';
+import { AgentClient, createTopology, destroyTopology, netnsUnavailable, setLink, spawnIn, type Topology } from './helpers/netns.js';
 
 const PEER_PORT = 17840;
 const SERVICE_PORT = 17845;
@@ -40,48 +40,6 @@ interface LoadResult {
   backends: Record<string, string[]>;
 }
 
-/** The agent in the clients' namespace, over IPC; every call bounded in time. */
-class AgentClient {
-  #next = 1;
-  readonly #waiting = new Map<number, { resolve: (v: unknown) => void; reject: (e: Error) => void }>();
-  constructor(readonly child: ChildProcess) {
-    child.on('message', (m: { id: number; ok: boolean; result?: unknown; error?: string }) => {
-      const w = this.#waiting.get(m.id);
-      if (!w) return;
-      this.#waiting.delete(m.id);
-      if (m.ok) w.resolve(m.result);
-      else w.reject(new Error(m.error));
-    });
-  }
-  ready(ms: number): Promise<void> {
-    return this.#wait(0, ms).then(() => undefined);
-  }
-  call<T>(cmd: string, args: Record<string, unknown>, ms = 15_000): Promise<T> {
-    const id = this.#next++;
-    const p = this.#wait(id, ms) as Promise<T>;
-    this.child.send({ id, cmd, args });
-    return p;
-  }
-  #wait(id: number, ms: number): Promise<unknown> {
-    return new Promise((resolve, reject) => {
-      const timer = setTimeout(() => {
-        this.#waiting.delete(id);
-        reject(new Error(`agent call ${id} timed out after ${ms} ms`));
-      }, ms);
-      this.#waiting.set(id, {
-        resolve: (v) => {
-          clearTimeout(timer);
-          resolve(v);
-        },
-        reject: (e) => {
-          clearTimeout(timer);
-          reject(e);
-        },
-      });
-    });
-  }
-}
-
 test('partition: a node cut off by link-down and healed; tables converge, no flow gets two backends', async (t) => {
   const why = netnsUnavailable();
   if (why !== null) {
@@ -89,7 +47,7 @@ test('partition: a node cut off by link-down and healed; tables converge, no flo
     return;
   }
   const dir = mkdtempSync(join(tmpdir(), 'tandem-netns-'));
-  const topo: Topology = createTopology(3);
+  const topo: Topology = await createTopology(3);
   const procs: ChildProcess[] = [];
   t.after(async () => {
     for (const p of procs) if (p.exitCode === null && p.signalCode === null) p.kill('SIGKILL');
@@ -186,7 +144,7 @@ test('partition: a node cut off by link-down and healed; tables converge, no flo
     }
   };
   const run = (targets: number[], ks: string[], durationMs: number): Promise<LoadResult> =>
-    agent.call<LoadResult>('load', { targets: urls(targets), keys: ks, durationMs, concurrency: 8, timeoutMs: 3000, maxRequests: 20_000 }, durationMs + 10_000);
+    agent.call<LoadResult>('load', { targets: urls(targets), keys: ks, durationMs, concurrency: 8, timeoutMs: 10_000, maxRequests: 20_000 }, durationMs + 30_000);
 
   // 1. Warm-up through all three nodes.
   const warm = await run([0, 1, 2], keys, 2000);
@@ -225,6 +183,11 @@ test('partition: a node cut off by link-down and healed; tables converge, no flo
     tables = await Promise.all([0, 1, 2].map((i) => dump(i)));
     const [a, b, c] = tables.map((x) => x.map(line).join('\n'));
     return a === b && b === c && tables[0].length >= keys.length + newKeys.length;
+  }).catch((err: Error) => {
+    const rows = new Map<string, string[]>();
+    tables.forEach((fs, i) => fs.forEach((f) => rows.set(f.key, Object.assign(rows.get(f.key) ?? ['-', '-', '-'], { [i]: line(f) }))));
+    const diffs = [...rows].filter(([, v]) => new Set(v).size > 1).slice(0, 8).map(([k, v]) => `${k}: ${v.join(' | ')}`);
+    throw new Error(`${err.message.split('\n')[0]}; ${diffs.length} differing keys, e.g.\n${diffs.join('\n')}`);
   });
   const after = await run([0, 1, 2], [...keys, ...newKeys], 1500);
   record(after);

@@ -16,6 +16,7 @@
 import net, { type Socket } from 'node:net';
 import type { UpstreamPool } from '../../upstream/pool.js';
 import { acquireParser, releaseParser, SKIP_BODY, type HttpParser, type ParserSink } from './parser.js';
+import { applyHeaderRules } from '../../routes/header-rules.js';
 import { Body, Framing, responseFraming, scanResponse, writeResponseHead } from './head.js';
 import type { Exchange, Upstream } from './exchange.js';
 
@@ -278,7 +279,10 @@ class BackendConnection implements ParserSink, Upstream {
       this.#interim = true;
       return 0;
     }
-    const r = scanResponse(p.headers);
+    // The route's response header rules (routing.ts) before the head is rewritten for the client.
+    const rules = ex.lane?.responseHeaders;
+    const fields = rules == null ? p.headers : applyHeaderRules(p.headers, rules);
+    const r = scanResponse(fields);
     const noBody = ex.method === 'HEAD' || status === 204 || status === 304;
     this.#framing = responseFraming(r, noBody, ex.http10);
     this.#untilClose = !noBody && !r.chunked && r.contentLength < 0;
@@ -286,7 +290,7 @@ class BackendConnection implements ParserSink, Upstream {
     const up = this.#upstream!;
     if (status >= 500) up.reportFailure(this.#addr.address, '5xx');
     else up.reportSuccess(this.#addr.address);
-    ex.respondHead(writeResponseHead(status, p.statusMessage, p.headers, r, this.#framing, ex.via, close, ex.http10), status, close);
+    ex.respondHead(writeResponseHead(status, p.statusMessage, fields, r, this.#framing, ex.via, close, ex.http10), status, close);
     return ex.method === 'HEAD' ? SKIP_BODY : 0;
   }
 

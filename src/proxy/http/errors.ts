@@ -15,6 +15,8 @@ export type HttpErrorKind =
   | 'backend-timeout'
   | 'peer-unavailable'
   | 'unknown-service'
+  | 'no-route'
+  | 'rate-limited'
   | 'version-not-supported'
   | 'internal';
 
@@ -36,6 +38,8 @@ const SPECS: Readonly<Record<HttpErrorKind, ErrorSpec>> = {
   'peer-unavailable': { status: 502, reason: 'Bad Gateway', text: 'no load-balancer node could serve the request', code: ErrorCodes.PEER_UNAVAILABLE },
   'version-not-supported': { status: 505, reason: 'HTTP Version Not Supported', text: 'only HTTP/1.0 and HTTP/1.1 are served', code: ErrorCodes.BAD_REQUEST },
   internal: { status: 500, reason: 'Internal Server Error', text: 'internal error', code: ErrorCodes.BACKEND_FAILED },
+  'no-route': { status: 404, reason: 'Not Found', text: 'no route for this request', code: ErrorCodes.NO_BACKEND },
+  'rate-limited': { status: 429, reason: 'Too Many Requests', text: 'rate limit exceeded', code: ErrorCodes.LIMIT_EXCEEDED },
   'unknown-service': { status: 503, reason: 'Service Unavailable', text: 'service not configured on this node', code: ErrorCodes.NO_BACKEND },
 };
 

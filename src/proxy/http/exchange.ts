@@ -15,7 +15,9 @@ import type { FlowEntry } from '../../cluster/flow-entry.js';
 import type { BackendState, UpstreamPool } from '../../upstream/pool.js';
 import { Body, isIdempotent, type RequestHead } from './head.js';
 import { errorBytes, errorStatus, type HttpErrorKind } from './errors.js';
+import { rateLimitedBytes, redirectBytes } from './answers.js';
 import type { ServedBy } from './metrics.js';
+import type { Lane } from './routing.js';
 
 /** Body bytes kept for a replay to the next hop; bodies of known length up to this wait whole before a peer forward. */
 export const REPLAY_BODY_MAX = 64 * 1024;
@@ -88,6 +90,11 @@ export class Exchange {
   body: Body = Body.NONE;
   upgrade = false;
   key = '';
+  /** The route the request goes by (routing.ts): its flows, pool and header rules. */
+  lane: Lane | null = null;
+  /** Set when the ingress answers itself: the 30x's Location, or a 429's Retry-After seconds. */
+  location: string | null = null;
+  retryAfterS = 0;
   entry!: FlowEntry;
   clientIp = '';
   clientPort = 0;
@@ -290,7 +297,20 @@ export class Exchange {
       // An unread body leaves the connection in doubt: it ends after this answer.
       const close = !this.bodyEnded || this.mustClose || this.http10;
       this.responded = true;
-      this.down.whole(this, errorBytes(kind, close), close);
+      this.down.whole(this, kind === 'rate-limited' ? rateLimitedBytes(this.retryAfterS, close) : errorBytes(kind, close), close);
+    }
+    this.#finish();
+  }
+
+  /** Answers with the exchange's redirect (ex.location) and ends the exchange: nothing is proxied. */
+  redirect(status: number): void {
+    if (this.done || this.location === null) return;
+    this.#upDone();
+    this.status = status;
+    if (!this.gone) {
+      const close = !this.bodyEnded || this.mustClose || this.http10;
+      this.responded = true;
+      this.down.whole(this, redirectBytes(status, this.location, close), close);
     }
     this.#finish();
   }

@@ -54,7 +54,7 @@ export class PeerForward implements Upstream, MuxHandler {
     this.#resolve = resolve;
     this.#openedAt = this.#lastIo = host.now;
     const flags = (ex.http10 ? FLAG_HTTP10 : 0) | (ex.closeWanted ? FLAG_CLOSE : 0);
-    const head = encodePeerHead(flags, host.name, ex.key, formatHostPort(ex.clientIp, ex.clientPort), ex.text);
+    const head = encodePeerHead(flags, ex.lane?.flowService ?? host.name, ex.key, formatHostPort(ex.clientIp, ex.clientPort), ex.text);
     // Without a body the whole request is the OPEN frame, with END.
     this.#stream = host.mux.open(a.node, head, this, ex.body === Body.NONE);
     a.onAbort = this.#onPeerDead;

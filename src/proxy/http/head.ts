@@ -28,6 +28,7 @@ const enum F {
   VIA,
   XFF,
   FORWARDED,
+  XFP,
   COOKIE,
   TANDEM, // x-tandem-*: never accepted from a client
 }
@@ -83,6 +84,7 @@ function classify(name: string): F {
       break;
     case 17:
       if (is(name, 'transfer-encoding')) return F.TRANSFER_ENCODING;
+      if (is(name, 'x-forwarded-proto')) return F.XFP;
       break;
   }
   return name.length >= 9 && startsWithI(name, TANDEM_PREFIX) ? F.TANDEM : F.OTHER;
@@ -215,9 +217,9 @@ export function forwardedNode(ip: string): string {
   return ip.includes(':') ? `"[${ip}]"` : ip;
 }
 
-/** The Forwarded element this node adds: `for=<client>;proto=http;by=_<node-id>` (obfnode, 6.3). */
-export function forwardedElement(clientIp: string, nodeId: string): string {
-  return `for=${forwardedNode(clientIp)};proto=http;by=_${nodeId}`;
+/** The Forwarded element this node adds: `for=<client>;proto=<http|https>;by=_<node-id>` (obfnode, 6.3). */
+export function forwardedElement(clientIp: string, nodeId: string, proto: 'http' | 'https' = 'http'): string {
+  return `for=${forwardedNode(clientIp)};proto=${proto};by=_${nodeId}`;
 }
 
 /** How a request body travels to the next hop. */
@@ -237,7 +239,19 @@ export function requestBody(head: RequestHead): Body {
  * Via (always), X-Forwarded-For and Forwarded for the client (`clientIp` null at an owner: the
  * receiving node added them), the framing of the body, and for an upgrade its Connection/Upgrade.
  */
-export function writeRequestHead(method: string, url: string, raw: readonly string[], head: RequestHead, via: string, clientIp: string | null, nodeId: string, upgrade: boolean): string {
+export function writeRequestHead(
+  method: string,
+  url: string,
+  raw: readonly string[],
+  head: RequestHead,
+  via: string,
+  clientIp: string | null,
+  nodeId: string,
+  upgrade: boolean,
+  proto: 'http' | 'https' = 'http',
+): string {
+  // Over TLS the receiving node says so (X-Forwarded-Proto, de facto): a client's own value is dropped.
+  const ownProto = clientIp !== null && proto === 'https';
   let s = `${method} ${url} HTTP/1.1\r\n`;
   const nom = head.nominated;
   for (let i = 0; i + 1 < raw.length; i += 2) {
@@ -247,6 +261,10 @@ export function writeRequestHead(method: string, url: string, raw: readonly stri
       case F.HOST:
       case F.COOKIE:
         if (nom !== null && nominated(nom, name)) continue;
+        s += `${name}: ${raw[i + 1]}\r\n`;
+        continue;
+      case F.XFP:
+        if (ownProto) continue;
         s += `${name}: ${raw[i + 1]}\r\n`;
         continue;
       case F.CONTENT_LENGTH:
@@ -259,7 +277,8 @@ export function writeRequestHead(method: string, url: string, raw: readonly stri
   }
   s += `via: ${join(head.via, via)}\r\n`;
   if (clientIp !== null) {
-    s += `x-forwarded-for: ${join(head.xff, clientIp)}\r\nforwarded: ${join(head.forwarded, forwardedElement(clientIp, nodeId))}\r\n`;
+    s += `x-forwarded-for: ${join(head.xff, clientIp)}\r\nforwarded: ${join(head.forwarded, forwardedElement(clientIp, nodeId, proto))}\r\n`;
+    if (ownProto) s += 'x-forwarded-proto: https\r\n';
   } else {
     if (head.xff !== '') s += `x-forwarded-for: ${head.xff}\r\n`;
     if (head.forwarded !== '') s += `forwarded: ${head.forwarded}\r\n`;

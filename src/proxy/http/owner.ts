@@ -26,6 +26,8 @@ const JOIN_BYTES = 16 * 1024;
 export interface OwnerHost extends ExchangeHost {
   readonly draining: boolean;
   readonly now: number;
+  /** Whether this node serves the flow service the ingress named (a route may be newer than this node's config). */
+  serves(flowService: string): boolean;
   /** A forwarded head parsed: fills the exchange or names the error to answer. */
   prepareForwarded(ex: Exchange, p: HttpParser, head: PeerHead, peer: string): HttpErrorKind | null;
   serve(ex: Exchange): void;
@@ -63,8 +65,9 @@ export class HttpOwnerSide {
       answerRaw(stream, 'unknown-service', false);
       return IGNORE;
     }
-    // Stopping: nothing consumed, the ingress sends it to the flow's next owner.
-    if (host.draining) {
+    // Stopping, or a route this node's config does not have yet (a reload rolling through):
+    // nothing consumed, the ingress sends it to the flow's next owner.
+    if (host.draining || !host.serves(head.service)) {
       stream.reset(ResetCode.DRAINING, 'draining');
       return null;
     }

@@ -14,7 +14,11 @@ import net, { type Server, type Socket } from 'node:net';
 import { performance } from 'node:perf_hooks';
 import type { Logger } from 'pino';
 import type { ProxyContext, ServiceProxy } from '../context.js';
-import type { ServiceConfig } from '../../config/schema.js';
+import { listenAddresses, listenStream } from '../listen-addresses.js';
+import type { ServiceConfig, ServiceTlsConfig } from '../../config/schema.js';
+import type { EpochSecretSource } from '../../cluster/ticket-key-share.js';
+import { TlsListener } from '../../tls/listener.js';
+import { CertificateStore } from '../../tls/store.js';
 import type { UpstreamPool } from '../../upstream/pool.js';
 import type { FlowEntry } from '../../cluster/flow-entry.js';
 import type { PeerMux } from '../mux/peer-mux.js';
@@ -33,6 +37,12 @@ import type { OwnerHost } from './owner.js';
 import { Tunnels } from './tunnel.js';
 import { ServiceMetrics } from './metrics.js';
 import type { HttpErrorKind } from './errors.js';
+import { Routing, type Lane } from './routing.js';
+import { RouteMetrics } from './route-metrics.js';
+import { normalizeHost, normalizeTarget } from '../../routes/normalize.js';
+import type { MatchRequest } from '../../routes/matcher.js';
+import { applyHeaderRules, rawHeader, redirectLocation } from '../../routes/header-rules.js';
+import { limitKey } from '../../ratelimit/key.js';
 
 /** Extra wait for a peer's answer over requestMs, so that the serving node's own 504 arrives first. */
 const PEER_TIMEOUT_MARGIN_MS = 2000;
@@ -52,6 +62,10 @@ export class HttpServiceProxy implements ServiceProxy, ClientHost, OwnerHost, Fo
   readonly #via: string;
   readonly #peerVia = new Map<string, string>();
   #server: Server | null = null;
+  /** TLS termination in front of the connection handler, when the service has `tls:`. */
+  #tls: TlsListener | null = null;
+  /** The Forwarded/X-Forwarded-Proto value this listener's requests carry. */
+  #proto: 'http' | 'https' = 'http';
   readonly #conns = new Set<ClientConnection>();
   readonly #backends: BackendPool;
   readonly #forwards = new Set<PeerForward>();
@@ -65,10 +79,12 @@ export class HttpServiceProxy implements ServiceProxy, ClientHost, OwnerHost, Fo
   #inflight = 0;
   /** Reused for httpFlowKey, which is synchronous. */
   readonly #src = { remoteAddress: '', remotePort: 0, headers: {} as Record<string, string | string[] | undefined> };
-  /** Bound once per UpstreamPool instance (a reload makes a new one), not once per request. */
-  #boundPool: UpstreamPool | null = null;
-  #usable: (address: string) => boolean = () => false;
-  #choose: (key: string) => string | null = () => null;
+  /** Per lane, bound once per UpstreamPool instance (not once per request): its pool's functions (a route's pool is another UpstreamPool). */
+  readonly #bound = new Map<string, Bound>();
+  #routing: Routing;
+  readonly #routeMetrics: RouteMetrics;
+  /** Reused for each match: the request as the matcher sees it. */
+  readonly #req = new MatchReq();
 
   constructor(ctx: ProxyContext, cfg: ServiceConfig) {
     this.name = cfg.name;
@@ -77,7 +93,9 @@ export class HttpServiceProxy implements ServiceProxy, ClientHost, OwnerHost, Fo
     this.#selfId = ctx.self.id;
     this.#via = viaEntry('1.1', ctx.self.id);
     this.#spec = this.#applySpec(cfg);
+    this.#routing = new Routing(cfg);
     this.#metrics = new ServiceMetrics(ctx.registry, cfg.name);
+    this.#routeMetrics = new RouteMetrics(ctx.registry, cfg.name);
     this.#access = cfg.accessLog ? ctx.logger.child({ access: cfg.name }) : null;
     this.#backends = new BackendPool(this);
     this.tunnels = new Tunnels(this, ctx);
@@ -119,12 +137,29 @@ export class HttpServiceProxy implements ServiceProxy, ClientHost, OwnerHost, Fo
     const mux = this.#ctx.httpMux;
     // One dial timeout per node (the mux is shared): the shortest connectMs of its services.
     mux.dialTimeoutMs = Math.min(mux.dialTimeoutMs, this.#cfg.timeouts.connectMs);
-    const server = net.createServer({ noDelay: true }, this.#onConnection);
+    const tls = this.#cfg.tls;
+    if (tls) {
+      this.#tls = new TlsListener({
+        service: this.name,
+        clusterName: this.#tlsCtx().clusterName,
+        tls: servedTls(tls),
+        store: new CertificateStore(tls.certificates),
+        tickets: this.#tickets(tls),
+        registry: this.#ctx.registry,
+        logger: this.#ctx.logger,
+        handshakeTimeoutMs: this.#cfg.timeouts.headerMs,
+        // HTTP/2 is not served yet: servedTls offers only http/1.1, so every connection is HTTP/1.1.
+        onSecure: (socket) => this.#onConnection(socket),
+      });
+      this.#proto = 'https';
+    }
+    const listener = this.#tls;
+    const server = net.createServer({ noDelay: true }, listener === null ? this.#onConnection : (s: Socket) => listener.accept(s));
     server.maxConnections = this.#cfg.maxConnections;
     this.#server = server;
     await new Promise<void>((resolve, reject) => {
       server.once('error', reject);
-      server.listen(this.#cfg.port, this.#ctx.self.host, () => {
+      listenStream(server, listenAddresses(this.#ctx.self.host, this.#cfg), this.#cfg.port, () => {
         server.off('error', reject);
         resolve();
       });
@@ -135,12 +170,31 @@ export class HttpServiceProxy implements ServiceProxy, ClientHost, OwnerHost, Fo
   update(cfg: ServiceConfig): void {
     this.#cfg = cfg;
     this.#spec = this.#applySpec(cfg);
+    this.#routing = new Routing(cfg);
+    this.#bound.clear();
     this.#access = cfg.accessLog ? this.#ctx.logger.child({ access: cfg.name }) : null;
     this.#clientTimeouts = clientTimeouts(cfg);
     this.#backendTimeouts = cfg.timeouts;
     if (this.#server) this.#server.maxConnections = cfg.maxConnections;
     this.#backends.update(cfg.backends.map((b) => b.address));
+    if (this.#tls !== null && cfg.tls) {
+      this.#tls.update(servedTls(cfg.tls), this.#tickets(cfg.tls));
+      // A refused set (unreadable, mismatched) keeps the previous certificates; the listener logs why.
+      this.#tls.reloadCertificates(cfg.tls.certificates);
+    }
     this.#startSweep();
+  }
+
+  #tlsCtx(): NonNullable<ProxyContext['tls']> {
+    const t = this.#ctx.tls;
+    if (t === undefined) throw new TypeError(`service ${this.name}: tls: needs the node's TLS context`);
+    return t;
+  }
+
+  #tickets(tls: ServiceTlsConfig): EpochSecretSource | null {
+    if (tls.sessionTickets === 'off') return null;
+    const t = this.#tlsCtx();
+    return tls.sessionTickets === 'cluster' ? t.clusterTickets : t.nodeTickets;
   }
 
   /** Stops accepting; waits (up to timeoutMs) for open exchanges, client-facing and forwarded in; then stops. */
@@ -165,6 +219,7 @@ export class HttpServiceProxy implements ServiceProxy, ClientHost, OwnerHost, Fo
     this.#sweep = null;
     const server = this.#server;
     this.#server = null;
+    this.#tls?.close();
     if (server) {
       const closed = new Promise<void>((resolve) => server.close(() => resolve()));
       for (const c of [...this.#conns]) c.socket.destroy();
@@ -218,26 +273,88 @@ export class HttpServiceProxy implements ServiceProxy, ClientHost, OwnerHost, Fo
     if (minor === 0 && head.chunked) return 'bad-request';
     // RFC 9112 section 3.2: exactly one Host in HTTP/1.1, at most one before.
     if (head.hostCount > 1 || (head.hostCount === 0 && minor === 1)) return 'bad-request';
-    const key = this.#key(conn.ip, conn.port, head);
-    if (key === null) return 'bad-request';
-    ex.key = key;
+    const lane = this.#routing.routed ? this.#route(p) : this.#routing.fallback;
     ex.body = requestBody(head);
     ex.upgrade = p.upgrade;
     if (ex.upgrade && ex.body !== Body.NONE) return 'bad-request';
-    ex.text = writeRequestHead(ex.method, ex.url, p.headers, head, viaEntry(ex.version, this.#selfId), conn.ip, this.#selfId, ex.upgrade);
+    // Answered by this node in the exchange's turn (serve): no route, over the limit, a redirect.
+    if (lane === null) return null;
+    ex.lane = lane;
+    if (lane.limitKey !== null && !this.#admit(ex, lane, conn.ip, p.headers)) return null;
+    if (lane.redirect !== null) {
+      ex.location = redirectLocation(lane.redirect.to, rawHeader(p.headers, 'host') ?? '', ex.url);
+      return null;
+    }
+    const key = lane.sameKey ? this.#key(this.#spec, conn.ip, conn.port, head) : this.#key(lane.spec, conn.ip, conn.port, scanRequest(p.headers, lane.flowHeader, lane.flowCookie));
+    if (key === null) return 'bad-request';
+    ex.key = key;
+    let fields = lane.requestHeaders === null ? p.headers : applyHeaderRules(p.headers, lane.requestHeaders);
+    // RFC 9112 section 3.2: the head goes on as HTTP/1.1, which needs a Host; an HTTP/1.0 client
+    // may have sent none — then it is empty, as for a target without an authority.
+    if (head.hostCount === 0) fields = [...fields, 'Host', ''];
+    ex.text = writeRequestHead(ex.method, ex.url, fields, head, viaEntry(ex.version, this.#selfId), conn.ip, this.#selfId, ex.upgrade, this.#proto);
     return null;
+  }
+
+  /** The route of a client request: normalised host (an absolute-form target's authority wins) and path. */
+  #route(p: HttpParser): Lane | null {
+    const t = normalizeTarget(p.url);
+    const req = this.#req;
+    req.raw = p.headers;
+    req.host = t.host ?? normalizeHost(rawHeader(p.headers, 'host'));
+    req.path = t.path;
+    req.method = p.method;
+    const lane = this.#routing.choose(req);
+    req.raw = EMPTY_FIELDS;
+    return lane;
+  }
+
+  /** The lane's cluster-wide rate limit (docs/rate-limits.md); false when the request is over it. */
+  #admit(ex: Exchange, lane: Lane, ip: string, raw: readonly string[]): boolean {
+    const limiter = this.#ctx.limiter?.(lane.flowService);
+    if (limiter === undefined) return true;
+    const d = limiter.take(limitKey(lane.limitKey!, ip, raw), Date.now());
+    if (d.ok) return true;
+    ex.retryAfterS = d.retryAfterS;
+    return false;
+  }
+
+  /** Answers this node gives itself for a routed request; true when it did. */
+  #answerHere(ex: Exchange): boolean {
+    const lane = ex.lane;
+    if (lane === null) {
+      this.#routeMetrics.outcome('', 'no-route');
+      queueMicrotask(() => ex.fail('no-route'));
+      return true;
+    }
+    if (ex.retryAfterS > 0) {
+      this.#routeMetrics.outcome(lane.route, 'rate-limited');
+      queueMicrotask(() => ex.fail('rate-limited'));
+      return true;
+    }
+    if (ex.location !== null) {
+      this.#routeMetrics.outcome(lane.route, 'redirected');
+      const status = lane.redirect?.status ?? 302;
+      queueMicrotask(() => ex.redirect(status));
+      return true;
+    }
+    if (this.#routing.routed) this.#routeMetrics.outcome(lane.route, 'routed');
+    return false;
   }
 
   /** The exchange's turn: the forwarding loop from its flow's entry. */
   serve(ex: Exchange): void {
     if (ex.reject !== null) return ex.fail(ex.reject);
-    ex.entry = this.#ctx.router.lookup(this.name, ex.key);
+    // The answer waits for the head's parse to end (the message end), so that keep-alive goes on.
+    if (this.#answerHere(ex)) return;
+    ex.entry = this.#ctx.router.lookup(ex.lane!.flowService, ex.key);
     this.#run(ex, ex.entry, (a) => this.#attempt(ex, a));
   }
 
   /** An upgrade's turn: routed like a request, then a tunnel. */
   tunnel(ex: Exchange, conn: ClientConnection): void {
-    ex.entry = this.#ctx.router.lookup(this.name, ex.key);
+    if (this.#answerHere(ex)) return;
+    ex.entry = this.#ctx.router.lookup(ex.lane!.flowService, ex.key);
     this.#run(ex, ex.entry, (a) => this.tunnels.attempt(ex, conn, a));
   }
 
@@ -281,14 +398,12 @@ export class HttpServiceProxy implements ServiceProxy, ClientHost, OwnerHost, Fo
 
   /** Serves here: the flow's backend (recorded, or chosen and replicated), over a pooled connection. */
   #serveLocal(ex: Exchange, entry: FlowEntry): Result {
-    const pool = this.#ctx.pool(this.name);
+    const flow = ex.lane?.flowService ?? this.name;
+    const pool = this.#ctx.pool(flow);
     if (pool === undefined) return stop('no-backend');
-    if (pool !== this.#boundPool) {
-      this.#boundPool = pool;
-      this.#usable = (a) => pool.usable(a);
-      this.#choose = (k) => pool.choose(k);
-    }
-    const r = this.#ctx.router.assign(entry, this.#usable, this.#choose);
+    let b0 = this.#bound.get(flow);
+    if (b0 === undefined || b0.pool !== pool) this.#bound.set(flow, (b0 = { pool, usable: (a) => pool.usable(a), choose: (k) => pool.choose(k) }));
+    const r = this.#ctx.router.assign(entry, b0.usable, b0.choose);
     ex.entry = r.entry;
     if (r.backend === null) return stop('no-backend');
     const b = pool.acquire(r.backend);
@@ -300,6 +415,10 @@ export class HttpServiceProxy implements ServiceProxy, ClientHost, OwnerHost, Fo
   }
 
   // ---- owner side (owner.ts) ---------------------------------------------------------------
+
+  serves(flowService: string): boolean {
+    return this.#routing.byFlowService(flowService) !== undefined;
+  }
 
   /** A forwarded head: the flow and client from the OPEN frame, the fields from the parsed head. */
   prepareForwarded(ex: Exchange, p: HttpParser, h: PeerHead, peer: string): HttpErrorKind | null {
@@ -319,6 +438,10 @@ export class HttpServiceProxy implements ServiceProxy, ClientHost, OwnerHost, Fo
     ex.clientIp = client.ip;
     ex.clientPort = client.port;
     ex.key = h.key;
+    // The ingress chose the route; this node serves from that route's pool.
+    const lane = this.#routing.byFlowService(h.service);
+    if (lane === undefined) return 'unknown-service';
+    ex.lane = lane;
     const head = (ex.head = scanRequest(p.headers, null, false));
     if (head.hostCount > 1) return 'bad-request';
     ex.body = requestBody(head);
@@ -328,7 +451,7 @@ export class HttpServiceProxy implements ServiceProxy, ClientHost, OwnerHost, Fo
   }
 
   tunnelForwarded(ex: Exchange, stream: MuxStream): MuxHandler {
-    ex.entry = this.#ctx.router.lookup(this.name, ex.key);
+    ex.entry = this.#ctx.router.lookup(ex.lane?.flowService ?? this.name, ex.key);
     return this.tunnels.fromPeer(ex, stream);
   }
 
@@ -360,14 +483,14 @@ export class HttpServiceProxy implements ServiceProxy, ClientHost, OwnerHost, Fo
   }
 
   /** Flow key of a client request, or null for a key that fails the hygiene rules (→ 400). */
-  #key(ip: string, port: number, head: RequestHead): string | null {
+  #key(spec: FlowKeySpec, ip: string, port: number, head: RequestHead): string | null {
     const src = this.#src;
     src.remoteAddress = ip;
     src.remotePort = port;
-    if (this.#flowHeader !== null) src.headers[this.#flowHeader] = head.flowValue;
-    else if (this.#flowCookie) src.headers.cookie = head.cookie;
+    if (spec.kind === 'header') src.headers[spec.name] = head.flowValue;
+    else if (spec.kind === 'cookie') src.headers.cookie = head.cookie;
     try {
-      return httpFlowKey(this.#spec, src);
+      return httpFlowKey(spec, src);
     } catch (err) {
       if (isTandemError(err, ErrorCodes.BAD_REQUEST)) return null;
       throw err;
@@ -400,6 +523,30 @@ export class HttpServiceProxy implements ServiceProxy, ClientHost, OwnerHost, Fo
     for (const f of this.#forwards) f.sweep(now, t.requestMs + PEER_TIMEOUT_MARGIN_MS, t.idleMs + PEER_TIMEOUT_MARGIN_MS);
     this.tunnels.sweep(now, t);
   };
+}
+
+interface Bound {
+  readonly pool: UpstreamPool;
+  readonly usable: (address: string) => boolean;
+  readonly choose: (key: string) => string | null;
+}
+
+const EMPTY_FIELDS: readonly string[] = [];
+
+/** The request as the matcher sees it; one per service, refilled per request. */
+class MatchReq implements MatchRequest {
+  host = '';
+  path = '';
+  method = '';
+  raw: readonly string[] = EMPTY_FIELDS;
+  header(name: string): string | undefined {
+    return rawHeader(this.raw, name);
+  }
+}
+
+/** The TLS settings served: ALPN without h2, which this listener does not speak yet (docs/tls.md). */
+function servedTls(tls: ServiceTlsConfig): ServiceTlsConfig {
+  return { ...tls, alpn: ['http/1.1'] };
 }
 
 function clientTimeouts(cfg: ServiceConfig): ClientTimeouts {

@@ -119,7 +119,7 @@ export class PeerTunnel implements Upstream, MuxHandler, Swept {
     this.#resolve = resolve;
     this.#startedAt = tunnels.host.now;
     const flags = FLAG_UPGRADE | (ex.http10 ? FLAG_HTTP10 : 0);
-    const head = encodePeerHead(flags, tunnels.host.name, ex.key, formatHostPort(ex.clientIp, ex.clientPort), ex.text);
+    const head = encodePeerHead(flags, ex.lane?.flowService ?? tunnels.host.name, ex.key, formatHostPort(ex.clientIp, ex.clientPort), ex.text);
     this.#stream = tunnels.host.mux.open(a.node, head, this);
     const rest = conn.upgradeRest;
     if (rest !== null && rest.length > 0) this.#stream.write(rest);

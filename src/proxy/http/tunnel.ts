@@ -105,7 +105,7 @@ export class Tunnels implements TunnelRegistry {
   }
 
   #backend(ex: Exchange, entry: Exchange['entry']): { pool: UpstreamPool; address: string; host: string; port: number } | null {
-    const pool = this.#ctx.pool(this.#host.name);
+    const pool = this.#ctx.pool(ex.lane?.flowService ?? this.#host.name);
     if (pool === undefined) return null;
     const r = this.#ctx.router.assign(entry, (x) => pool.usable(x), (k) => pool.choose(k));
     ex.entry = r.entry;

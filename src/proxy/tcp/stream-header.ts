@@ -3,10 +3,11 @@
  * 4 and 5: "a stream to the peer that starts with an authenticated header carrying flow and client
  * address"; a client must never be able to forge a forwarded flow or a client address).
  *
- * The data-plane stream itself is already mutually authenticated by the cluster transport. The
- * header is authenticated on its own, with a key derived from the cluster secret (HKDF-SHA256,
- * RFC 5869, info "tandem/tcp-forward/v1"), so that it verifies independently of the session, and
- * a header captured from one stream and replayed on another is still caught by the nonce cache.
+ * The data-plane stream itself is already mutually authenticated by the cluster transport, with
+ * fresh nonces from both ends: that handshake is what makes a forward fresh (replay.ts), no clock
+ * is involved. The header is authenticated on its own, with a key derived from the cluster secret
+ * (HKDF-SHA256, RFC 5869, info "tandem/tcp-forward/v1"), so that it verifies independently of the
+ * session, and a header copied into another stream is still caught by the nonce cache.
  *
  * Layout (all integers big-endian):
  *
@@ -15,7 +16,8 @@
  *   4      1    version (1)
  *   5      2    N = body length (<= MAX_BODY_BYTES)
  *   7      N    body:
- *                 8   timestamp, ms since the epoch (two uint32: high, low)
+ *                 8   timestamp, ms since the epoch by the sender's clock (two uint32: high,
+ *                     low); diagnostics only, never checked: clocks of nodes may disagree
  *                 16  random nonce
  *                 2   client port        2  local (destination) port
  *                 1+s service            1+s ingress node id
@@ -128,8 +130,8 @@ export function remainingHeaderBytes(prefix: Uint8Array): number | null {
 }
 
 /**
- * Verifies the MAC (constant time) and decodes a complete header (prefix + body + MAC). Freshness
- * and replay are the caller's (ReplayCache), because they need state.
+ * Verifies the MAC (constant time) and decodes a complete header (prefix + body + MAC). Duplicates
+ * are the caller's (ReplayCache), because they need state.
  */
 export function decodeForwardHeader(key: Uint8Array, buf: Buffer): HeaderDecodeResult {
   const rest = remainingHeaderBytes(buf);

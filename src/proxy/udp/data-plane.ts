@@ -10,9 +10,10 @@
  *   2. a sender id that is a configured peer, not this node         (else `unknown-sender`)
  *   3. sent from that peer's host:peerPort                          (else `source-mismatch`)
  *   4. a correct HMAC                                               (else `mac`)
- *   5. a timestamp within ±30 s of this node's clock                (else `timestamp`)
- *   6. a sequence number new to the sender's replay window          (else `replay`)
- *   7. FORWARD from its own ingress node; REPLY addressed to this node (else `misrouted`)
+ *   5. addressed to this node's incarnation, from the incarnation the
+ *      sender announced on its control link (no clock involved)      (else `stale`)
+ *   6. FORWARD from its own ingress node; REPLY addressed to this node (else `misrouted`)
+ *   7. a sequence number new to the sender's replay window          (else `replay`)
  * Checks 2-3 come before the HMAC so that junk costs no hashing; they are not the security (a
  * source address can be spoofed), the MAC is. The cost per accepted datagram is one HMAC-SHA256
  * on the receiver and one on the sender: a few microseconds for typical sizes.
@@ -24,14 +25,9 @@ import type { ProxyContext } from '../context.js';
 import type { NodeConfig } from '../../config/schema.js';
 import { normalizeAddress } from '../../flowkey/index.js';
 import { EncapType, deriveUdpKey, encodeEncap, parseEncap, verifyEncap, type ClientAddress } from './encap.js';
-import { ReplayWindow, SequenceSource, replayFloor } from './replay.js';
+import { DatagramFreshness } from './replay.js';
 import { udpMetrics, type UdpMetrics } from './metrics.js';
 import type { UdpServiceProxy } from './service.js';
-
-/** Accepted clock difference between nodes (the lead's brief: ±30 s). */
-export const MAX_SKEW_MS = 30_000;
-/** After a restart, datagrams stamped more than this before the start are refused (clock-skew grace). */
-const RESTART_GRACE_MS = 1000;
 
 /** The flow fields of a datagram between nodes. */
 export interface PlaneFlow {
@@ -48,16 +44,18 @@ interface Peer {
   readonly port: number;
 }
 
-const planes = new WeakMap<ProxyContext, UdpDataPlane>();
+/** What became of a datagram handed to the plane: `unavailable` when that peer cannot be reached from here. */
+export type PlaneSend = 'sent' | 'unavailable' | 'too-large';
 
 export class UdpDataPlane {
   readonly #ctx: ProxyContext;
   readonly #lookup: (service: string) => UdpServiceProxy | undefined;
   readonly #key: Buffer;
-  readonly #seq = new SequenceSource();
-  readonly #windows = new Map<string, ReplayWindow>();
+  readonly #incarnation: Buffer;
+  readonly #peerIncarnation: (id: string) => Buffer | null;
+  readonly #fresh: DatagramFreshness;
+  #counter = 0n;
   readonly #metrics: UdpMetrics;
-  readonly #startedAt = Date.now();
   #socket: Socket | null = null;
   #nodesRef: readonly NodeConfig[] | null = null;
   #peers = new Map<string, Peer>();
@@ -68,14 +66,12 @@ export class UdpDataPlane {
     this.#ctx = ctx;
     this.#lookup = lookup;
     this.#key = deriveUdpKey(ctx.secret);
+    const dp = ctx.dataPlane;
+    if (dp.incarnation === undefined || dp.peerIncarnation === undefined) throw new TypeError('the UDP data plane needs a DataPlane with incarnation and peerIncarnation (the Cluster has both)');
+    this.#incarnation = dp.incarnation;
+    this.#peerIncarnation = dp.peerIncarnation.bind(dp);
+    this.#fresh = new DatagramFreshness(dp.incarnation);
     this.#metrics = udpMetrics(ctx.registry);
-    // The node builds proxies with (ctx, cfg) only; they find this plane through their context.
-    planes.set(ctx, this);
-  }
-
-  /** The plane of a node's context, if one was made. */
-  static for(ctx: ProxyContext): UdpDataPlane | undefined {
-    return planes.get(ctx);
   }
 
   get selfId(): string {
@@ -114,35 +110,47 @@ export class UdpDataPlane {
     if (s) await new Promise<void>((resolve) => s.close(() => resolve()));
   }
 
-  /** A client datagram to the flow's owner `peerId`. False when it could not be sent. */
-  forward(peerId: string, f: PlaneFlow, payload: Buffer): boolean {
+  /**
+   * A client datagram to the flow's owner `peerId`. Not counted when it cannot be sent: the hop
+   * loop tries the next owner and counts what finally became of the datagram.
+   */
+  forward(peerId: string, f: PlaneFlow, payload: Buffer): PlaneSend {
     return this.#send(peerId, EncapType.FORWARD, f, payload);
   }
 
-  /** A backend reply to the ingress node `f.ingress`. False when it could not be sent. */
-  reply(f: PlaneFlow, payload: Buffer): boolean {
-    return this.#send(f.ingress, EncapType.REPLY, f, payload);
+  /** A backend reply to the ingress node `f.ingress`; a reply that cannot be sent is dropped and counted. */
+  reply(f: PlaneFlow, payload: Buffer): PlaneSend {
+    const r = this.#send(f.ingress, EncapType.REPLY, f, payload);
+    if (r !== 'sent') this.#metrics.drop(f.service, r);
+    return r;
   }
 
-  #send(peerId: string, type: 1 | 2, f: PlaneFlow, payload: Buffer): boolean {
+  #send(peerId: string, type: 1 | 2, f: PlaneFlow, payload: Buffer): PlaneSend {
     const socket = this.#socket;
     const peer = this.#peer(peerId);
-    if (!socket || !peer || peer.host === null || peerId === this.selfId) {
-      this.#metrics.drop(f.service, 'no-data-plane');
-      return false;
-    }
-    const now = Date.now();
-    const buf = encodeEncap(this.#key, { type, sender: this.selfId, ...f }, now, this.#seq.next(), payload);
-    if (!buf) {
-      this.#metrics.drop(f.service, 'too-large');
-      return false;
-    }
+    if (!socket || !peer || peer.host === null || peerId === this.selfId) return 'unavailable';
+    // The peer's incarnation from its last OPEN: none yet (it never reached us) is no data plane.
+    const theirs = this.#peerIncarnation(peerId);
+    if (theirs === null) return 'unavailable';
+    const buf = encodeEncap(this.#key, { type, sender: this.selfId, ...f }, { sender: this.#incarnation, receiver: theirs }, ++this.#counter, payload);
+    if (!buf) return 'too-large';
     this.stats.sent++;
     // Fire and forget: UDP gives no delivery signal worth waiting for, and nothing queues here.
-    socket.send(buf, peer.port, peer.host, (err) => {
-      if (err) this.#metrics.drop(f.service, 'send-error');
-    });
-    return true;
+    socket.send(buf, peer.port, peer.host, this.#sendError(f.service));
+    return 'sent';
+  }
+
+  /** One send callback per service, made once (a datagram allocates no closure for it). */
+  readonly #onSend = new Map<string, (err: Error | null) => void>();
+  #sendError(service: string): (err: Error | null) => void {
+    let cb = this.#onSend.get(service);
+    if (cb === undefined) {
+      cb = (err) => {
+        if (err) this.#metrics.drop(service, 'send-error');
+      };
+      this.#onSend.set(service, cb);
+    }
+    return cb;
   }
 
   #onMessage(msg: Buffer, rinfo: RemoteInfo): void {
@@ -152,11 +160,9 @@ export class UdpDataPlane {
     if (!peer) return this.#reject('unknown-sender');
     if (rinfo.port !== peer.port || normalizeAddress(rinfo.address) !== peer.host) return this.#reject('source-mismatch');
     if (!verifyEncap(this.#key, p)) return this.#reject('mac');
-    if (Math.abs(Date.now() - p.timestamp) > MAX_SKEW_MS) return this.#reject('timestamp');
+    if (!this.#fresh.current(this.#peerIncarnation(p.sender), p.senderIncarnation, p.receiverIncarnation)) return this.#reject('stale');
     if (p.type === EncapType.FORWARD ? p.ingress !== p.sender : p.ingress !== this.selfId) return this.#reject('misrouted');
-    let w = this.#windows.get(p.sender);
-    if (!w) this.#windows.set(p.sender, (w = new ReplayWindow(replayFloor(this.#startedAt, RESTART_GRACE_MS))));
-    if (!w.accept(p.counter)) return this.#reject('replay');
+    if (!this.#fresh.accept(p.sender, p.senderIncarnation, p.counter)) return this.#reject('replay');
     this.stats.received++;
     const proxy = this.#lookup(p.service);
     if (!proxy) {

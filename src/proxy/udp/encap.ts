@@ -8,10 +8,19 @@
  * (RFC 5869). Anti-replay is the receiver's job (replay.ts); this file only encodes, parses and
  * checks the MAC.
  *
+ * Freshness comes from the authenticated control links, never from a clock: each datagram names
+ * the sender's incarnation and the receiver's (8 random bytes per process start, which each node
+ * announces in OPEN on its control links, docs/protocol.md) and a counter that the sender
+ * increases per datagram. The receiver accepts only its own current incarnation and the one the
+ * sender last announced, and each counter once (replay.ts): datagrams captured before either end
+ * restarted are refused, whatever the two clocks say. (Version 1 carried a wall-clock timestamp
+ * checked to ±30 s: a node whose clock was off could neither forward nor be forwarded to.)
+ *
  * Wire format, big-endian (RFC 1700 network order), fields in this order:
  *
- *   magic u16 = 0x5444 ("TD") | version u8 = 1 | type u8 (1 forward, 2 reply)
- *   timestamp u48 (ms since the epoch, sender's clock) | counter u64 (per-sender, increasing)
+ *   magic u16 = 0x5444 ("TD") | version u8 = 2 | type u8 (1 forward, 2 reply)
+ *   sender incarnation 8 bytes | receiver incarnation 8 bytes
+ *   counter u64 (per sender process, from 1, increasing)
  *   sender   u8 length + UTF-8 node id   (the node that sent this datagram)
  *   service  u8 length + UTF-8 name
  *   key      u16 length + UTF-8 flow key
@@ -20,18 +29,23 @@
  *   payload  (everything up to the MAC)
  *   mac      16 bytes = HMAC-SHA256(key, all bytes before it)[0..16)
  *
- * Overhead is about 60-110 bytes for typical names; the largest encapsulated datagram must still
+ * Overhead is about 70-120 bytes for typical names; the largest encapsulated datagram must still
  * fit the 65,507-byte IPv4 UDP payload limit, so very large client datagrams are refused by the
  * sender (counted as a drop, never truncated).
  */
 import { createHmac, hkdfSync, timingSafeEqual } from 'node:crypto';
 
 export const ENCAP_MAGIC = 0x5444;
-export const ENCAP_VERSION = 1;
+export const ENCAP_VERSION = 2;
 export const MAC_BYTES = 16;
+/** Bytes of an incarnation id (as in the control link's OPEN). */
+export const INCARNATION_BYTES = 8;
 /** RFC 768 length field minus the IPv4 and UDP headers: the largest datagram Node can send. */
 export const MAX_UDP_PAYLOAD = 65_507;
-const FIXED_BYTES = 2 + 1 + 1 + 6 + 8;
+const FIXED_BYTES = 2 + 1 + 1 + INCARNATION_BYTES + INCARNATION_BYTES + 8;
+const SENDER_INC_AT = 4;
+const RECEIVER_INC_AT = SENDER_INC_AT + INCARNATION_BYTES;
+const COUNTER_AT = RECEIVER_INC_AT + INCARNATION_BYTES;
 // Same salt as the peer handshake's authKey (docs/protocol.md); the info string separates the keys.
 const HKDF_SALT = 'tandem';
 const HKDF_INFO = 'tandem/udp/v1';
@@ -54,8 +68,16 @@ export interface EncapFields {
   readonly ingress: string;
 }
 
+/** The two ends' incarnations a datagram is bound to. */
+export interface EncapEpochs {
+  readonly sender: Uint8Array;
+  readonly receiver: Uint8Array;
+}
+
 export interface EncapHeader extends EncapFields {
-  readonly timestamp: number;
+  /** Views into the received buffer, INCARNATION_BYTES each. */
+  readonly senderIncarnation: Buffer;
+  readonly receiverIncarnation: Buffer;
   readonly counter: bigint;
 }
 
@@ -93,20 +115,21 @@ function putStr8(buf: Buffer, at: number, s: string): number {
 }
 
 /**
- * One encapsulated, authenticated datagram, or null when it would exceed the UDP payload limit
- * or a field does not fit its length prefix.
+ * One encapsulated, authenticated datagram, or null when it would exceed the UDP payload limit,
+ * a field does not fit its length prefix or an incarnation is not INCARNATION_BYTES long.
  */
-export function encodeEncap(key: Buffer, f: EncapFields, timestamp: number, counter: bigint, payload: Uint8Array): Buffer | null {
+export function encodeEncap(key: Buffer, f: EncapFields, epochs: EncapEpochs, counter: bigint, payload: Uint8Array): Buffer | null {
   const hb = headerBytes(f);
-  if (hb < 0) return null;
+  if (hb < 0 || epochs.sender.length !== INCARNATION_BYTES || epochs.receiver.length !== INCARNATION_BYTES) return null;
   const total = hb + payload.length + MAC_BYTES;
   if (total > MAX_UDP_PAYLOAD) return null;
   const buf = Buffer.allocUnsafe(total);
   buf.writeUInt16BE(ENCAP_MAGIC, 0);
   buf[2] = ENCAP_VERSION;
   buf[3] = f.type;
-  buf.writeUIntBE(timestamp, 4, 6);
-  buf.writeBigUInt64BE(counter, 10);
+  buf.set(epochs.sender, SENDER_INC_AT);
+  buf.set(epochs.receiver, RECEIVER_INC_AT);
+  buf.writeBigUInt64BE(counter, COUNTER_AT);
   let at = putStr8(buf, FIXED_BYTES, f.sender);
   at = putStr8(buf, at, f.service);
   const kn = buf.write(f.key, at + 2, 'utf8');
@@ -156,8 +179,9 @@ export function parseEncap(buf: Buffer): ParsedEncap | null {
   if (ingress === null) return null;
   return {
     type: type as EncapTypeCode,
-    timestamp: buf.readUIntBE(4, 6),
-    counter: buf.readBigUInt64BE(10),
+    senderIncarnation: buf.subarray(SENDER_INC_AT, SENDER_INC_AT + INCARNATION_BYTES),
+    receiverIncarnation: buf.subarray(RECEIVER_INC_AT, RECEIVER_INC_AT + INCARNATION_BYTES),
+    counter: buf.readBigUInt64BE(COUNTER_AT),
     sender,
     service,
     key,

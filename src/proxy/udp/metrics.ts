@@ -11,12 +11,11 @@ import { perRegistry, takeOverName } from '../../metrics.js';
 export type Direction = 'in' | 'out';
 export type HopLabel = 'local' | 'forwarded';
 export type EvictReason = 'lru' | 'idle';
-export type RejectReason = 'malformed' | 'unknown-sender' | 'source-mismatch' | 'mac' | 'timestamp' | 'replay' | 'misrouted';
+export type RejectReason = 'malformed' | 'unknown-sender' | 'source-mismatch' | 'mac' | 'stale' | 'replay' | 'misrouted';
 export type DropReason =
   | 'flow-key'
-  | 'no-owner'
+  | 'unavailable'
   | 'no-backend'
-  | 'no-data-plane'
   | 'unknown-service'
   | 'too-large'
   | 'pending-full'
@@ -71,13 +70,13 @@ export class UdpMetrics {
     });
     this.rejected = new Counter({
       name: fresh('tandem_udp_rejected_total'),
-      help: 'Datagrams refused on the UDP data-plane port: malformed, unknown-sender, source-mismatch, mac, timestamp, replay, misrouted.',
+      help: 'Datagrams refused on the UDP data-plane port: malformed, unknown-sender, source-mismatch, mac, stale (another incarnation of either end), replay, misrouted.',
       labelNames: ['reason'],
       registers,
     });
     this.drops = new Counter({
       name: fresh('tandem_udp_drops_total'),
-      help: 'Datagrams dropped by the UDP proxy, by service and reason.',
+      help: 'Datagrams dropped by the UDP proxy, by service and reason: flow-key, unavailable, no-backend, unknown-service, too-large, pending-full, send-error, socket-error, stopped, error.',
       labelNames: ['service', 'reason'],
       registers,
     });

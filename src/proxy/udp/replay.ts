@@ -5,10 +5,12 @@
  * accepted once; one older than the window or already seen is refused. The window admits
  * reordering up to WINDOW_BITS datagrams, far more than a LAN reorders.
  *
- * Sequence numbers are made by `SequenceSource`: max(previous + 1, now_ms × 2^20). Tying them to
- * the clock keeps them increasing across a sender's restart (no persisted state), and lets a
- * receiver that restarts refuse everything stamped before its own start (`floor`), so that
- * datagrams captured before the restart cannot be replayed into the new process either.
+ * Sequence numbers are a plain per-process counter from 1; what makes them unambiguous across
+ * restarts is the pair of incarnations every datagram carries (encap.ts): a window belongs to one
+ * incarnation of the sender, and the receiver accepts only the incarnation the sender announced
+ * on its authenticated control link, addressed to the receiver's own current incarnation
+ * (DatagramFreshness). No clock is read: two nodes whose clocks disagree by hours still accept
+ * each other's datagrams, and a datagram captured before either end restarted is refused.
  */
 
 const WORDS = 32; // a power of two
@@ -16,8 +18,6 @@ const WORD_MASK = BigInt(WORDS - 1);
 /** RFC 6479 keeps one word of the ring spare, so the usable window is (WORDS - 1) × 32. */
 export const WINDOW_BITS = (WORDS - 1) * 32;
 const WINDOW = BigInt(WINDOW_BITS);
-/** Low bits of a sequence number that count datagrams within one millisecond. */
-export const SEQ_SHIFT = 20n;
 
 export class ReplayWindow {
   #top: bigint;
@@ -59,23 +59,37 @@ export class ReplayWindow {
   }
 }
 
-/** The sender's side: strictly increasing sequence numbers tied to the wall clock. */
-export class SequenceSource {
-  #last = 0n;
-  readonly #now: () => number;
+/**
+ * The receiver's checks, per sending peer: the datagram is addressed to this incarnation of the
+ * receiver, comes from the incarnation the sender last announced on its control link, and its
+ * counter is new to that incarnation's window. Call only after the MAC verified.
+ */
+export class DatagramFreshness {
+  readonly #self: Uint8Array;
+  readonly #byPeer = new Map<string, { incarnation: Buffer; window: ReplayWindow }>();
 
-  constructor(now: () => number = Date.now) {
-    this.#now = now;
+  constructor(selfIncarnation: Uint8Array) {
+    this.#self = selfIncarnation;
   }
 
-  next(): bigint {
-    const t = BigInt(this.#now()) << SEQ_SHIFT;
-    this.#last = t > this.#last ? t : this.#last + 1n;
-    return this.#last;
+  /**
+   * Whether the datagram belongs to the current pair of incarnations: its receiver incarnation
+   * is ours and its sender incarnation is `announced` (null: the sender announced none yet).
+   */
+  current(announced: Uint8Array | null, senderIncarnation: Uint8Array, receiverIncarnation: Uint8Array): boolean {
+    return announced !== null && Buffer.compare(senderIncarnation, announced) === 0 && Buffer.compare(receiverIncarnation, this.#self) === 0;
   }
-}
 
-/** The floor for a receiver started at `startMs`: refuse what was stamped before it, less a grace for clock skew. */
-export function replayFloor(startMs: number, graceMs: number): bigint {
-  return BigInt(Math.max(0, startMs - graceMs)) << SEQ_SHIFT;
+  /**
+   * Accepts a counter of `peer`'s incarnation `incarnation` (checked current()) once. A new
+   * incarnation of the peer starts a new window: its counter starts again from 1.
+   */
+  accept(peer: string, incarnation: Uint8Array, counter: bigint): boolean {
+    let w = this.#byPeer.get(peer);
+    if (w === undefined || Buffer.compare(w.incarnation, incarnation) !== 0) {
+      w = { incarnation: Buffer.from(incarnation), window: new ReplayWindow(0n) };
+      this.#byPeer.set(peer, w);
+    }
+    return w.window.accept(counter);
+  }
 }

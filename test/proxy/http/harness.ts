@@ -118,6 +118,10 @@ export function serviceConfig(name: string, port: number, backends: readonly str
     quicCidLength: 8,
     slowStartMs: 0,
     accessLog,
+    routes: [],
+    rateLimit: null,
+    requestHeaders: null,
+    responseHeaders: null,
     timeouts: { connectMs: 3000, headerMs: 10_000, idleMs: 60_000, requestMs: 60_000, ...timeouts },
     backends: backends.map((address) => {
       const i = address.lastIndexOf(':');

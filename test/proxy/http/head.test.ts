@@ -199,3 +199,18 @@ test('error responses name the reason and leak nothing; keep-alive and close var
   assert.equal(errorStatus('header-too-large'), 431);
   assert.equal(errorStatus('no-backend'), 503);
 });
+
+test('over TLS the receiving node writes X-Forwarded-Proto and proto=https; a client value is dropped; an owner passes it on', () => {
+  const raw = ['Host', 'a', 'X-Forwarded-Proto', 'spoofed'];
+  const atIngress = writeRequestHead('GET', '/', raw, scanRequest(raw, null, false), '1.1 lb1', '10.0.0.1', 'lb1', false, 'https');
+  assert.deepEqual(fields(atIngress).filter(([n]) => /proto|forwarded$/i.test(n)), [
+    ['forwarded', 'for=10.0.0.1;proto=https;by=_lb1'],
+    ['x-forwarded-proto', 'https'],
+  ]);
+  const again = fields(atIngress).flat();
+  const atOwner = writeRequestHead('GET', '/', again, scanRequest(again, null, false), '1.1 lb2', null, 'lb2', false);
+  assert.ok(fields(atOwner).some(([n, v]) => n === 'x-forwarded-proto' && v === 'https'));
+  const plain = writeRequestHead('GET', '/', raw, scanRequest(raw, null, false), '1.1 lb1', '10.0.0.1', 'lb1', false);
+  assert.ok(fields(plain).some(([n, v]) => n === 'X-Forwarded-Proto' && v === 'spoofed'), 'a cleartext listener leaves the field alone');
+  assert.equal(forwardedElement('10.0.0.1', 'lb1', 'https'), 'for=10.0.0.1;proto=https;by=_lb1');
+});

@@ -11,9 +11,12 @@ import {
   verifyEncap,
   type EncapFields,
 } from '../../../src/proxy/udp/encap.js';
-import { ReplayWindow, SequenceSource, WINDOW_BITS, replayFloor, SEQ_SHIFT } from '../../../src/proxy/udp/replay.js';
+import { DatagramFreshness, ReplayWindow, WINDOW_BITS } from '../../../src/proxy/udp/replay.js';
 
 const KEY = deriveUdpKey('unit-test-secret-0123456789');
+const INC_A = Buffer.from('a1a2a3a4a5a6a7a8', 'hex');
+const INC_B = Buffer.from('b1b2b3b4b5b6b7b8', 'hex');
+const EPOCHS = { sender: INC_A, receiver: INC_B };
 const FIELDS: EncapFields = {
   type: EncapType.FORWARD,
   sender: 'lb1',
@@ -25,7 +28,7 @@ const FIELDS: EncapFields = {
 
 test('encap: round trip keeps every field and the payload, and the MAC verifies', () => {
   const payload = randomBytes(1200);
-  const buf = encodeEncap(KEY, FIELDS, 1_700_000_000_123, 0x0123_4567_89ab_cdefn, payload)!;
+  const buf = encodeEncap(KEY, FIELDS, EPOCHS, 0x0123_4567_89ab_cdefn, payload)!;
   assert.ok(buf);
   const p = parseEncap(buf)!;
   assert.ok(p);
@@ -35,19 +38,20 @@ test('encap: round trip keeps every field and the payload, and the MAC verifies'
   assert.equal(p.key, FIELDS.key);
   assert.deepEqual(p.client, FIELDS.client);
   assert.equal(p.ingress, 'lb1');
-  assert.equal(p.timestamp, 1_700_000_000_123);
+  assert.deepEqual(Buffer.from(p.senderIncarnation), INC_A);
+  assert.deepEqual(Buffer.from(p.receiverIncarnation), INC_B);
   assert.equal(p.counter, 0x0123_4567_89ab_cdefn);
   assert.deepEqual(Buffer.from(p.payload), payload);
   assert.equal(verifyEncap(KEY, p), true);
   // Empty payloads are datagrams too.
-  const empty = parseEncap(encodeEncap(KEY, { ...FIELDS, type: EncapType.REPLY, key: 'ab'.repeat(20) }, 1, 1n, Buffer.alloc(0))!)!;
+  const empty = parseEncap(encodeEncap(KEY, { ...FIELDS, type: EncapType.REPLY, key: 'ab'.repeat(20) }, EPOCHS, 1n, Buffer.alloc(0))!)!;
   assert.equal(empty.payload.length, 0);
   assert.equal(empty.type, EncapType.REPLY);
   assert.equal(verifyEncap(KEY, empty), true);
 });
 
 test('encap: any flipped bit, a wrong key or a cut MAC fails verification', () => {
-  const buf = encodeEncap(KEY, FIELDS, Date.now(), 42n, Buffer.from('hello'))!;
+  const buf = encodeEncap(KEY, FIELDS, EPOCHS, 42n, Buffer.from('hello'))!;
   for (let i = 0; i < buf.length; i++) {
     const bad = Buffer.from(buf);
     bad[i] ^= 0x01;
@@ -68,7 +72,7 @@ test('encap: the key is derived, not the secret; different secrets give differen
 test('encap: malformed framing is refused before any MAC work', () => {
   assert.equal(parseEncap(Buffer.alloc(0)), null);
   assert.equal(parseEncap(randomBytes(200)), null); // wrong magic (with overwhelming probability)
-  const buf = encodeEncap(KEY, FIELDS, Date.now(), 1n, Buffer.from('x'))!;
+  const buf = encodeEncap(KEY, FIELDS, EPOCHS, 1n, Buffer.from('x'))!;
   const v = Buffer.from(buf);
   v[2] = 9; // version
   assert.equal(parseEncap(v), null);
@@ -76,15 +80,16 @@ test('encap: malformed framing is refused before any MAC work', () => {
   t[3] = 7; // type
   assert.equal(parseEncap(t), null);
   const l = Buffer.from(buf);
-  l[18] = 250; // sender length runs past the end
+  l[28] = 250; // sender length runs past the end
   assert.equal(parseEncap(l), null);
 });
 
 test('encap: a datagram that would exceed the UDP limit once encapsulated is refused, never cut', () => {
-  const room = MAX_UDP_PAYLOAD - encodeEncap(KEY, FIELDS, 1, 1n, Buffer.alloc(0))!.length;
-  assert.ok(encodeEncap(KEY, FIELDS, 1, 1n, Buffer.alloc(room)));
-  assert.equal(encodeEncap(KEY, FIELDS, 1, 1n, Buffer.alloc(room + 1)), null);
-  assert.equal(encodeEncap(KEY, { ...FIELDS, sender: 'x'.repeat(256) }, 1, 1n, Buffer.alloc(1)), null);
+  const room = MAX_UDP_PAYLOAD - encodeEncap(KEY, FIELDS, EPOCHS, 1n, Buffer.alloc(0))!.length;
+  assert.ok(encodeEncap(KEY, FIELDS, EPOCHS, 1n, Buffer.alloc(room)));
+  assert.equal(encodeEncap(KEY, FIELDS, EPOCHS, 1n, Buffer.alloc(room + 1)), null);
+  assert.equal(encodeEncap(KEY, { ...FIELDS, sender: 'x'.repeat(256) }, EPOCHS, 1n, Buffer.alloc(1)), null);
+  assert.equal(encodeEncap(KEY, FIELDS, { sender: INC_A, receiver: Buffer.alloc(4) }, 1n, Buffer.alloc(1)), null, 'an incarnation of the wrong size');
   assert.ok(room > 65_000 && MAC_BYTES === 16);
 });
 
@@ -135,22 +140,18 @@ test('replay window: random order, no duplicate accepted, every fresh in-window 
   }
 });
 
-test('sequence source: strictly increasing, tied to the clock across restarts', () => {
-  let now = 1_000_000;
-  const a = new SequenceSource(() => now);
-  const s1 = a.next();
-  const s2 = a.next();
-  assert.ok(s2 > s1);
-  assert.equal(s1, BigInt(now) << SEQ_SHIFT);
-  // Many in one millisecond, then a "restart" a millisecond later: still higher.
-  let last = s2;
-  for (let i = 0; i < 1000; i++) last = a.next();
-  now += 1;
-  const b = new SequenceSource(() => now);
-  assert.ok(b.next() > last);
-  // A receiver started at t refuses what was stamped more than the grace before t.
-  const floor = replayFloor(2_000_000, 1000);
-  const w = new ReplayWindow(floor);
-  assert.equal(w.accept(new SequenceSource(() => 1_998_999).next()), false);
-  assert.equal(w.accept(new SequenceSource(() => 1_999_500).next()), true);
+test('freshness: only the current pair of incarnations passes; a new sender incarnation starts a new window', () => {
+  const f = new DatagramFreshness(INC_B);
+  assert.equal(f.current(INC_A, INC_A, INC_B), true);
+  assert.equal(f.current(null, INC_A, INC_B), false, 'the sender announced nothing yet');
+  assert.equal(f.current(INC_A, INC_B, INC_B), false, 'another (older) incarnation of the sender');
+  assert.equal(f.current(INC_A, INC_A, INC_A), false, 'addressed to another incarnation of the receiver');
+  assert.equal(f.accept('lb1', INC_A, 1n), true);
+  assert.equal(f.accept('lb1', INC_A, 1n), false, 'replay');
+  assert.equal(f.accept('lb1', INC_A, 2n), true);
+  // The sender restarted (a new OPEN announced INC_C): its counter starts at 1 again.
+  const INC_C = Buffer.from('c1c2c3c4c5c6c7c8', 'hex');
+  assert.equal(f.accept('lb1', INC_C, 1n), true);
+  assert.equal(f.accept('lb1', INC_C, 1n), false);
+  assert.equal(f.accept('lb2', INC_C, 1n), true, 'windows are per sender');
 });

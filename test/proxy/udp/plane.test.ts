@@ -2,13 +2,17 @@ import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { createSocket, type Socket } from 'node:dgram';
 import { EncapType, deriveUdpKey, encodeEncap, parseEncap, verifyEncap, type EncapFields } from '../../../src/proxy/udp/encap.js';
-import { SequenceSource } from '../../../src/proxy/udp/replay.js';
-import { SECRET, echoBackend, fakeCluster, metricValue, udpService, waitFor, type FakeCluster } from './harness.js';
+import { SECRET, echoBackend, fakeCluster, incarnationOf, metricValue, udpService, waitFor, type FakeCluster } from './harness.js';
 
 // Ports 17410-17419 (this file). lb1 is a real node; lb2 is played by a raw socket on its address.
 const PEER_BASE = 17410;
 const KEY = deriveUdpKey(SECRET);
-const seq = new SequenceSource();
+let counter = 0n;
+const next = (): bigint => ++counter;
+// lb2 → lb1, as the control links agreed (harness.ts: incarnationOf).
+const EPOCHS = { sender: incarnationOf('lb2'), receiver: incarnationOf('lb1') };
+const OLD_LB2 = { sender: Buffer.alloc(8, 0x77), receiver: incarnationOf('lb1') };
+const OLD_LB1 = { sender: incarnationOf('lb2'), receiver: Buffer.alloc(8, 0x66) };
 
 let cluster: FakeCluster;
 let backend: Awaited<ReturnType<typeof echoBackend>>;
@@ -16,7 +20,7 @@ let fake: Socket;
 const got: Buffer[] = [];
 const LB1 = { host: '127.0.0.1', port: PEER_BASE };
 
-function datagram(over: Partial<EncapFields> = {}, payload = 'hello', ts = Date.now(), counter = seq.next(), key = KEY): Buffer {
+function datagram(over: Partial<EncapFields> = {}, payload = 'hello', epochs = EPOCHS, counter = next(), key = KEY): Buffer {
   const f: EncapFields = {
     type: EncapType.FORWARD,
     sender: 'lb2',
@@ -26,7 +30,7 @@ function datagram(over: Partial<EncapFields> = {}, payload = 'hello', ts = Date.
     ingress: 'lb2',
     ...over,
   };
-  return encodeEncap(key, f, ts, counter, Buffer.from(payload))!;
+  return encodeEncap(key, f, epochs, counter, Buffer.from(payload))!;
 }
 
 function sendFrom(sock: Socket, buf: Buffer): Promise<void> {
@@ -53,7 +57,7 @@ after(async () => {
 test('plane: an authenticated forward is served and the reply comes back encapsulated to the ingress node', async () => {
   await sendFrom(fake, datagram());
   await waitFor(() => got.length === 1, 3000, 'encapsulated reply');
-  const p = parseEncap(got[0]!)!;
+  const p = parseEncap(got[0])!;
   assert.ok(p && verifyEncap(KEY, p));
   assert.equal(p.type, EncapType.REPLY);
   assert.equal(p.sender, 'lb1');
@@ -82,15 +86,15 @@ test('plane: forged, unauthenticated or misdirected datagrams are dropped, each 
   await new Promise<void>((r) => stranger.bind(0, '127.0.0.2', r));
   try {
     await sendFrom(fake, Buffer.from('not a tandem datagram at all, just bytes'));
-    await sendFrom(fake, datagram({}, 'x', Date.now(), seq.next(), deriveUdpKey('the-wrong-secret-0123456789'))); // mac
+    await sendFrom(fake, datagram({}, 'x', EPOCHS, next(), deriveUdpKey('the-wrong-secret-0123456789'))); // mac
     const flipped = datagram({}, 'flip');
     flipped[flipped.length - 20] ^= 0x40;
     await sendFrom(fake, flipped); // mac
     await sendFrom(fake, datagram({ sender: 'lb9', ingress: 'lb9' })); // unknown-sender
     await sendFrom(fake, datagram({ sender: 'lb1', ingress: 'lb1' })); // claims to be the receiver itself
     await sendFrom(stranger, datagram()); // right key, right sender id, wrong source port
-    await sendFrom(fake, datagram({}, 'old', Date.now() - 31_000)); // timestamp
-    await sendFrom(fake, datagram({}, 'future', Date.now() + 31_000)); // timestamp
+    await sendFrom(fake, datagram({}, 'old', OLD_LB2)); // stale: an earlier incarnation of the sender
+    await sendFrom(fake, datagram({}, 'old', OLD_LB1)); // stale: for an earlier incarnation of the receiver
     await sendFrom(fake, datagram({ type: EncapType.REPLY, ingress: 'lb3' })); // reply not for lb1
     await sendFrom(fake, datagram({ ingress: 'lb1' })); // forward claiming another ingress
     await waitFor(() => cluster.node('lb1').plane.stats.rejected >= 12, 3000, 'rejections');
@@ -101,7 +105,7 @@ test('plane: forged, unauthenticated or misdirected datagrams are dropped, each 
   assert.equal(await rejected('mac'), 2);
   assert.equal(await rejected('unknown-sender'), 2);
   assert.equal(await rejected('source-mismatch'), 1);
-  assert.equal(await rejected('timestamp'), 2);
+  assert.equal(await rejected('stale'), 2);
   assert.equal(await rejected('misrouted'), 2);
   assert.equal(backend.count(), before, 'nothing forged reached the backend');
 });

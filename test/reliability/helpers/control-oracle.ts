@@ -13,7 +13,7 @@ const MAX_KEY_BYTES = 65_535;
 const MAX_NAME_BYTES = 4096;
 const MIN_ENTRY_BYTES = 21;
 /** hlc.ts DEFAULT_MAX_AHEAD_MS: remote versions further ahead than this are refused (not a frame rejection). */
-const HLC_MAX_AHEAD_MS = 60_000;
+const HLC_MAX_AHEAD_MS = 24 * 3_600_000;
 
 export type Reason = 'garbage' | 'oversized' | 'malformed' | 'protocol';
 

@@ -6,7 +6,8 @@
  * Messages: { id, cmd, args } → { id, ok, result } | { id, ok: false, error }.
  */
 import { Agent, request } from 'node:http';
-import { httpBackend, type Backend } from '../../helpers/backends.js';
+import { httpBackend, udpBackend, type Backend } from '../../helpers/backends.js';
+import { MixedLoad, idTcpBackend, percentile, type MixedTargets, type ProtoFigures } from './mixed-load.js';
 
 const backends: Backend[] = [];
 const agent = new Agent({ keepAlive: true, maxSockets: 32 });
@@ -77,11 +78,71 @@ async function load(a: LoadArgs): Promise<LoadResult> {
   return out;
 }
 
+/** What a mixed load's figures look like over IPC (Maps and Sets flattened). */
+export interface MixedResult {
+  readonly [proto: string]: { ops: number; ok: number; failed: number; cut: number; errors: string[]; backends: Record<string, string[]>; p50: number; p99: number; max: number };
+}
+
+function flat(f: ProtoFigures): MixedResult[string] {
+  return {
+    ops: f.ops,
+    ok: f.ok,
+    failed: f.failed,
+    cut: f.cut,
+    errors: f.errors,
+    backends: Object.fromEntries([...f.backends].map(([k, s]) => [k, [...s]])),
+    p50: percentile(f.all, 50),
+    p99: percentile(f.all, 99),
+    max: f.all.length ? Math.max(...f.all) : 0,
+  };
+}
+
+const mixed = new Map<string, MixedLoad>();
+
 async function handle(cmd: string, args: Record<string, unknown>): Promise<unknown> {
   switch (cmd) {
     case 'backends': {
       for (const [i, port] of (args.ports as number[]).entries()) backends.push(await httpBackend(`b${i + 1}`, args.host as string, port));
       return backends.map((b) => b.address);
+    }
+    case 'mixed-backends': {
+      // HTTP, TCP and UDP backends named h1…, t1…, u1… on the given ports of this namespace.
+      const host = args.host as string;
+      const out: Record<string, string[]> = { http: [], tcp: [], udp: [] };
+      for (const [i, port] of (args.http as number[]).entries()) {
+        const b = await httpBackend(`h${i + 1}`, host, port);
+        backends.push(b);
+        out.http!.push(b.address);
+      }
+      for (let i = 0; i < (args.tcp as number); i++) {
+        const b = await idTcpBackend(`t${i + 1}`, host);
+        backends.push(b);
+        out.tcp!.push(b.address);
+      }
+      for (let i = 0; i < (args.udp as number); i++) {
+        const b = await udpBackend(`u${i + 1}`, host);
+        backends.push(b);
+        out.udp!.push(b.address);
+      }
+      return out;
+    }
+    case 'mixed-start': {
+      const hosts = args.hosts as string[];
+      const m = new MixedLoad(args.targets as MixedTargets, { hosts, up: () => hosts, epochOf: () => 0, pauseMs: (args.pauseMs as number | undefined) ?? 10 });
+      mixed.set((args.name as string | undefined) ?? 'load', m);
+      m.start();
+      return null;
+    }
+    case 'mixed-window': {
+      const w = mixed.get((args.name as string | undefined) ?? 'load')!.window();
+      return { http: percentile(w.http, 99), tcp: percentile(w.tcp, 99), udp: percentile(w.udp, 99), n: w.http.length + w.tcp.length + w.udp.length };
+    }
+    case 'mixed-stop': {
+      const name = (args.name as string | undefined) ?? 'load';
+      const m = mixed.get(name)!;
+      await m.stop();
+      mixed.delete(name);
+      return { http: flat(m.http), tcp: flat(m.tcp), udp: flat(m.udp), udpCounts: m.udpCounts };
     }
     case 'get': {
       const r = await get(args.url as string, {}, (args.timeoutMs as number | undefined) ?? 3000);
@@ -90,6 +151,7 @@ async function handle(cmd: string, args: Record<string, unknown>): Promise<unkno
     case 'load':
       return load(args as unknown as LoadArgs);
     case 'exit':
+      for (const m of mixed.values()) await m.stop();
       agent.destroy();
       await Promise.all(backends.map((b) => b.close()));
       setImmediate(() => process.exit(0));

@@ -9,6 +9,7 @@ import { once } from 'node:events';
 import { deriveAuthKey, initiateHandshake } from '../../../src/cluster/handshake.js';
 import { ByteWriter, FrameType } from '../../../src/cluster/frame.js';
 import { EntryBatchEncoder } from '../../../src/cluster/entry-codec.js';
+import { encodeOpen } from '../../../src/cluster/replication.js';
 import type { FlowEntry } from '../../../src/cluster/flow-entry.js';
 import type { ChannelType } from '../../../src/cluster/cluster-options.js';
 import { TEST_SECRET } from '../../helpers/cluster.js';
@@ -111,4 +112,39 @@ export function bindUdp(socket: import('node:dgram').Socket, port: number, host:
       resolve();
     });
   });
+}
+
+/**
+ * Plays node `as` on an authenticated control link just long enough to exchange OPENs: the node
+ * learns `incarnation` as `as`'s (what its UDP data plane binds datagrams from `as` to) and we
+ * learn the node's. Resolves once the node has acted on our OPEN (its RESYNC_BEGIN arrived), then
+ * closes the link.
+ */
+export async function announce(target: PeerTarget, as: string, incarnation: Buffer): Promise<{ theirs: Buffer }> {
+  const s = await authConnect(target, as, 'control');
+  try {
+    let buf = Buffer.alloc(0);
+    let theirs: Buffer | null = null;
+    const done = new Promise<void>((resolve, reject) => {
+      const timer = setTimeout(() => reject(new Error(`no OPEN/RESYNC_BEGIN from ${target.id}`)), 20_000);
+      s.on('data', (d: Buffer) => {
+        buf = Buffer.concat([buf, d]);
+        while (buf.length >= 6 && buf.length >= 4 + buf.readUInt32BE(0)) {
+          const len = buf.readUInt32BE(0);
+          if (buf[5] === FrameType.OPEN) theirs = Buffer.from(buf.subarray(6, 14));
+          if (buf[5] === FrameType.RESYNC_BEGIN && theirs !== null) {
+            clearTimeout(timer);
+            resolve();
+          }
+          buf = buf.subarray(4 + len);
+        }
+      });
+      s.once('close', () => reject(new Error(`${target.id} closed the control link`)));
+    });
+    s.write(Buffer.from(encodeOpen(incarnation, true, null, 0)));
+    await done;
+    return { theirs: theirs! };
+  } finally {
+    s.destroy();
+  }
 }
