@@ -115,7 +115,7 @@ function exchangePeer(bytes: Buffer, key: string, maxMs = 3500): Promise<Outcome
       settled = true;
       clearTimeout(hard);
       const all = Buffer.concat(chunks);
-      const closed = all.length >= PREFIX_BYTES && (all[1]! & PREFIX_CLOSE) !== 0;
+      const closed = all.length >= PREFIX_BYTES && (all[1] & PREFIX_CLOSE) !== 0;
       const text = all.subarray(PREFIX_BYTES).toString('latin1');
       const statuses = [...text.matchAll(/(?:^|\r\n)HTTP\/1\.[01] (\d{3}) /g)].map((m) => Number(m[1]));
       resolve({ statuses, closed, text });

@@ -394,18 +394,18 @@ export class ClientConnection implements ParserSink, Downstream {
     const p = this.#pending;
     const n = p.length;
     if (n === 0) return;
-    if (n === 1) this.#send(p[0]!);
+    if (n === 1) this.#send(p[0]);
     else if (this.#pendingBytes <= JOIN_BYTES) {
       const b = Buffer.allocUnsafe(this.#pendingBytes);
       let o = 0;
       for (let i = 0; i < n; i++) {
-        const c = p[i]!;
+        const c = p[i];
         o += typeof c === 'string' ? b.write(c, o, 'latin1') : c.copy(b, o);
       }
       this.#send(b);
     } else {
       this.socket.cork();
-      for (let i = 0; i < n; i++) this.#send(p[i]!);
+      for (let i = 0; i < n; i++) this.#send(p[i]);
       this.socket.uncork();
     }
     p.length = 0;

@@ -112,7 +112,7 @@ export class PeerForward implements Upstream, MuxHandler {
       }
       this.#prefix = null;
       this.#started = true;
-      this.#close = (data[1]! & PREFIX_CLOSE) !== 0;
+      this.#close = (data[1] & PREFIX_CLOSE) !== 0;
       ex.respondStarted(data.readUInt16BE(2), this.#close);
       this.#settle(SERVED);
       data = data.subarray(PREFIX_BYTES);
@@ -143,8 +143,8 @@ export class PeerForward implements Upstream, MuxHandler {
     switch (code) {
       case ResetCode.REFUSED:
       case ResetCode.DRAINING:
-        // Nothing of it was consumed: the next owner, whatever the method.
-        return this.#failed(tryNext('peer-unavailable', false));
+        // Nothing of it was consumed: the next owner, whatever the method — if the body sent so far is still held.
+        return this.#failed(ex.mayRetry(false) ? tryNext('peer-unavailable', false) : stop('peer-unavailable'));
       case ResetCode.CONNECTION_LOST:
         // The owner may have had it: only what can safely be done twice goes on.
         return this.#failed(ex.mayRetry(true) ? tryNext('peer-unavailable', true) : stop('peer-unavailable'));

@@ -340,7 +340,7 @@ export function writeResponseHead(status: number, reason: string, raw: readonly 
   for (let i = 0; i + 1 < raw.length; i += 2) {
     const name = raw[i];
     const n = name.length;
-    if (n === 10 && is(name, 'connection')) nom = nominate(raw[i + 1]!, nom, noop);
+    if (n === 10 && is(name, 'connection')) nom = nominate(raw[i + 1], nom, noop);
   }
   for (let i = 0; i + 1 < raw.length; i += 2) {
     const name = raw[i];

@@ -64,9 +64,9 @@ class State {
 
 function pour(counts: Float64Array, children: readonly Inc[]): void {
   for (let i = 0; i < counts.length; i++) {
-    const n = counts[i]!;
+    const n = counts[i];
     if (n === 0) continue;
-    children[i]!.inc(n);
+    children[i].inc(n);
     counts[i] = 0;
   }
 }
@@ -103,8 +103,8 @@ class DurationHistogram {
       if (s.count === 0) continue;
       let acc = 0;
       for (let i = 0; i < BUCKETS.length; i++) {
-        acc += s.buckets[i]!;
-        values.push({ labels: { le: BUCKETS[i]!, service }, value: acc, metricName: `${DURATION}_bucket` });
+        acc += s.buckets[i];
+        values.push({ labels: { le: BUCKETS[i], service }, value: acc, metricName: `${DURATION}_bucket` });
       }
       values.push({ labels: { le: '+Inf', service }, value: s.count, metricName: `${DURATION}_bucket` });
       values.push({ labels: { service }, value: s.sum, metricName: `${DURATION}_sum` });
@@ -166,7 +166,7 @@ export class ServiceMetrics {
     const s = this.#s;
     s.requests[(hop === 'local' ? 0 : hop === 'primary' ? 1 : 2) * 5 + classIndex(status)]++;
     let i = 0;
-    while (i < BUCKETS.length && seconds > BUCKETS[i]!) i++;
+    while (i < BUCKETS.length && seconds > BUCKETS[i]) i++;
     s.buckets[i]++;
     s.sum += seconds;
     s.count++;

@@ -2,7 +2,7 @@
  * The owner side of the peer hop: requests a peer forwarded on the multiplexer (peer-head.ts).
  * The head from the OPEN frame and the body from the stream are parsed by the same llhttp request
  * parser as a client connection's, so every framing rule holds on this side too; the request is
- * served here and never forwarded again (docs/design.md, the routing rule). The response goes back
+ * served here and never forwarded again (docs/design.md §1, the routing rule). The response goes back
  * as the 4-byte prefix and the exact bytes for the client; the writes of one backend read leave as
  * one stream write.
  *

@@ -102,10 +102,10 @@ export function ensureParser(): void {
   probe[P.kOnMessageComplete] = noop;
   probe[P.kOnExecute] = null;
   for (const m of METHODS) {
-    got = -1;
     probe.initialize(P.REQUEST, RESOURCE, 0, 0);
     const r = probe.execute(Buffer.from(`${m} / HTTP/1.1\r\nHost: x\r\n\r\n`, 'latin1'));
     if (typeof r === 'number' && got >= 0) names[got] = m;
+    got = -1;
   }
   probe.close();
   if (names[1] !== 'GET' && !names.includes('GET')) throw new ParserUnavailableError(`llhttp binding in Node ${process.version} does not report methods as expected`);
@@ -114,6 +114,10 @@ export function ensureParser(): void {
 }
 
 function noop(): void {}
+
+function asError(e: unknown): Error {
+  return e instanceof Error ? e : new Error(String(e));
+}
 
 /** What a parser reports to its owner (a client connection, a backend connection, a peer stream). */
 export interface ParserSink {
@@ -209,7 +213,7 @@ export class HttpParser {
     this.executing = true;
     const r = this.#native.execute(buf);
     this.executing = false;
-    if (this.threw !== undefined) throw this.threw;
+    if (this.threw !== undefined) throw asError(this.threw);
     if (typeof r === 'number') return r;
     return this.#failed(r);
   }
@@ -268,7 +272,7 @@ export class HttpParser {
     this.executing = true;
     const r = this.#native.finish();
     this.executing = false;
-    if (this.threw !== undefined) throw this.threw;
+    if (this.threw !== undefined) throw asError(this.threw);
     return r === undefined ? 0 : this.#failed(r);
   }
 

@@ -60,9 +60,9 @@ export function encodePeerHead(flags: number, service: string, key: string, clie
 /** Decodes an OPEN payload; null when it is not one (a bad or newer peer: refused, counted). */
 export function decodePeerHead(b: Buffer): PeerHead | null {
   if (b.length < 8 || b[0] !== PEER_HEAD_VERSION) return null;
-  const flags = b[1]!;
+  const flags = b[1];
   let o = 2;
-  const sl = b[o++]!;
+  const sl = b[o++];
   if (o + sl + 2 > b.length) return null;
   const service = b.toString('latin1', o, o + sl);
   o += sl;
@@ -71,7 +71,7 @@ export function decodePeerHead(b: Buffer): PeerHead | null {
   if (o + kl + 1 > b.length) return null;
   const key = b.toString('utf8', o, o + kl);
   o += kl;
-  const cl = b[o++]!;
+  const cl = b[o++];
   if (o + cl > b.length) return null;
   const client = b.toString('latin1', o, o + cl);
   o += cl;

@@ -1,5 +1,5 @@
 /**
- * The HTTP service of one node (docs/design.md, the routing rule; docs/http.md): a client-facing
+ * The HTTP service of one node (docs/design.md §1, the routing rule; docs/http.md): a client-facing
  * HTTP/1.1 listener on raw sockets (client.ts, llhttp through parser.ts) whose every request goes
  * through the node's one forwarding loop (hops.ts) — served here from a pooled keep-alive backend
  * connection (backend.ts), or sent to the flow's owner on a peer multiplexer stream (forward.ts),
@@ -247,7 +247,13 @@ export class HttpServiceProxy implements ServiceProxy, ClientHost, OwnerHost, Fo
 
   // ---- client side -------------------------------------------------------------------------
 
-  readonly #onConnection = (socket: Socket): void => {
+  readonly #onConnection = (socket: Socket): void => this.accept(socket);
+
+  /**
+   * A client connection to serve: accepted by this service's listener, or handed over by a TLS
+   * listener once secured (a tls.TLSSocket is a Socket; see docs/tls.md, "For the HTTP engine").
+   */
+  accept(socket: Socket): void {
     const raw = socket.remoteAddress;
     if (raw === undefined) return void socket.destroy();
     const ip = normalizeAddress(raw);
@@ -259,7 +265,7 @@ export class HttpServiceProxy implements ServiceProxy, ClientHost, OwnerHost, Fo
       const key = connectionKey(ip, port);
       socket.once('close', () => this.#ctx.router.end(this.name, key));
     }
-  };
+  }
 
   closed(conn: ClientConnection): void {
     this.#conns.delete(conn);

@@ -40,7 +40,7 @@ after(async () => {
  */
 class KeepAliveClient {
   readonly #s: net.Socket;
-  #buf = Buffer.alloc(0);
+  #buf: Buffer = Buffer.alloc(0);
   #want: ((r: { status: number; body: string } | Error) => void) | null = null;
   closed = false;
 
@@ -113,7 +113,7 @@ test('kill -9 of a primary under 50 keep-alive connections for 5 s: 0 failed req
   const clients = Array.from({ length: CONNECTIONS }, (_, i) => new KeepAliveClient(c.node(i % 2 === 0 ? 'lb1' : 'lb2').host));
   const load = clients.map(async (client, w) => {
     for (let i = 0; i < MAX_PER_CONNECTION && Date.now() < stopAt; i++) {
-      const s = sessions[(w * 7 + i) % sessions.length]!;
+      const s = sessions[(w * 7 + i) % sessions.length];
       const r = await client.get(s);
       if (r instanceof Error || r.status !== 200) {
         failures.push(`${s}: ${r instanceof Error ? r.message : `${r.status} ${r.body}`}`);

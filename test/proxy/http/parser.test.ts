@@ -29,10 +29,10 @@ class Collect implements ParserSink {
     return this.skip ? SKIP_BODY : 0;
   }
   onBody(chunk: Buffer): void {
-    this.msgs[this.msgs.length - 1]!.body += chunk.toString('latin1');
+    this.msgs[this.msgs.length - 1].body += chunk.toString('latin1');
   }
   onMessageEnd(): void {
-    this.msgs[this.msgs.length - 1]!.complete = true;
+    this.msgs[this.msgs.length - 1].complete = true;
   }
 }
 
@@ -47,7 +47,7 @@ test('a request head in one read, and the same head one byte at a time', () => {
   const raw = 'GET /a?b=1 HTTP/1.1\r\nHost: x\r\nX-A: 1\r\n\r\n';
   for (const pieces of [[raw], raw.split('')]) {
     const { sink, results, p } = parse('request', pieces);
-    assert.ok(results.every((r, i) => r === pieces[i]!.length));
+    assert.ok(results.every((r, i) => r === pieces[i].length));
     assert.deepEqual(sink.msgs, [{ method: 'GET', url: '/a?b=1', status: 0, version: '1.1', headers: ['Host', 'x', 'X-A', '1'], keepAlive: true, upgrade: false, body: '', complete: true }]);
     releaseParser(p);
   }
@@ -57,7 +57,7 @@ test('more fields than the binding passes at once (its slow path) arrive whole a
   const names = Array.from({ length: 100 }, (_, i) => `X-F${i}`);
   const raw = `PUT /${'u'.repeat(300)} HTTP/1.1\r\nHost: x\r\n${names.map((n, i) => `${n}: v${i}\r\n`).join('')}\r\n`;
   const { sink, p } = parse('request', [raw.slice(0, 700), raw.slice(700)]);
-  const m = sink.msgs[0]!;
+  const m = sink.msgs[0];
   assert.equal(m.method, 'PUT');
   assert.equal(m.url, `/${'u'.repeat(300)}`);
   assert.equal(m.headers.length, 2 + names.length * 2);
@@ -76,7 +76,7 @@ test('pipelined requests, bodies by length and by chunks; trailers are not field
     ['/2', 'abcde', true, true, '1.1'],
     ['/3', '', true, false, '1.0'],
   ]);
-  assert.deepEqual(sink.msgs[1]!.headers, ['Host', 'x', 'Transfer-Encoding', 'chunked']);
+  assert.deepEqual(sink.msgs[1].headers, ['Host', 'x', 'Transfer-Encoding', 'chunked']);
   releaseParser(p);
 });
 
@@ -108,7 +108,7 @@ test('an upgrade stops the parse at the end of its head: the rest is the new pro
   const head = 'GET /ws HTTP/1.1\r\nHost: x\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n\r\n';
   const { sink, results, p } = parse('request', [`${head}RAW-BYTES`]);
   assert.equal(results[0], head.length);
-  assert.equal(sink.msgs[0]!.upgrade, true);
+  assert.equal(sink.msgs[0].upgrade, true);
   releaseParser(p);
 });
 
@@ -124,9 +124,9 @@ test('responses: 1xx then the real one, a HEAD response without its body, a body
   assert.deepEqual(sink.msgs.map((m) => [m.status, m.complete]), [[200, true], [204, true]]);
   releaseParser(p);
   const r3 = parse('response', ['HTTP/1.0 200 OK\r\n\r\nuntil ', 'the close']);
-  assert.equal(r3.sink.msgs[0]!.complete, false);
+  assert.equal(r3.sink.msgs[0].complete, false);
   assert.equal(r3.p.finish(), 0);
-  assert.deepEqual([r3.sink.msgs[0]!.body, r3.sink.msgs[0]!.complete, r3.sink.msgs[0]!.keepAlive], ['until the close', true, false]);
+  assert.deepEqual([r3.sink.msgs[0].body, r3.sink.msgs[0].complete, r3.sink.msgs[0].keepAlive], ['until the close', true, false]);
   releaseParser(r3.p);
   const r4 = parse('response', ['HTTP/1.1 200 OK\r\nContent-Length: 10\r\n\r\nshort']);
   assert.equal(r4.p.finish(), -1, 'a body cut short by the close is an error');
