@@ -145,6 +145,9 @@ export class PeerForward implements Upstream, MuxHandler {
       case ResetCode.DRAINING:
         // Nothing of it was consumed: the next owner, whatever the method — if the body sent so far is still held.
         return this.#failed(ex.mayRetry(false) ? tryNext('peer-unavailable', false) : stop('peer-unavailable'));
+      case ResetCode.UNREACHABLE:
+        // The dial failed: nothing was sent, and the owner did not answer (suspect).
+        return this.#failed(ex.mayRetry(false) ? tryNext('peer-unavailable', true) : stop('peer-unavailable'));
       case ResetCode.CONNECTION_LOST:
         // The owner may have had it: only what can safely be done twice goes on.
         return this.#failed(ex.mayRetry(true) ? tryNext('peer-unavailable', true) : stop('peer-unavailable'));

@@ -156,7 +156,7 @@ export class PeerTunnel implements Upstream, MuxHandler, Swept {
   onReset(code: ResetCodeValue): void {
     if (this.#pump !== null) return this.#pump.reset();
     // A GET whose head is in memory: any owner that did not answer may be skipped.
-    this.#failed(code === ResetCode.REFUSED || code === ResetCode.DRAINING ? tryNext('peer-unavailable', false) : code === ResetCode.CONNECTION_LOST ? tryNext('peer-unavailable', true) : stop('peer-unavailable'));
+    this.#failed(code === ResetCode.REFUSED || code === ResetCode.DRAINING ? tryNext('peer-unavailable', false) : code === ResetCode.CONNECTION_LOST || code === ResetCode.UNREACHABLE ? tryNext('peer-unavailable', true) : stop('peer-unavailable'));
   }
 
   onDrain(): void {
