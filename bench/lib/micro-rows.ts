@@ -18,8 +18,8 @@ export function microRows(r: MicroResult): MicroRow[] {
       if (!item || typeof item !== 'object') return;
       const o = item as Record<string, unknown>;
       const label = (v: unknown) => (typeof v === 'string' || typeof v === 'number' ? String(v) : JSON.stringify(v));
-      const tag = o.nodes !== undefined ? `${label(o.nodes)} nodes` : o.policy !== undefined ? label(o.policy) : `#${i + 1}`;
-      addObject(`${r.name} (${tag})`, o, ['nodes', 'policy']);
+      const tag = o.nodes !== undefined ? `${label(o.nodes)} nodes` : o.policy !== undefined ? label(o.policy) : o.routes !== undefined ? `${label(o.routes)} routes` : `#${i + 1}`;
+      addObject(`${r.name} (${tag})`, o, ['nodes', 'policy', 'routes']);
     });
   } else if (f && typeof f === 'object') {
     addObject(r.name, f as Record<string, unknown>, []);

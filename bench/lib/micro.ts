@@ -11,6 +11,7 @@ export const MICROS: ReadonlyArray<{ name: string; module: string; fn: string; t
   { name: 'flow-table', module: 'flow-table', fn: 'benchFlowTable', title: 'flow table' },
   { name: 'replication', module: 'replication', fn: 'benchReplication', title: 'replication across 3 nodes' },
   { name: 'selectors', module: 'selectors', fn: 'benchSelectors', title: 'backend selectors' },
+  { name: 'routes', module: 'routes', fn: 'benchRoutes', title: 'route match (10 and 1,000 routes)' },
 ];
 
 export async function runMicro(quick: boolean, timeoutMs: number, log: (s: string) => void, node = process.execPath): Promise<MicroResult[]> {

@@ -10,6 +10,8 @@ const USAGE = `usage:
   tandem start --config FILE --node ID [--host HOST] [--peer-port P] [--admin-port P] [--weight W]
                                               run one node (SIGTERM drains and exits, SIGHUP reloads);
                                               --host starts a node the file does not list (discovery)
+  tandem announce --config FILE --node ID [--metrics HOST:PORT] [--host HOST] [--admin-port P]
+                                              the node's route watchdog: runs cluster.announce's up/down on /readyz
   tandem validate --config FILE               check a config: "ok" or one line per problem
   tandem config push --config FILE [--wait MS]
                                               validate FILE and store its services in etcd; every node
@@ -42,6 +44,7 @@ export async function main(argv: readonly string[], io: Io = stdio): Promise<num
         json: { type: 'boolean' },
         token: { type: 'string' },
         'log-level': { type: 'string' },
+        metrics: { type: 'string' },
         host: { type: 'string' },
         'peer-port': { type: 'string' },
         'admin-port': { type: 'string' },
@@ -81,6 +84,14 @@ export async function main(argv: readonly string[], io: Io = stdio): Promise<num
       if (!Number.isInteger(wait) || wait < 0 || wait > 600_000) return usageError(io, '--wait must be a number of milliseconds from 0 to 600000');
       const { configPushCommand, configStatusCommand } = await import('./config-push.js');
       return sub === 'push' ? configPushCommand({ config: args.config, waitMs: wait }, io) : configStatusCommand({ config: args.config }, io);
+    }
+    case 'announce': {
+      if (!args.config || !args.node) return usageError(io, 'announce needs --config FILE and --node ID');
+      const { parseSelfFlags } = await import('./start.js');
+      const self = parseSelfFlags(args.node, { host: args.host, peerPort: args['peer-port'], adminPort: args['admin-port'], weight: args.weight });
+      if (typeof self === 'string') return usageError(io, self);
+      const { announceCommand } = await import('./announce.js');
+      return announceCommand({ config: args.config, node: args.node, metrics: args.metrics, logLevel: args['log-level'], self }, io);
     }
     case 'status': {
       const { statusCommand } = await import('./status.js');

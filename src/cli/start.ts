@@ -2,8 +2,10 @@
  * `tandem start --config FILE --node ID [--host HOST] [--peer-port P] [--admin-port P] [--weight W]`:
  * one node in the foreground. The flags describe a node the file does not list (it joins through
  * cluster.discovery) or override the file's values for this node; they are laid over the file at
- * every reload too. SIGTERM (and SIGINT) drain and exit 0; SIGHUP reloads the config file,
- * refusing an invalid one whole and keeping the running config.
+ * every reload too. SIGTERM (and SIGINT) drain and exit 0 — first turning not ready and serving on
+ * for `cluster.announce.withdrawGraceMs` when a route watchdog announces the node (a second signal
+ * cuts that short); SIGHUP reloads the config file, refusing an invalid one whole and keeping the
+ * running config.
  */
 import { loadConfigFile, ConfigError, formatIssue } from '../config/load.js';
 import { applyLayers, type SelfLayer } from '../config/layers.js';
@@ -67,7 +69,11 @@ export async function startCommand(args: { config: string; node: string; logLeve
   return new Promise<number>((resolve) => {
     let stopping = false;
     const stop = (signal: string) => {
-      if (stopping) return;
+      // A second signal while the node waits for its route to be withdrawn: drain now.
+      if (stopping) {
+        if (node.endGrace()) node.logger.warn({ signal }, 'withdraw grace cut short');
+        return;
+      }
       stopping = true;
       node.logger.info({ signal }, 'stopping');
       node.shutdown().then(

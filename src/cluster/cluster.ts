@@ -83,7 +83,6 @@ export interface ClusterEvents {
 
 export class Cluster extends EventEmitter<ClusterEvents> {
   readonly #selfId: string;
-  readonly #settings: ClusterSettings;
   readonly #log: Logger;
   readonly #transport: PeerTransport;
   readonly #membership: Membership;
@@ -104,7 +103,6 @@ export class Cluster extends EventEmitter<ClusterEvents> {
       throw new TandemError(ErrorCodes.CONFIG_INVALID, `cluster: need 0 < heartbeatMs < failureTimeoutMs, got ${s.heartbeatMs} and ${s.failureTimeoutMs}`);
     }
     this.#selfId = opts.selfId;
-    this.#settings = s;
     this.#nodes = s.nodes;
     this.#nodeIds = s.nodes.map((n) => n.id);
     const tuning: ClusterTuning = { ...DEFAULT_TUNING, ...opts.tuning };

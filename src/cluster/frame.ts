@@ -38,6 +38,8 @@ export const FrameType = {
   RESYNC_END: 0x16,
   // Control link, cluster-wide state beside the flow table (cluster.ts, onControlFrame()).
   TLS_TICKET_KEYS: 0x17,
+  RATE_COUNTS: 0x18,
+  ACME_STATE: 0x19,
 } as const;
 export type FrameTypeCode = (typeof FrameType)[keyof typeof FrameType];
 
@@ -51,9 +53,11 @@ export const CONTROL_FRAME_TYPES: ReadonlySet<number> = new Set([
   FrameType.SNAPSHOT_CHUNK,
   FrameType.RESYNC_END,
   FrameType.TLS_TICKET_KEYS,
+  FrameType.RATE_COUNTS,
+  FrameType.ACME_STATE,
 ]);
 /** Control frames owned by a handler registered with Cluster.onControlFrame(); ignored when none is. */
-export const EXTENSION_FRAME_TYPES: ReadonlySet<number> = new Set([FrameType.TLS_TICKET_KEYS]);
+export const EXTENSION_FRAME_TYPES: ReadonlySet<number> = new Set([FrameType.TLS_TICKET_KEYS, FrameType.RATE_COUNTS, FrameType.ACME_STATE]);
 
 export interface Frame {
   readonly type: number;

@@ -3,7 +3,8 @@
  * Every problem is collected in one pass and reported as `<path>: <problem>`; a config is either
  * valid whole or refused whole (reload relies on that).
  */
-import { readFileSync, existsSync } from 'node:fs';
+import { readFileSync, existsSync, statSync } from 'node:fs';
+import { isIP } from 'node:net';
 import { resolve, dirname, isAbsolute } from 'node:path';
 import { parseDocument } from 'yaml';
 import type { ZodIssue } from 'zod';
@@ -166,6 +167,8 @@ function crossCheck(raw: unknown): ConfigIssue[] {
     issues.push({ path: 'cluster.failureTimeoutMs', message: `must be greater than heartbeatMs (${hb})` });
   }
 
+  issues.push(...announceChecks(cluster));
+
   const names = new Map<string, number>();
   const ports = new Map<string, string>();
   const nodePorts = new Map<number, string>();
@@ -201,6 +204,10 @@ function crossCheck(raw: unknown): ConfigIssue[] {
         message: `"${s.flowKey}" is not allowed for protocol ${protocol} (allowed: ${flowKeysFor(protocol).join(', ')})`,
       });
     }
+    if (typeof s.vip === 'string') {
+      const problem = vipProblem(s.vip);
+      if (problem) issues.push({ path: `${at}.vip`, message: problem });
+    }
     if (s.tls !== undefined && protocol && protocol !== 'http') {
       issues.push({ path: `${at}.tls`, message: 'only allowed for protocol http (a tcp service passes TLS through; see flowKey: sni)' });
     }
@@ -233,6 +240,36 @@ function crossCheck(raw: unknown): ConfigIssue[] {
   return issues;
 }
 
+/** Why a service address cannot be listened on, or null. It must be one concrete unicast address. */
+function vipProblem(vip: string): string | null {
+  const family = isIP(vip);
+  if (family === 0) return `"${vip}" is not an IP address`;
+  if (family === 4) {
+    const first = Number(vip.split('.')[0]);
+    if (vip === '0.0.0.0' || vip === '255.255.255.255') return `"${vip}" is not a unicast address`;
+    if (first >= 224 && first <= 239) return `"${vip}" is a multicast address`;
+    return null;
+  }
+  const v = vip.toLowerCase();
+  if (/^[0:]+$/.test(v)) return `"${vip}" is not a unicast address`;
+  if (v.startsWith('ff')) return `"${vip}" is a multicast address`;
+  return null;
+}
+
+/** The watchdog must be able to see the node not ready before the node stops serving. */
+function announceChecks(cluster: Obj): ConfigIssue[] {
+  const a = cluster.announce;
+  if (!isObj(a)) return [];
+  const num = (v: unknown, d: number) => (typeof v === 'number' ? v : d);
+  const interval = num(a.checkIntervalMs, 100);
+  const fall = num(a.fall, 3);
+  const grace = num(a.withdrawGraceMs, 1000);
+  if (grace < interval * fall) {
+    return [{ path: 'cluster.announce.withdrawGraceMs', message: `must be at least fall × checkIntervalMs (${interval * fall}): the watchdog needs that long to see the node not ready` }];
+  }
+  return [];
+}
+
 function checkEtcd(etcd: Obj): ConfigIssue[] {
   const issues: ConfigIssue[] = [];
   const at = 'cluster.discovery.etcd';
@@ -248,7 +285,7 @@ function checkEtcd(etcd: Obj): ConfigIssue[] {
       issues.push({ path: `${at}.endpoints[${i}]`, message: `"${e}" is not an http:// or https:// URL of the form scheme://host:port` });
     }
   });
-  if (typeof etcd.prefix === 'string' && /[\s\x00-\x1f]/.test(etcd.prefix)) issues.push({ path: `${at}.prefix`, message: 'must not contain spaces or control characters' });
+  if (typeof etcd.prefix === 'string' && [...etcd.prefix].some((ch) => ch.charCodeAt(0) <= 0x20 || ch.charCodeAt(0) === 0x7f)) issues.push({ path: `${at}.prefix`, message: 'must not contain spaces or control characters' });
   if (isObj(etcd.auth)) {
     const both = etcd.auth.password !== undefined && etcd.auth.passwordFile !== undefined;
     const none = etcd.auth.password === undefined && etcd.auth.passwordFile === undefined;
@@ -302,6 +339,11 @@ function resolveSecrets(raw: unknown, baseDir: string, issues: ConfigIssue[]): S
       issues.push({ path: typeof c.adminToken === 'string' ? 'cluster.adminToken' : 'cluster.adminTokenFile', message: 'must be at least 16 characters' });
     }
     out.adminToken = token;
+  }
+  if (typeof c.stateDir === 'string' && c.stateDir !== '') {
+    const dir = isAbsolute(c.stateDir) ? c.stateDir : resolve(baseDir, c.stateDir);
+    // It need not exist yet (the node makes its subdirectory), but it must not be something else.
+    if (existsSync(dir) && !statSync(dir).isDirectory()) issues.push({ path: 'cluster.stateDir', message: `not a directory: ${c.stateDir}` });
   }
   if (isObj(c.tls)) {
     for (const k of ['cert', 'key', 'ca'] as const) {
@@ -375,7 +417,7 @@ function build(raw: RawConfig, secrets: Secrets, baseDir: string, source: string
       tls: tls
         ? {
             certificates: (tls.certificates ?? []).map((c) => ({ cert: abs(c.cert), key: abs(c.key) })),
-            acme: tls.acme ? { directory: tls.acme.directory, email: tls.acme.email, domains: tls.acme.domains, caFile: tls.acme.caFile ? abs(tls.acme.caFile) : null } : null,
+            acme: tls.acme ? { directory: tls.acme.directory, email: tls.acme.email, domains: tls.acme.domains, caFile: tls.acme.caFile ? abs(tls.acme.caFile) : null, challengePort: tls.acme.challengePort } : null,
             alpn: tls.alpn,
             sessionTickets: tls.sessionTickets,
           }
@@ -400,6 +442,8 @@ function build(raw: RawConfig, secrets: Secrets, baseDir: string, source: string
       drainTimeoutMs: c.drainTimeoutMs,
       logLevel: c.logLevel,
       tls: c.tls ? { cert: abs(c.tls.cert), key: abs(c.tls.key), ca: abs(c.tls.ca) } : null,
+      stateDir: c.stateDir ? abs(c.stateDir) : null,
+      announce: c.announce ?? null,
       discovery: c.discovery ? { etcd: buildEtcd(c.discovery.etcd, c.name, secrets.etcdPassword, abs) } : null,
       nodes: c.nodes,
     },

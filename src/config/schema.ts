@@ -32,6 +32,23 @@ const tlsSchema = strictObject({
   ca: str('a file path'),
 });
 
+/**
+ * The route announcement watchdog (`tandem announce`, docs/deploy-ecmp.md): commands run through
+ * `sh -c` when the node's /readyz turns healthy (`rise` checks in a row) or unhealthy (`fall`).
+ */
+const announceSchema = strictObject({
+  up: str('a shell command').min(1, 'must not be empty'),
+  down: str('a shell command').min(1, 'must not be empty'),
+  checkIntervalMs: int(10, 60_000).default(100),
+  /** One check's deadline; a node that does not answer in time counts as not ready. */
+  checkTimeoutMs: int(10, 60_000).default(1000),
+  rise: int(1, 100).default(2),
+  fall: int(1, 100).default(3),
+  /** How long one command may run before it is killed (and counted as failed). */
+  commandTimeoutMs: int(100, 600_000).default(10_000),
+  withdrawGraceMs: int(0, 600_000).default(1000),
+});
+
 /** cluster.discovery.etcd (docs/configuration.md, "Membership through etcd"). */
 const etcdSchema = strictObject({
   endpoints: z
@@ -60,6 +77,8 @@ const clusterSchema = strictObject({
     errorMap: () => ({ message: 'must be one of fatal, error, warn, info, debug, trace, silent' }),
   }).default('info'),
   tls: tlsSchema.optional(),
+  stateDir: str('a directory path').min(1, 'must not be empty').optional(),
+  announce: announceSchema.optional(),
   discovery: discoverySchema.optional(),
   // At least one node unless cluster.discovery is set (checked in load.ts, crossCheck).
   nodes: z.array(nodeSchema, { invalid_type_error: 'must be a list of nodes', required_error: 'is required' }).default([]),
@@ -117,6 +136,8 @@ const acmeSchema = strictObject({
     .array(str(), { invalid_type_error: 'must be a list of domain names', required_error: 'is required' })
     .min(1, 'must list at least one domain'),
   caFile: str('a file path').optional(),
+  /** The port the ACME server validates HTTP-01 on (80 by RFC 8555 section 8.3; a test server may differ). */
+  challengePort: int(1, 65_535).default(80),
 });
 
 /** `services[].tls` (http services): this service terminates TLS (docs/tls.md). */
@@ -143,6 +164,7 @@ const serviceSchema = strictObject({
   name: str().regex(NAME, 'must be 1-63 characters of letters, digits, ".", "_" or "-"'),
   protocol: z.enum(PROTOCOLS, { errorMap: () => ({ message: 'must be one of http, tcp, udp' }) }),
   port: port(),
+  vip: str('an IP address').optional(),
   flowKey: str().optional(),
   policy: z.enum(POLICIES, { errorMap: () => ({ message: `must be one of ${POLICIES.join(', ')}` }) }).default('round-robin'),
   flowIdleTimeoutMs: int(100, 86_400_000 * 7).optional(),
@@ -209,6 +231,7 @@ export interface AcmeConfig {
   readonly domains: readonly string[];
   /** Absolute path, or null. */
   readonly caFile: string | null;
+  readonly challengePort: number;
 }
 
 /** `services[].tls` after loading: paths absolute, defaults applied. */
@@ -269,6 +292,10 @@ export interface ClusterConfig {
   readonly drainTimeoutMs: number;
   readonly logLevel: RawConfig['cluster']['logLevel'];
   readonly tls: { readonly cert: string; readonly key: string; readonly ca: string } | null;
+  /** Absolute; each node keeps its state in its own subdirectory (`nodeStateDir`). Null when unset. */
+  readonly stateDir: string | null;
+  /** Null when the tier is not announced by a route watchdog. */
+  readonly announce: AnnounceConfig | null;
   /** Membership and configuration through etcd; null when the file's nodes are the whole membership. */
   readonly discovery: DiscoveryConfig | null;
   readonly nodes: readonly NodeConfig[];
@@ -288,6 +315,8 @@ export interface EtcdConfig {
 export interface DiscoveryConfig {
   readonly etcd: EtcdConfig;
 }
+
+export type AnnounceConfig = Readonly<NonNullable<RawConfig['cluster']['announce']>>;
 
 export interface Config {
   readonly cluster: ClusterConfig;

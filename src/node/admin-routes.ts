@@ -5,11 +5,26 @@ import type { NodeControl } from './node-view.js';
 export function registerAdminRoutes(node: NodeControl, admin: AdminServer): void {
   admin.get('/healthz', () => ({ status: 200, json: { status: 'ok', node: node.id } }));
 
-  admin.get('/readyz', () =>
-    node.ready
-      ? { status: 200, json: { ready: true, node: node.id } }
-      : { status: 503, json: { ready: false, node: node.id, reason: node.draining ? 'draining' : 'syncing' } },
-  );
+  admin.get('/readyz', () => {
+    // Ready, but honest: a service without its ACME certificate yet answers with a self-signed one.
+    const fallback = node.acme.fallbacks();
+    const detail = fallback.length > 0 ? { selfSignedCertificate: fallback } : {};
+    return node.ready
+      ? { status: 200, json: { ready: true, node: node.id, ...detail } }
+      : { status: 503, json: { ready: false, node: node.id, reason: node.draining ? 'draining' : 'syncing', ...detail } };
+  });
+
+  admin.get('/api/certificates', () => ({ status: 200, json: { node: node.id, certificates: node.acme.certificates() } }));
+  admin.post('/api/certificates/renew', (req) => {
+    const b = (req.body ?? {}) as { certificates?: unknown };
+    const ids = b.certificates;
+    if (ids !== undefined && !(Array.isArray(ids) && ids.every((x) => typeof x === 'string'))) {
+      return { status: 400, json: { error: 'body must be {} or {"certificates": [ID, ...]}' } };
+    }
+    const asked = node.acme.renew(ids);
+    if (asked.length === 0) return { status: 404, json: { error: 'no such ACME certificate here' } };
+    return { status: 202, json: { renewing: asked } };
+  });
 
   admin.get('/api/cluster', () => {
     const stats = new Map(node.peers().map((p) => [p.id, p]));

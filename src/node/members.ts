@@ -10,7 +10,7 @@ import { readFileSync } from 'node:fs';
 import type { Logger } from 'pino';
 import type { Registry } from 'prom-client';
 import type { EtcdConfig, NodeConfig } from '../config/schema.js';
-import { EtcdDiscovery, type DiscoveryState, type DiscoveryTuning } from '../cluster/discovery/etcd-discovery.js';
+import { EtcdDiscovery, type DiscoveryState } from '../cluster/discovery/etcd-discovery.js';
 import { MemberSet, type MemberInfo } from '../cluster/discovery/member-set.js';
 import { DiscoveryMetrics } from '../cluster/discovery/metrics.js';
 import type { ConfigDoc, ConfigStatus, MemberPhase, MemberRecord } from '../cluster/discovery/records.js';
@@ -33,7 +33,6 @@ export interface NodeMembersOptions {
    * reload. Resolves to the `<path>: <problem>` lines of a refusal, or null when applied.
    */
   readonly applyServices: (services: readonly unknown[] | null) => Promise<readonly string[] | null>;
-  readonly tuning?: Partial<DiscoveryTuning>;
 }
 
 export interface DiscoveryView {
@@ -44,6 +43,8 @@ export interface DiscoveryView {
   readonly prefix: string;
   readonly members: number;
 }
+
+export type MemberView = MemberInfo & { readonly configRevision: number | null };
 
 export interface ConfigView {
   /** The pushed revision this node runs; null while it runs its file's services. */
@@ -67,6 +68,8 @@ export class NodeMembers {
   readonly #metrics: DiscoveryMetrics;
   readonly #log: Logger;
   #applied: number | null = null;
+  /** The services of the pushed revision in force (undefined: the file's). */
+  #appliedServices: readonly unknown[] | undefined = undefined;
   #refused: ConfigView['refused'] = null;
   /** The newest pushed config not applied yet (undefined: nothing waiting). */
   #wanted: ConfigDoc | null | undefined = undefined;
@@ -101,7 +104,6 @@ export class NodeMembers {
             self: record,
             logger: this.#log,
             metrics: this.#metrics,
-            tuning: o.tuning,
             onMembers: (records) => this.#onMembers(records),
             onConfig: (doc) => this.#onConfig(doc),
             onStatuses: () => undefined,
@@ -113,7 +115,7 @@ export class NodeMembers {
 
   /** The members, self included (a new array when it changed). */
   nodes(): readonly NodeConfig[] {
-    return this.#set.nodes() as readonly NodeConfig[];
+    return this.#set.nodes();
   }
 
   /** May own new flows (not joining or leaving by its etcd record). */
@@ -121,7 +123,7 @@ export class NodeMembers {
     return this.#set.eligible(id);
   }
 
-  info(id: string): (MemberInfo & { configRevision: number | null }) | null {
+  info(id: string): MemberView | null {
     const i = this.#set.info(id);
     if (i === null) return null;
     if (id === this.#o.self.id && this.#etcd !== null) return { source: 'self', phase: this.#phase, configRevision: this.#applied };
@@ -143,8 +145,6 @@ export class NodeMembers {
   pushedServices(): readonly unknown[] | undefined {
     return this.#appliedServices;
   }
-
-  #appliedServices: readonly unknown[] | undefined = undefined;
 
   /**
    * Connect to etcd and read the members and the pushed config, waiting at most dialTimeoutMs

@@ -10,6 +10,7 @@ import type { Config, ServiceConfig } from '../config/schema.js';
 import type { FlowEntry } from '../cluster/flow-entry.js';
 import type { PeerStats } from '../cluster/cluster.js';
 import type { RouterStats } from '../cluster/router.js';
+import type { AcmeManager } from '../acme/manager.js';
 import type { PeerState } from '../proxy/context.js';
 import type { BackendState } from '../upstream/pool.js';
 import type { EventLog } from './events.js';
@@ -96,6 +97,8 @@ export interface NodeView {
 }
 
 export interface NodeControl extends NodeView {
+  /** ACME certificates: the listing, forced renewal, services still on a self-signed fallback. */
+  readonly acme: Pick<AcmeManager, 'certificates' | 'renew' | 'fallbacks'>;
   /** Drain (or undrain) a backend on every node; false when the service or backend is unknown here. */
   setDraining(service: string, address: string, draining: boolean): boolean;
   /** Reload from the config file the node was started with; an invalid file is refused whole. */

@@ -12,8 +12,13 @@ import { Hlc } from '../cluster/hlc.js';
 import { Rendezvous, type RendezvousNode } from '../cluster/rendezvous.js';
 import { Cluster } from '../cluster/cluster.js';
 import { TicketKeyShare } from '../cluster/ticket-key-share.js';
+import { RateLimitShare } from '../ratelimit/share.js';
+import { LocalEpochSecrets } from '../tls/ticket-keys.js';
+import { AcmeManager } from '../acme/manager.js';
+import { ChallengeServer } from '../acme/challenge-server.js';
 import { FlowRouter } from '../cluster/router.js';
 import { Forwarder } from '../proxy/hops.js';
+import { PeerMux } from '../proxy/mux/peer-mux.js';
 import type { FlowEntry } from '../cluster/flow-entry.js';
 import { AdminServer } from '../admin/server.js';
 import { registerAdminRoutes } from './admin-routes.js';
@@ -28,7 +33,6 @@ import type { PeerStats } from '../cluster/cluster.js';
 import type { RouterStats } from '../cluster/router.js';
 import type { AdminStats, BackendReadout, NodeControl, NodeStatus, OwnedCounts, Owners, RankedNode } from './node-view.js';
 import { applyLayers, withNodes, type SelfLayer } from '../config/layers.js';
-import type { DiscoveryTuning } from '../cluster/discovery/etcd-discovery.js';
 import { NodeMembers } from './members.js';
 
 export interface NodeOptions {
@@ -36,8 +40,6 @@ export interface NodeOptions {
   readonly logLevel?: string;
   /** `tandem start --host …`: this node as the command line gave it, laid over the file at every reload. */
   readonly self?: SelfLayer;
-  /** Test knobs of the etcd session. */
-  readonly discoveryTuning?: Partial<DiscoveryTuning>;
 }
 
 export class TandemNode implements NodeControl {
@@ -57,9 +59,18 @@ export class TandemNode implements NodeControl {
   readonly cluster: Cluster;
   /** The cluster's TLS session-ticket keys (docs/tls.md), for services with `sessionTickets: cluster`. */
   readonly ticketKeys: TicketKeyShare;
+  /** The cluster-wide rate limiters of http services and routes (docs/rate-limits.md). */
+  readonly rateLimits: RateLimitShare;
+  /** `sessionTickets: node`: this node's own ticket-key epochs, never shared. */
+  readonly localTicketKeys = new LocalEpochSecrets();
+  /** ACME certificates for the whole tier (docs/tls.md, "ACME"); the HTTP engine calls acme.challengeResponse(path). */
+  readonly acme: AcmeManager;
+  #challengeServers = new Map<number, ChallengeServer>();
   readonly router: FlowRouter;
   /** The one forwarding loop, handed to every proxy (it holds the single peer-state subscription). */
   readonly forwarder: Forwarder;
+  /** Forwarded HTTP requests to and from peers, many per authenticated connection. */
+  readonly httpMux: PeerMux;
   readonly admin: AdminServer;
   readonly services: Services;
   readonly events: EventLog;
@@ -69,6 +80,8 @@ export class TandemNode implements NodeControl {
   #candidateNodes: RendezvousNode[] = [];
   #timers: NodeJS.Timeout[] = [];
   #draining = false;
+  /** Set while shutdown() waits out `withdrawGraceMs`. */
+  #endGrace: (() => void) | null = null;
   /** Communications per second over the last few seconds (EWMA of router lookups). */
   #rate = { last: 0, perSec: 0 };
   #started = false;
@@ -101,7 +114,6 @@ export class TandemNode implements NodeControl {
       isDead: (id) => this.stateOf(id) === 'dead',
       onChange: () => this.#membersChanged(),
       applyServices: (services) => this.#applyPushed(services),
-      tuning: opts.discoveryTuning,
     });
     const metrics = new NodeMetrics(this.registry);
     this.table = new FlowTable({
@@ -129,6 +141,16 @@ export class TandemNode implements NodeControl {
       logger: this.logger.child({ component: 'tls-tickets' }),
       registry: this.registry,
     });
+    this.rateLimits = new RateLimitShare({ plane: this.cluster, registry: this.registry, logger: this.logger.child({ component: 'rate-limits' }) });
+    // Loads the certificates kept in the state directory now, before any peer is reachable.
+    this.acme = new AcmeManager({
+      plane: this.cluster,
+      clusterName: config.cluster.name,
+      secret: config.cluster.secret,
+      stateDir: config.cluster.stateDir ?? null,
+      logger: this.logger.child({ component: 'acme' }),
+      registry: this.registry,
+    });
     this.#recomputeCandidates();
     this.router = new FlowRouter({
       selfId,
@@ -147,6 +169,8 @@ export class TandemNode implements NodeControl {
       now: Date.now,
     });
     this.forwarder = new Forwarder(this.router, this.cluster);
+    this.httpMux = new PeerMux({ dial: (peer) => this.cluster.dial(peer, 'http'), registry: this.registry, channel: 'http' });
+    this.cluster.onChannel('http', (socket, peer) => this.httpMux.accept(socket, peer));
     this.cluster.on('peer-state', (id: string, state: PeerState, prev: PeerState) => {
       this.#onPeerState(id, state, prev);
       // After the death handling: a peer that left etcd (or the file) is dropped once dead.
@@ -161,11 +185,19 @@ export class TandemNode implements NodeControl {
       router: this.router,
       dataPlane: this.cluster,
       forwarder: this.forwarder,
+      httpMux: this.httpMux,
       secret: config.cluster.secret,
       logger: this.logger,
       registry: this.registry,
+      tls: {
+        clusterName: config.cluster.name,
+        clusterTickets: this.ticketKeys,
+        nodeTickets: this.localTicketKeys,
+        acme: { pemFor: (s) => this.acme.pemFor(s), attach: (s, store) => this.acme.attach(s, store), detach: (store) => this.acme.detach(store) },
+      },
       service: (name) => this.service(name),
       pool: (name) => this.services.pool(name),
+      limiter: (name) => this.rateLimits.limiter(name),
     }, (service, address, healthy) => this.events.add('health', `${service} ${address} ${healthy ? 'up' : 'down'}`, { service, address, healthy }));
     this.admin = new AdminServer({ host: self.host, port: self.adminPort, token: config.cluster.adminToken, logger: this.logger.child({ component: 'admin' }) });
     registerAdminRoutes(this, this.admin);
@@ -232,6 +264,7 @@ export class TandemNode implements NodeControl {
     // Discovery first (bounded: etcd may be down): the first dials and the pushed services.
     await this.membership.start();
     this.#membersChanged();
+    await this.#applyAcme(this.#config);
     await this.cluster.start();
     await this.services.startDataPlanes();
     // Client-facing listeners open once the table is synced: a node that accepted traffic before
@@ -242,6 +275,7 @@ export class TandemNode implements NodeControl {
     const peers = this.#config.cluster.nodes.filter((n) => n.id !== this.self.id);
     await waitFor(() => peers.every((n) => this.cluster.stateOf(n.id) === 'alive'), this.#config.cluster.failureTimeoutMs);
     this.#applyTicketKeys(this.#config);
+    this.rateLimits.apply(this.#config);
     await this.services.apply(this.#config);
     for (const e of this.table.entries(CONTROL_SERVICE)) this.#applyDrain(e);
     this.#started = true;
@@ -263,6 +297,8 @@ export class TandemNode implements NodeControl {
     this.membership.setFileNodes(next.cluster.nodes);
     this.admin.token = next.cluster.adminToken;
     this.#applyTicketKeys(this.#config);
+    this.rateLimits.apply(this.#config);
+    await this.#applyAcme(this.#config);
     await this.services.apply(this.#config);
     for (const e of this.table.entries(CONTROL_SERVICE)) this.#applyDrain(e);
     this.logger.info({ services: next.services.length, nodesChanged: changedNodes }, 'config reloaded');
@@ -286,12 +322,28 @@ export class TandemNode implements NodeControl {
   }
 
   /**
-   * Graceful stop (SIGTERM): report not ready, stop accepting, hand this node's flows to their
-   * backups (replicated before exit), let open work finish within the drain timeout.
+   * Graceful stop (SIGTERM): report not ready; when a route watchdog announces this node
+   * (`cluster.announce`), keep serving for `withdrawGraceMs` so that it withdraws the route and the
+   * router stops sending before anything closes (docs/deploy-ecmp.md); then stop accepting, hand
+   * this node's flows to their backups (replicated before exit), let open work finish within the
+   * drain timeout.
    */
   async shutdown(): Promise<void> {
     if (this.#draining) return;
     this.#draining = true;
+    const graceMs = this.#config.cluster.announce?.withdrawGraceMs ?? 0;
+    if (graceMs > 0) {
+      this.logger.info({ withdrawGraceMs: graceMs }, 'not ready: serving on while the route is withdrawn');
+      this.events.add('lifecycle', `node not ready (SIGTERM): serving ${graceMs} ms more while the route is withdrawn`);
+      await new Promise<void>((resolve) => {
+        const timer = setTimeout(resolve, graceMs);
+        this.#endGrace = () => {
+          clearTimeout(timer);
+          resolve();
+        };
+      });
+      this.#endGrace = null;
+    }
     this.logger.info({ drainTimeoutMs: this.#config.cluster.drainTimeoutMs }, 'draining');
     this.events.add('lifecycle', 'node draining (SIGTERM)');
     // Peers stop ranking this node for new flows (etcd; bounded, and skipped when etcd is away).
@@ -305,6 +357,14 @@ export class TandemNode implements NodeControl {
     await this.services.drain(this.#config.cluster.drainTimeoutMs);
     await this.cluster.flush();
     await this.stop();
+  }
+
+  /** Cut the withdraw grace short (a second SIGTERM): drain now. False when not in the grace. */
+  endGrace(): boolean {
+    const end = this.#endGrace;
+    if (!end) return false;
+    end();
+    return true;
   }
 
   /**
@@ -376,7 +436,13 @@ export class TandemNode implements NodeControl {
     this.#timers = [];
     await this.services.stop();
     this.ticketKeys.stop();
+    this.rateLimits.stop();
+    this.localTicketKeys.stop();
+    this.acme.stop();
+    for (const c of this.#challengeServers.values()) await c.close();
+    this.#challengeServers.clear();
     this.forwarder.close();
+    this.httpMux.close();
     await this.cluster.stop();
     await this.membership.stop(true);
     await this.admin.stop();
@@ -479,9 +545,35 @@ export class TandemNode implements NodeControl {
     return out;
   }
 
+  /**
+   * ACME certificates, and an HTTP-01 listener on each challenge port where no http service of
+   * this node listens (an http service answers challenges itself, docs/tls.md "ACME").
+   */
+  async #applyAcme(config: Config): Promise<void> {
+    await this.acme.apply(config);
+    const httpPorts = new Set(config.services.filter((s) => s.protocol === 'http' && !s.tls).map((s) => s.port));
+    const want = new Set(this.acme.challengePorts().filter((p) => !httpPorts.has(p)));
+    for (const [port, c] of this.#challengeServers) {
+      if (want.has(port)) continue;
+      await c.close();
+      this.#challengeServers.delete(port);
+    }
+    for (const port of want) {
+      if (this.#challengeServers.has(port)) continue;
+      const c = new ChallengeServer((path) => this.acme.challengeResponse(path));
+      try {
+        await c.listen(this.self.host, port);
+        this.#challengeServers.set(port, c);
+      } catch (err) {
+        this.logger.error({ port, err: (err as Error).message }, 'cannot listen for ACME HTTP-01 challenges');
+      }
+    }
+  }
+
   /** Cluster ticket keys are made and sent only while some service uses them (docs/protocol.md §10). */
   #applyTicketKeys(config: Config): void {
     if (config.services.some((s) => s.tls?.sessionTickets === 'cluster')) this.ticketKeys.enable();
+    if (config.services.some((s) => s.tls?.sessionTickets === 'node')) this.localTicketKeys.start();
   }
 
   #startTimers(): void {

@@ -1,10 +1,10 @@
 /**
  * The node's services: one pool and one client-facing proxy per configured service, plus one data
- * plane per protocol for communications forwarded by peers. `apply()` is both the first start and
+ * plane per protocol for communications forwarded by peers, and what the proxies of a protocol
+ * share (the TCP services' peer streams and pipe buffers), made here once and handed down. `apply()` is both the first start and
  * every reload: services are added, removed or updated in place, and pools keep the runtime state
  * of backends that stay (so a reload forgets neither flows nor counters).
  */
-import { TandemError, ErrorCodes } from '../errors.js';
 import type { Config, ServiceConfig } from '../config/schema.js';
 import type { ProxyContext, ServiceProxy } from '../proxy/context.js';
 import { UpstreamPool } from '../upstream/pool.js';
@@ -12,9 +12,11 @@ import { createSelector } from '../balancer/index.js';
 import { HealthChecker } from '../upstream/health.js';
 import { HealthMetrics } from '../upstream/health-metrics.js';
 import { HttpServiceProxy } from '../proxy/http/service.js';
-import { HttpDataPlane } from '../proxy/http/data-plane.js';
+import { HttpOwnerSide } from '../proxy/http/owner.js';
 import { TcpServiceProxy } from '../proxy/tcp/service.js';
 import { TcpDataPlane } from '../proxy/tcp/data-plane.js';
+import { tcpPeerPool, type PeerPool } from '../proxy/tcp/peer-pool.js';
+import { BufferPool } from '../proxy/tcp/buffers.js';
 import { UdpServiceProxy } from '../proxy/udp/service.js';
 import { UdpDataPlane } from '../proxy/udp/data-plane.js';
 
@@ -29,9 +31,12 @@ export class Services {
   #pools = new Map<string, UpstreamPool>();
   #checkers = new Map<string, HealthChecker>();
   readonly #healthMetrics: HealthMetrics;
-  #http: HttpDataPlane;
+  #http: HttpOwnerSide;
   #tcp: TcpDataPlane;
   #udp: UdpDataPlane;
+  /** Shared by every TCP service: pre-opened streams to the peers, and the pipes' read buffers. */
+  readonly #tcpPeers: PeerPool;
+  readonly #buffers = new BufferPool();
 
   readonly #onHealth: (service: string, address: string, healthy: boolean) => void;
 
@@ -39,9 +44,10 @@ export class Services {
     this.#ctx = ctx;
     this.#onHealth = onHealth;
     this.#healthMetrics = new HealthMetrics(ctx.registry);
-    this.#http = new HttpDataPlane(ctx, (name) => this.#proxy(name, HttpServiceProxy));
+    this.#http = new HttpOwnerSide(ctx.httpMux, (name) => this.#proxy(name, HttpServiceProxy));
     this.#tcp = new TcpDataPlane(ctx, (name) => this.#proxy(name, TcpServiceProxy));
     this.#udp = new UdpDataPlane(ctx, (name) => this.#proxy(name, UdpServiceProxy));
+    this.#tcpPeers = tcpPeerPool(ctx);
   }
 
   pool(name: string): UpstreamPool | undefined {
@@ -60,16 +66,11 @@ export class Services {
 
   /** Bring the running services in line with `config`. */
   async apply(config: Config): Promise<void> {
-    // A `tls:` section must never be served as cleartext: refuse it until the HTTP service
-    // terminates TLS through src/tls (docs/tls.md, "Status").
-    for (const s of config.services) {
-      if (s.tls) throw new TandemError(ErrorCodes.CONFIG_INVALID, `service ${s.name}: TLS termination is not served by the http service yet (docs/tls.md)`);
-    }
     const wanted = new Map(config.services.map((s) => [s.name, s]));
     for (const [name, r] of this.#running) {
       const next = wanted.get(name);
-      // A changed protocol or port is a different listener: stop the old one, start a new one.
-      if (!next || next.protocol !== r.cfg.protocol || next.port !== r.cfg.port) {
+      // A changed protocol, port, vip or TLS on/off is a different listener: stop the old one, start a new one.
+      if (!next || next.protocol !== r.cfg.protocol || next.port !== r.cfg.port || next.vip !== r.cfg.vip || Boolean(next.tls) !== Boolean(r.cfg.tls)) {
         await r.proxy.drain(config.cluster.drainTimeoutMs);
         await r.proxy.stop();
         this.#running.delete(name);
@@ -80,23 +81,12 @@ export class Services {
         }
       }
     }
+    const pooled = new Set<string>();
     for (const cfg of config.services) {
-      const selector = createSelector(cfg.policy);
-      const pool = this.#pools.get(cfg.name);
-      if (pool) pool.update(cfg.backends, selector, cfg.slowStartMs);
-      else this.#pools.set(cfg.name, new UpstreamPool(cfg.backends, selector, { slowStartMs: cfg.slowStartMs }));
-      const checker = this.#checkers.get(cfg.name);
-      if (checker) checker.update(cfg);
-      else {
-        const hc = new HealthChecker({
-          service: cfg,
-          pool: this.#pools.get(cfg.name)!,
-          logger: this.#ctx.logger.child({ component: 'health', service: cfg.name }),
-          metrics: this.#healthMetrics,
-          onChange: (address, healthy) => this.#onHealth(cfg.name, address, healthy),
-        });
-        this.#checkers.set(cfg.name, hc);
-        hc.start();
+      // The default route under the service's name, each route under SERVICE/ROUTE (docs/http.md, "Routes").
+      for (const lane of poolConfigs(cfg)) {
+        pooled.add(lane.name);
+        this.#applyPool(lane);
       }
       const r = this.#running.get(cfg.name);
       if (r) {
@@ -108,6 +98,34 @@ export class Services {
       await proxy.start();
       this.#running.set(cfg.name, { cfg, proxy });
     }
+    // Streams to peers are kept warm only while a TCP service may need them.
+    if (config.services.some((s) => s.protocol === 'tcp')) this.#tcpPeers.start();
+    else this.#tcpPeers.stop();
+    for (const name of [...this.#pools.keys()]) {
+      if (pooled.has(name)) continue;
+      this.#pools.delete(name);
+      this.#checkers.get(name)?.stop();
+      this.#checkers.delete(name);
+    }
+  }
+
+  /** One pool and health checker, kept across reloads (backends that stay keep their state). */
+  #applyPool(cfg: ServiceConfig): void {
+    const selector = createSelector(cfg.policy);
+    const pool = this.#pools.get(cfg.name);
+    if (pool) pool.update(cfg.backends, selector, cfg.slowStartMs);
+    else this.#pools.set(cfg.name, new UpstreamPool(cfg.backends, selector, { slowStartMs: cfg.slowStartMs }));
+    const checker = this.#checkers.get(cfg.name);
+    if (checker) return checker.update(cfg);
+    const hc = new HealthChecker({
+      service: cfg,
+      pool: this.#pools.get(cfg.name)!,
+      logger: this.#ctx.logger.child({ component: 'health', service: cfg.name }),
+      metrics: this.#healthMetrics,
+      onChange: (address, healthy) => this.#onHealth(cfg.name, address, healthy),
+    });
+    this.#checkers.set(cfg.name, hc);
+    hc.start();
   }
 
   /**
@@ -123,7 +141,8 @@ export class Services {
     this.#checkers.clear();
     await Promise.allSettled([...this.#running.values()].map((r) => r.proxy.stop()));
     this.#running.clear();
-    await Promise.allSettled([this.#http.stop(), this.#tcp.stop(), this.#udp.stop()]);
+    this.#tcpPeers.close();
+    await Promise.allSettled([this.#tcp.stop(), this.#udp.stop()]);
   }
 
   #create(cfg: ServiceConfig): ServiceProxy {
@@ -131,14 +150,25 @@ export class Services {
       case 'http':
         return new HttpServiceProxy(this.#ctx, cfg);
       case 'tcp':
-        return new TcpServiceProxy(this.#ctx, cfg);
+        return new TcpServiceProxy(this.#ctx, cfg, { peers: this.#tcpPeers, buffers: this.#buffers });
       case 'udp':
-        return new UdpServiceProxy(this.#ctx, cfg);
+        return new UdpServiceProxy(this.#ctx, cfg, this.#udp);
     }
   }
 
   #proxy<T>(name: string, kind: abstract new (...args: never[]) => T): T | undefined {
-    const p = this.#running.get(name)?.proxy;
+    // A route's flow service "SERVICE/ROUTE" is served by SERVICE.
+    const slash = name.indexOf('/');
+    const p = this.#running.get(slash < 0 ? name : name.slice(0, slash))?.proxy;
     return p instanceof kind ? p : undefined;
   }
+}
+
+/** The pools of a service: its default route, then each route as a service of its own name. */
+function poolConfigs(cfg: ServiceConfig): ServiceConfig[] {
+  const out: ServiceConfig[] = [cfg];
+  for (const r of cfg.routes) {
+    out.push({ ...cfg, name: r.flowService, backends: r.backends, policy: r.policy, flowKey: r.flowKey, healthCheck: r.healthCheck, timeouts: r.timeouts, routes: [] });
+  }
+  return out;
 }

@@ -7,8 +7,12 @@ import type { Logger } from 'pino';
 import type { Registry } from 'prom-client';
 import type { FlowRouter } from '../cluster/router.js';
 import type { Forwarder } from './hops.js';
+import type { PeerMux } from './mux/peer-mux.js';
 import type { UpstreamPool } from '../upstream/pool.js';
+import type { ClusterRateLimiter } from '../ratelimit/limiter.js';
 import type { ServiceConfig, NodeConfig } from '../config/schema.js';
+import type { EpochSecretSource } from '../cluster/ticket-key-share.js';
+import type { CertificateStore } from '../tls/store.js';
 
 export type PeerState = 'alive' | 'suspect' | 'dead';
 export type DataChannel = 'http' | 'tcp';
@@ -36,6 +40,26 @@ export interface DataPlane {
   peerIncarnation?(id: string): Buffer | null;
 }
 
+/** What a service that terminates TLS needs from its node (docs/tls.md). */
+export interface TlsContext {
+  /** Part of the session-id context, so that sessions never resume across clusters. */
+  readonly clusterName: string;
+  /** Ticket-key epochs: the cluster's share (`sessionTickets: cluster`) and this node's own (`node`). */
+  readonly clusterTickets: EpochSecretSource;
+  readonly nodeTickets: EpochSecretSource;
+  /** ACME certificates (`tls.acme`): the store of such a service is fed by the node's ACME manager. */
+  readonly acme?: AcmeFeed;
+}
+
+/** What a TLS service needs of the node's ACME manager (src/acme/manager.ts). */
+export interface AcmeFeed {
+  /** The certificate the service's store should hold now (ACME's, or the self-signed fallback). */
+  pemFor(service: string): { readonly cert: string; readonly key: string } | null;
+  /** Keep `store` holding the service's certificate, now and on every change. */
+  attach(service: string, store: CertificateStore): void;
+  detach(store: CertificateStore): void;
+}
+
 export interface ProxyContext {
   readonly self: NodeConfig;
   readonly nodes: () => readonly NodeConfig[];
@@ -43,13 +67,19 @@ export interface ProxyContext {
   readonly dataPlane: DataPlane;
   /** The node's one forwarding loop (hops.ts), shared by every protocol. */
   readonly forwarder: Forwarder;
+  /** The node's multiplexer on the 'http' data channel: forwarded HTTP requests, both directions. */
+  readonly httpMux: PeerMux;
   /** The cluster secret, for keys of data-plane MACs (derive with HKDF, never use it raw). */
   readonly secret: string;
   readonly logger: Logger;
   readonly registry: Registry;
+  /** For http services with `tls:`; a node always gives it (test doubles without TLS may not). */
+  readonly tls?: TlsContext;
   /** The service's pool, looked up at call time so that a reload's new pool is used. */
   pool(service: string): UpstreamPool | undefined;
   service(name: string): ServiceConfig | undefined;
+  /** The cluster-wide rate limiter of a service or route (by flow-service name), when it has one. */
+  limiter?(flowService: string): ClusterRateLimiter | undefined;
 }
 
 /** One client-facing service on this node. */

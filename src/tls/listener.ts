@@ -73,6 +73,8 @@ export interface TlsListenerStats {
 
 interface Route {
   readonly epoch: number | null;
+  /** The ticket-key name its Servers were made with (an epoch's secret can be replaced: a local stand-in by the cluster's). */
+  readonly keyName: string | null;
   /** Holds the default certificate itself. */
   readonly byDefault: TlsServer;
   /** No certificate of its own: SNICallback gives the chosen one. */
@@ -265,14 +267,19 @@ export class TlsListener {
     const all = this.#keys.all();
     if (this.#tickets === null) next.set(null, this.#routes.get(null) ?? this.#makeRoute(null, 'off'));
     else if (all.length === 0) next.set(null, this.#routes.get(null) ?? this.#makeRoute(null, 'random'));
-    else for (const k of all) next.set(k.epoch, this.#routes.get(k.epoch) ?? this.#makeRoute(k.epoch, k.keys));
+    else {
+      for (const k of all) {
+        const prev = this.#routes.get(k.epoch);
+        next.set(k.epoch, prev !== undefined && prev.keyName === k.name ? prev : this.#makeRoute(k.epoch, k.keys, k.name));
+      }
+    }
     this.#routes = next;
   }
 
   /** Ticket keys: an epoch's, none at all ('off'), or node:tls's own random ones until a source has any. */
-  #makeRoute(epoch: number | null, keys: Buffer | 'off' | 'random'): Route {
+  #makeRoute(epoch: number | null, keys: Buffer | 'off' | 'random', keyName: string | null = null): Route {
     const d = this.#o.store.default;
-    return { epoch, byDefault: this.#server(keys, { cert: d.pem.cert, key: d.pem.key }), bySni: this.#server(keys, null) };
+    return { epoch, keyName, byDefault: this.#server(keys, { cert: d.pem.cert, key: d.pem.key }), bySni: this.#server(keys, null) };
   }
 
   #server(ticketKeys: Buffer | 'off' | 'random', own: { cert: Buffer; key: Buffer } | null): TlsServer {

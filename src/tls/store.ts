@@ -65,18 +65,31 @@ export interface StoreEvents {
 export interface CertificateStoreOptions {
   /** Wall clock for validity checks (tests). */
   readonly now?: () => number;
+  /** Certificates held in memory (ACME, src/acme/), after the file pairs. */
+  readonly memory?: readonly MemoryCertificate[];
 }
+
+/** A certificate that is no file: its `files` read `memory:<id>`. */
+export interface MemoryCertificate {
+  readonly id: string;
+  readonly cert: Buffer;
+  readonly key: Buffer;
+}
+
+const MEMORY = 'memory:';
 
 export class CertificateStore extends EventEmitter<StoreEvents> {
   #pairs: readonly CertificatePairConfig[];
   #state: StoreState;
   readonly #now: () => number;
+  readonly #memory = new Map<string, MemoryCertificate>();
 
   /** Loads every pair; throws CertificateError listing every problem. */
   constructor(pairs: readonly CertificatePairConfig[], opts: CertificateStoreOptions = {}) {
     super();
     this.#now = opts.now ?? Date.now;
-    if (pairs.length === 0) throw new TandemError(ErrorCodes.TLS_CERTIFICATE, 'a TLS service needs at least one certificate');
+    for (const m of opts.memory ?? []) this.#memory.set(m.id, m);
+    if (pairs.length === 0 && this.#memory.size === 0) throw new TandemError(ErrorCodes.TLS_CERTIFICATE, 'a TLS service needs at least one certificate');
     const r = this.#build(pairs, null);
     if ('problems' in r) throw new CertificateError(r.problems);
     this.#pairs = pairs;
@@ -104,7 +117,7 @@ export class CertificateStore extends EventEmitter<StoreEvents> {
    * the whole set and says why. Emits 'change' when something was replaced.
    */
   reload(pairs: readonly CertificatePairConfig[] = this.#pairs): ReloadResult {
-    if (pairs.length === 0) return { ok: false, problems: [{ index: 0, file: 'cert', path: '', message: 'a TLS service needs at least one certificate' }] };
+    if (pairs.length === 0 && this.#memory.size === 0) return { ok: false, problems: [{ index: 0, file: 'cert', path: '', message: 'a TLS service needs at least one certificate' }] };
     const r = this.#build(pairs, this.#state);
     if ('problems' in r) return { ok: false, problems: r.problems };
     const prev = this.#state.certificates;
@@ -117,13 +130,30 @@ export class CertificateStore extends EventEmitter<StoreEvents> {
     return { ok: true, changed };
   }
 
+  /**
+   * Puts (or replaces) an in-memory certificate, checked like a file pair, and swaps the set at
+   * once; on a problem the store keeps what it had. Open connections keep their certificate.
+   */
+  putMemory(m: MemoryCertificate): ReloadResult {
+    const before = this.#memory.get(m.id);
+    this.#memory.set(m.id, m);
+    const r = this.reload();
+    if (!r.ok) {
+      if (before === undefined) this.#memory.delete(m.id);
+      else this.#memory.set(m.id, before);
+    }
+    return r;
+  }
+
   #build(pairs: readonly CertificatePairConfig[], prev: StoreState | null): StoreState | { problems: StoreProblem[] } {
     const problems: StoreProblem[] = [];
     const out: StoredCertificate[] = [];
     const now = this.#now();
-    pairs.forEach((files, index) => {
-      const cert = read(files.cert, index, 'cert', problems);
-      const key = read(files.key, index, 'key', problems);
+    const memory = [...this.#memory.values()].map((m) => ({ cert: `${MEMORY}${m.id}`, key: `${MEMORY}${m.id}` }));
+    [...pairs, ...memory].forEach((files, index) => {
+      const m = files.cert.startsWith(MEMORY) ? this.#memory.get(files.cert.slice(MEMORY.length)) : undefined;
+      const cert = m !== undefined ? m.cert : read(files.cert, index, 'cert', problems);
+      const key = m !== undefined ? m.key : read(files.key, index, 'key', problems);
       if (cert === null || key === null) return;
       const same = prev?.certificates.find((c) => c.index === index && c.files.cert === files.cert && c.files.key === files.key);
       if (same !== undefined && same.pem.cert.equals(cert) && same.pem.key.equals(key) && now <= same.info.notAfter) {

@@ -89,7 +89,7 @@ test('alpn, sessionTickets and acme are checked', () => {
   assert.deepEqual(c.services[0].tls?.alpn, ['http/1.1']);
   assert.equal(c.services[0].tls?.sessionTickets, 'node');
   assert.deepEqual(c.services[0].tls?.certificates, []);
-  assert.deepEqual(c.services[0].tls?.acme, { directory: 'https://acme.test/dir', email: 'ops@example.com', domains: ['shop.example.com'], caFile: join(dir, 'ca.crt') });
+  assert.deepEqual(c.services[0].tls?.acme, { directory: 'https://acme.test/dir', email: 'ops@example.com', domains: ['shop.example.com'], caFile: join(dir, 'ca.crt'), challengePort: 80 });
 
   assert.deepEqual(
     problems(

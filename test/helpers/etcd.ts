@@ -10,6 +10,7 @@ import { createWriteStream, mkdtempSync, readFileSync, writeFileSync } from 'nod
 import { request as httpsRequest } from 'node:https';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { pathToFileURL } from 'node:url';
 import type { TestCluster } from './cluster.js';
 
 export const ETCD_BIN = 'etcd';
@@ -192,6 +193,7 @@ export function makeEtcdTls(dir: string): EtcdTls {
 }
 
 const BIN = new URL('../../bin/tandem.js', import.meta.url).pathname;
+const FLOW_HOOK = pathToFileURL(new URL('./flow-hook.mjs', import.meta.url).pathname).href;
 
 /**
  * Start node `id` of the TestCluster as a node its config file does not list: `--host`,
@@ -200,8 +202,8 @@ const BIN = new URL('../../bin/tandem.js', import.meta.url).pathname;
 export async function startUnlisted(c: TestCluster, id: string, opts: { logLevel?: string; timeoutMs?: number; extraArgs?: string[] } = {}): Promise<void> {
   const n = c.node(id);
   const log = createWriteStream(n.logFile, { flags: 'a' });
-  const args = [BIN, 'start', '--config', c.configPath, '--node', id, '--host', n.host, '--peer-port', String(n.peerPort), '--admin-port', String(n.adminPort), '--log-level', opts.logLevel ?? 'info', ...(opts.extraArgs ?? [])];
-  const child = spawn(process.execPath, args, { stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, TANDEM_TEST_HOOKS: '1' } });
+  const args = ['--import', FLOW_HOOK, BIN, 'start', '--config', c.configPath, '--node', id, '--host', n.host, '--peer-port', String(n.peerPort), '--admin-port', String(n.adminPort), '--log-level', opts.logLevel ?? 'info', ...(opts.extraArgs ?? [])];
+  const child = spawn(process.execPath, args, { stdio: ['ignore', 'pipe', 'pipe'] });
   child.stdout.pipe(log);
   child.stderr.pipe(log);
   n.process = child;

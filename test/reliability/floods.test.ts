@@ -260,7 +260,7 @@ for (const [label, port, idlePort] of [['HTTP', HTTP_PORT, HTTP_IDLE_PORT], ['TC
     const lastClose = idle.closedAt.length ? Math.max(...idle.closedAt) - i0 : -1;
     t.diagnostic(`${IDLE_CONNS} idle connections to a service with a ${IDLE_MS} ms idle timeout: ${openIdle()} still open at the end, last closed +${lastClose} ms`);
     // HTTP: node:http's connection check answers a connection that never sent a byte with 408 and
-    // closes it after headersTimeout (the proxy's endWithError destroys it if the client lingers).
+    // closes it after headersTimeout (it lingers at most 2 s after its FIN, then is destroyed).
     assert.equal(openIdle(), 0, 'every idle connection closed by the timeout');
     // The service answers afterwards.
     if (label === 'HTTP') {

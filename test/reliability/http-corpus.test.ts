@@ -3,9 +3,11 @@
  * (conflicting Content-Length and Transfer-Encoding, duplicate or malformed lengths, unknown or
  * non-final codings, obs-fold, bare LF and CR, bad chunk framing), invalid methods, targets and
  * versions, Host errors, and header injection through the flow-key header and tandem's own peer
- * fields. Each case is sent raw, twice: with a session owned by the receiving node (served there)
- * and with one owned by the other node (forwarded over the peer channel), because a smuggled
- * request could hide in either hop.
+ * fields. Each case is sent raw three times: to the client port with a session owned by the
+ * receiving node (served there) and with one owned by the other node (forwarded over the peer
+ * multiplexer), and straight into the owner's peer-facing parser — an authenticated multiplexer
+ * stream whose OPEN carries the case's head and whose data the rest — because a smuggled request
+ * could hide in either hop, and a faulty or compromised peer must not get further than a client.
  *
  * Expectations are RFC 9112's (section numbers inline), as a careful proxy applies them: refuse
  * with 4xx/5xx and close when framing is in doubt, never let a second request through, never
@@ -18,6 +20,9 @@ import type { IncomingMessage } from 'node:http';
 import { startCluster, type TestCluster } from '../helpers/cluster.js';
 import { httpBackend, type Backend } from '../helpers/backends.js';
 import { assertNodesSound, assertStarted } from './helpers/metrics.js';
+import { authConnect } from './helpers/peer.js';
+import { PeerMux } from '../../src/proxy/mux/peer-mux.js';
+import { encodePeerHead, PREFIX_BYTES, PREFIX_CLOSE } from '../../src/proxy/http/peer-head.js';
 
 const BASE = 17820;
 const PORT = BASE + 10;
@@ -39,6 +44,7 @@ before(async () => {
 });
 
 after(async () => {
+  peerMux?.close();
   await c?.stop();
   await backend?.close();
 });
@@ -75,7 +81,7 @@ function exchange(bytes: Buffer, quietMs = 1000, maxMs = 8000): Promise<Outcome>
       clearTimeout(quiet);
       quiet = setTimeout(finish, quietMs);
     });
-    // The server's FIN: tandem ends the connection after a framing error (endWithError).
+    // The server's FIN: tandem ends the connection after a framing error.
     s.on('end', () => {
       closed = true;
       finish();
@@ -84,6 +90,51 @@ function exchange(bytes: Buffer, quietMs = 1000, maxMs = 8000): Promise<Outcome>
       closed = true;
       finish();
     });
+  });
+}
+
+/** A test peer posing as lb1 (the secret is the cluster's): it dials lb2's peer port for the 'http' channel. */
+let peerMux: PeerMux | undefined;
+
+/**
+ * Sends raw bytes into lb2's peer-facing parser: the bytes up to the first blank line (the head)
+ * in the stream's OPEN, as a peer's request head travels, the rest as stream data. `closed` is the
+ * owner telling the ingress to close its client connection after the answer (the prefix flag).
+ */
+function exchangePeer(bytes: Buffer, key: string, maxMs = 3500): Promise<Outcome> {
+  const lb2 = c.node('lb2');
+  peerMux ??= new PeerMux({ dial: () => authConnect({ host: lb2.host, port: lb2.peerPort, id: 'lb2' }, 'lb1', 'http') });
+  const split = bytes.indexOf('\r\n\r\n');
+  const head = split < 0 ? bytes : bytes.subarray(0, split + 4);
+  const rest = split < 0 ? Buffer.alloc(0) : bytes.subarray(split + 4);
+  return new Promise((resolve) => {
+    const chunks: Buffer[] = [];
+    let settled = false;
+    const finish = (): void => {
+      if (settled) return;
+      settled = true;
+      clearTimeout(hard);
+      const all = Buffer.concat(chunks);
+      const closed = all.length >= PREFIX_BYTES && (all[1] & PREFIX_CLOSE) !== 0;
+      const text = all.subarray(PREFIX_BYTES).toString('latin1');
+      const statuses = [...text.matchAll(/(?:^|\r\n)HTTP\/1\.[01] (\d{3}) /g)].map((m) => Number(m[1]));
+      resolve({ statuses, closed, text });
+    };
+    const hard = setTimeout(() => {
+      stream.reset(3, 'test over');
+      finish();
+    }, maxMs);
+    const stream = peerMux!.open('lb2', encodePeerHead(0, 'web', key, '127.0.0.9:4444', head.toString('latin1')), {
+      onData: (d) => {
+        chunks.push(d);
+        stream.consumed(d.length);
+      },
+      onEnd: finish,
+      onReset: finish,
+      onDrain: () => undefined,
+    });
+    if (rest.length > 0) stream.write(rest);
+    stream.end();
   });
 }
 
@@ -99,6 +150,14 @@ interface Case {
   readonly maxResponses?: number;
   /** The last expected response may be replaced by the connection's close. */
   readonly lastOptional?: boolean;
+  /**
+   * At the owner's peer-facing parser, when it differs: the checks that belong to the receiving
+   * node (the flow key, which an owner takes from the OPEN frame; a missing Host of an HTTP/1.0
+   * client, which the ingress lets through with the request line rewritten to 1.1) do not apply.
+   */
+  readonly peerExpect?: readonly number[];
+  /** At the peer-facing parser, when it differs from `close`. */
+  readonly peerClose?: boolean;
 }
 
 const SMUGGLED = 'GET /smuggled HTTP/1.1\r\nHost: t\r\n\r\n';
@@ -154,7 +213,8 @@ const CASES: Case[] = [
   { name: 'raw non-ASCII in the target', raw: head('', 'GET', '/\xe9'), expect: [400], close: true },
   { name: 'asterisk-form with GET', raw: head('', 'GET', '*'), expect: [400] },
   { name: 'no target', raw: `GET HTTP/1.1\r\nHost: t\r\nX-Session: KEY\r\n\r\n`, expect: [400], close: true },
-  { name: 'target of 20 KB', raw: head('', 'GET', `/${'a'.repeat(20_000)}`), expect: [400, 414, 431], close: true },
+  // An owner takes heads up to 64 KB (forwarded heads carry more fields): there, the backend refuses.
+  { name: 'target of 20 KB', raw: head('', 'GET', `/${'a'.repeat(20_000)}`), expect: [400, 414, 431], close: true, peerClose: false },
   { name: 'HTTP/2.0 on an HTTP/1 connection', raw: head('', 'GET', '/ok', 'HTTP/2.0'), expect: [400, 505], close: true },
   { name: 'HTTP/1.2', raw: head('', 'GET', '/ok', 'HTTP/1.2'), expect: [400, 505], close: true },
   { name: 'lower-case http/1.1', raw: head('', 'GET', '/ok', 'http/1.1'), expect: [400], close: true },
@@ -166,17 +226,18 @@ const CASES: Case[] = [
   { name: 'flow key with %0d%0a text (just text)', raw: `GET /ok HTTP/1.1\r\nHost: t\r\nX-Session: KEY%0d%0aX-Injected: 1\r\n\r\n`, expect: [200] },
   { name: 'flow key with a C0 control', raw: `GET /ok HTTP/1.1\r\nHost: t\r\nX-Session: KEY\x01x\r\n\r\n`, expect: [400] },
   { name: 'flow key with DEL', raw: `GET /ok HTTP/1.1\r\nHost: t\r\nX-Session: KEY\x7f\r\n\r\n`, expect: [400] },
-  { name: 'flow key with a C1 byte', raw: `GET /ok HTTP/1.1\r\nHost: t\r\nX-Session: KEY\x9bx\r\n\r\n`, expect: [400] },
-  { name: 'flow key of 300 bytes', raw: `GET /ok HTTP/1.1\r\nHost: t\r\nX-Session: ${'k'.repeat(300)}\r\n\r\n`, expect: [400] },
+  // (An owner takes the flow key from the OPEN frame: there the field is just a field.)
+  { name: 'flow key with a C1 byte', raw: `GET /ok HTTP/1.1\r\nHost: t\r\nX-Session: KEY\x9bx\r\n\r\n`, expect: [400], peerExpect: [200] },
+  { name: 'flow key of 300 bytes', raw: `GET /ok HTTP/1.1\r\nHost: t\r\nX-Session: ${'k'.repeat(300)}\r\n\r\n`, expect: [400], peerExpect: [200] },
   { name: 'client-sent x-tandem-* peer fields', raw: head('X-Tandem-Flow-Key: forged\r\nX-Tandem-Client: 6.6.6.6:1\r\nX-Tandem-Service: other\r\n'), expect: [200] },
   { name: 'Connection naming the flow-key header', raw: head('Connection: x-session, x-tandem-flow-key\r\n'), expect: [200] },
   // --- sizes ---
-  { name: '5000 header fields', raw: head(Array.from({ length: 5000 }, (_, i) => `X-${i}: v\r\n`).join('')), expect: [431, 400], close: true },
-  { name: 'one field of 20 KB', raw: head(`X-Big: ${'v'.repeat(20_000)}\r\n`), expect: [431], close: true },
+  { name: '5000 header fields', raw: head(Array.from({ length: 5000 }, (_, i) => `X-${i}: v\r\n`).join('')), expect: [431, 400], close: true, peerClose: false },
+  { name: 'one field of 20 KB', raw: head(`X-Big: ${'v'.repeat(20_000)}\r\n`), expect: [431], close: true, peerClose: false },
   // --- pipelining: a good request, then a bad one ---
   // The good request is answered first (section 9.3.2: responses in request order); the bad one
   // gets its 400 or, once the first response is under way, just the close.
-  { name: 'pipelined good then CL+TE', raw: head('') + head(`Content-Length: 5\r\nTransfer-Encoding: chunked\r\n`, 'POST') + `0\r\n\r\n${SMUGGLED}`, expect: [200, 400], close: true, maxResponses: 2, lastOptional: true },
+  { name: 'pipelined good then CL+TE', raw: head('') + head(`Content-Length: 5\r\nTransfer-Encoding: chunked\r\n`, 'POST') + `0\r\n\r\n${SMUGGLED}`, expect: [200, 400], close: true, maxResponses: 2, lastOptional: true, peerExpect: [400] },
 ];
 
 /**
@@ -203,13 +264,16 @@ async function runCorpus(cases: readonly Case[]): Promise<{ failures: string[]; 
   const keys = { local: await keyOwnedBy('lb1', 'corpus-l'), forwarded: await keyOwnedBy('lb2', 'corpus-f') };
   const failures: string[] = [];
   const tally: string[] = [];
-  const runs = Object.entries(keys).flatMap(([hop, key]) => cases.map((k) => ({ hop, key, k })));
+  const runs = [...Object.entries(keys), ['peer', keys.forwarded] as const].flatMap(([hop, key]) => cases.map((k) => ({ hop, key, k })));
   let next = 0;
   await Promise.all(
     Array.from({ length: 8 }, async () => {
       while (next < runs.length) {
-        const { hop, key, k } = runs[next++];
-        const o = await exchange(Buffer.from(k.raw.replaceAll('KEY', key), 'latin1'));
+        const { hop, key, k: kk } = runs[next++];
+        const bytes = Buffer.from(kk.raw.replaceAll('KEY', key), 'latin1');
+        const peer = hop === 'peer';
+        const k = peer ? { ...kk, expect: kk.peerExpect ?? kk.expect, close: kk.peerClose ?? kk.close } : kk;
+        const o = peer ? await exchangePeer(bytes, key) : await exchange(bytes);
         const want = k.expect.length > 1 && (k.maxResponses ?? 1) > 1 ? k.expect : [k.expect];
         const problems: string[] = [];
         if (o.statuses.length === 0) problems.push('no response');
@@ -226,10 +290,10 @@ async function runCorpus(cases: readonly Case[]): Promise<{ failures: string[]; 
       }
     }),
   );
-  return { failures, tally, keys };
+  return { failures, tally, keys: { ...keys } };
 }
 
-test('HTTP bad-input corpus: each case refused as RFC 9112 asks, locally and through the peer hop; nothing smuggled', async (t) => {
+test('HTTP bad-input corpus: each case refused as RFC 9112 asks, locally, through the peer hop and at the peer-facing parser; nothing smuggled', async (t) => {
   const cases = CASES.filter((k) => !KNOWN_PROXY_ISSUES.has(k.name));
   const { failures, tally, keys } = await runCorpus(cases);
   // What the backend saw, over the whole corpus.
@@ -239,7 +303,7 @@ test('HTTP bad-input corpus: each case refused as RFC 9112 asks, locally and thr
   const forged = seenByBackend.filter((r) => r.headers.some((h) => h.includes('6.6.6.6')) && r.headers.some((h, i) => /^x-forwarded-for$/i.test(r.headers[i - 1] ?? '') && h.includes('6.6.6.6')));
   const counts = new Map<string, number>();
   for (const s of tally) counts.set(s, (counts.get(s) ?? 0) + 1);
-  t.diagnostic(`${tally.length} exchanges (${cases.length} cases × local and forwarded): responses ${JSON.stringify(Object.fromEntries(counts))}; backend saw ${seenByBackend.length} requests`);
+  t.diagnostic(`${tally.length} exchanges (${cases.length} cases × local, forwarded and peer-facing): responses ${JSON.stringify(Object.fromEntries(counts))}; backend saw ${seenByBackend.length} requests`);
   if (failures.length) t.diagnostic(`deviations:\n${failures.join('\n')}`);
   assert.deepEqual(smuggled.map((r) => r.url), [], 'no smuggled request reached the backend');
   assert.deepEqual(peerFields, [], 'no client-sent x-tandem-* field reached the backend');

@@ -455,13 +455,13 @@ test('TCP forward-header fuzz: only intact, unreplayed headers from their own in
   type TcpCase = { what: string; bytes: Buffer; expect: string | null };
   const cases: TcpCase[] = [
     { what: 'intact', bytes: header(), expect: null },
-    { what: 'ingress is another node', bytes: header({ ingress: 'lb2' }), expect: 'ingress_mismatch' },
+    { what: 'ingress is another node', bytes: header({ ingress: 'lb2' }), expect: 'misrouted' },
     // Freshness is the stream's own handshake, not a clock: a sender's clock 5 minutes off is fine.
     { what: 'stamped by a clock five minutes behind', bytes: header({ timestampMs: Date.now() - 300_000 }), expect: null },
     { what: 'first use', bytes: replayed, expect: null },
     { what: 'replayed', bytes: replayed, expect: 'replay' },
-    { what: 'unknown service', bytes: header({ service: 'nope' }), expect: 'unknown_service' },
-    { what: 'MAC with another secret', bytes: header({}, deriveForwardKey('another-secret-of-some-length')), expect: 'bad_mac' },
+    { what: 'unknown service', bytes: header({ service: 'nope' }), expect: 'unknown-service' },
+    { what: 'MAC with another secret', bytes: header({}, deriveForwardKey('another-secret-of-some-length')), expect: 'mac' },
     { what: 'random bytes', bytes: bytes(rand, 64), expect: 'malformed' },
   ];
   for (let i = 0; i < 150; i++) {

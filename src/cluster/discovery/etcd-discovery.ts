@@ -18,11 +18,12 @@
  * member's loss, which the client rides out by switching endpoint, from flapping the flag; a
  * TTL is also how long the lease itself survives without a keep-alive.
  */
-import type { Etcd3, IKeyValue, IWatchResponse, Lease, Watcher } from 'etcd3';
+import type { Etcd3, IWatchResponse, Lease, Watcher } from 'etcd3';
 import type { Logger } from 'pino';
 import { createEtcdClient, backoffMs, type EtcdClientSettings } from './etcd-client.js';
 import type { DiscoveryMetrics, DiscoveryOp, RecordKind } from './metrics.js';
-import { decodeConfig, decodeMember, decodeStatus, encodeMember, encodeStatus, keysFor, type ConfigDoc, type ConfigStatus, type Keys, type MemberPhase, type MemberRecord } from './records.js';
+import { PrefixView } from './prefix-view.js';
+import { encodeMember, encodeStatus, keysFor, type ConfigDoc, type ConfigStatus, type Keys, type MemberPhase, type MemberRecord } from './records.js';
 
 export type DiscoveryState = 'connecting' | 'connected' | 'degraded';
 
@@ -77,10 +78,7 @@ export class EtcdDiscovery {
   #client: Etcd3 | null = null;
   #record: MemberRecord;
   #status: ConfigStatus | null = null;
-  #members = new Map<string, MemberRecord>();
-  #statuses = new Map<string, ConfigStatus>();
-  /** mod_revision of the config key last reported ('' = none). */
-  #configRevision = '';
+  readonly #view: PrefixView;
   #session: Session | null = null;
   #state: DiscoveryState = 'connecting';
   #lastError: string | null = null;
@@ -99,6 +97,18 @@ export class EtcdDiscovery {
     this.#log = o.logger;
     this.#record = o.self;
     this.#loaded = new Promise<void>((resolve) => (this.#firstLoad = resolve));
+    this.#view = new PrefixView({
+      keys: this.#keys,
+      cluster: o.cluster,
+      selfId: o.self.id,
+      onMembers: (m) => {
+        o.metrics.members.set(m.size);
+        o.onMembers(m);
+      },
+      onConfig: o.onConfig,
+      onStatuses: o.onStatuses,
+      onBad: (kind, problem) => this.#bad(kind, problem),
+    });
   }
 
   get state(): DiscoveryState {
@@ -114,11 +124,11 @@ export class EtcdDiscovery {
   }
 
   members(): ReadonlyMap<string, MemberRecord> {
-    return this.#members;
+    return this.#view.members();
   }
 
   statuses(): ReadonlyMap<string, ConfigStatus> {
-    return this.#statuses;
+    return this.#view.statuses();
   }
 
   /**
@@ -235,7 +245,7 @@ export class EtcdDiscovery {
     await within(s, lease.put(this.#keys.member(this.#record.id)).value(encodeMember(this.#record)).exec());
     if (this.#status !== null) await within(s, lease.put(this.#keys.status(this.#status.node)).value(encodeStatus(this.#status)).exec());
     const res = await within(s, client.getAll().prefix(this.#keys.prefix).exec());
-    this.#load(res.kvs);
+    this.#view.load(res.kvs);
     const from = (BigInt(res.header.revision) + 1n).toString();
     const watcher = await within(s, client.watch().prefix(this.#keys.prefix).startRevision(from).create());
     s.watcher = watcher;
@@ -262,7 +272,7 @@ export class EtcdDiscovery {
     s.established = true;
     this.#o.metrics.sessions.inc();
     this.#lastError = null;
-    this.#log.info({ endpoints: this.#o.settings.endpoints, prefix: this.#keys.prefix, members: this.#members.size }, 'etcd session established');
+    this.#log.info({ endpoints: this.#o.settings.endpoints, prefix: this.#keys.prefix, members: this.#view.members().size }, 'etcd session established');
     this.#health();
     this.#firstLoad();
   }
@@ -280,96 +290,19 @@ export class EtcdDiscovery {
     s.lease?.release();
   }
 
-  /** A full read of the prefix: replaces the whole view. */
-  #load(kvs: readonly IKeyValue[]): void {
-    const members = new Map<string, MemberRecord>();
-    const statuses = new Map<string, ConfigStatus>();
-    let config: IKeyValue | null = null;
-    for (const kv of kvs) {
-      const key = kv.key.toString();
-      if (key === this.#keys.config) config = kv;
-      else if (key.startsWith(this.#keys.members)) {
-        const r = this.#member(key.slice(this.#keys.members.length), kv.value.toString());
-        if (r !== null) members.set(r.id, r);
-      } else if (key.startsWith(this.#keys.statuses)) {
-        const st = this.#statusOf(key.slice(this.#keys.statuses.length), kv.value.toString());
-        if (st !== null) statuses.set(st.node, st);
-      }
-    }
-    this.#members = members;
-    this.#statuses = statuses;
-    this.#o.metrics.members.set(members.size);
-    this.#o.onMembers(members);
-    this.#o.onStatuses(statuses);
-    this.#config(config);
-  }
-
   #onWatch(s: Session, r: IWatchResponse): void {
     if (s.ended) return;
-    let membersChanged = false;
-    let statusesChanged = false;
-    for (const ev of r.events) {
-      const key = ev.kv.key.toString();
-      const put = ev.type === 'Put';
-      if (key === this.#keys.config) {
-        this.#config(put ? ev.kv : null);
-      } else if (key.startsWith(this.#keys.members)) {
-        const id = key.slice(this.#keys.members.length);
-        const rec = put ? this.#member(id, ev.kv.value.toString()) : null;
-        if (id === this.#record.id) this.#ownRecord(s, rec);
-        if (rec !== null) this.#members.set(id, rec);
-        else this.#members.delete(id);
-        membersChanged = true;
-      } else if (key.startsWith(this.#keys.statuses)) {
-        const id = key.slice(this.#keys.statuses.length);
-        const st = put ? this.#statusOf(id, ev.kv.value.toString()) : null;
-        if (st !== null) this.#statuses.set(id, st);
-        else this.#statuses.delete(id);
-        if (!put && this.#status !== null && id === this.#status.node) void this.#put(s, key, encodeStatus(this.#status), this.#o.settings.dialTimeoutMs);
-        statusesChanged = true;
-      }
-    }
-    if (membersChanged) {
-      this.#o.metrics.members.set(this.#members.size);
-      this.#o.onMembers(this.#members);
-    }
-    if (statusesChanged) this.#o.onStatuses(this.#statuses);
-  }
-
-  /** Someone else changed this node's own record: deleted (put it back) or another process took the id. */
-  #ownRecord(s: Session, rec: MemberRecord | null): void {
-    if (rec === null) {
-      if (!this.#stopped) void this.#put(s, this.#keys.member(this.#record.id), encodeMember(this.#record), this.#o.settings.dialTimeoutMs);
-    } else if (rec.incarnation !== this.#record.incarnation) {
+    const own = this.#view.apply(r.events);
+    if (own.record === null && !this.#stopped) {
+      // Someone deleted this node's record: put it back.
+      void this.#put(s, this.#keys.member(this.#record.id), encodeMember(this.#record), this.#o.settings.dialTimeoutMs);
+    } else if (own.record !== undefined && own.record !== null && own.record.incarnation !== this.#record.incarnation) {
+      const rec = own.record;
       this.#warn('conflict', `another process registered as node "${rec.id}" (${rec.host}:${rec.peerPort}, started ${new Date(rec.startedAt).toISOString()})`);
     }
-  }
-
-  #config(kv: IKeyValue | null): void {
-    const rev = kv === null ? '' : kv.mod_revision;
-    if (rev === this.#configRevision) return;
-    this.#configRevision = rev;
-    if (kv === null) {
-      this.#o.onConfig(null);
-      return;
+    if (own.statusDeleted && this.#status !== null && !this.#stopped) {
+      void this.#put(s, this.#keys.status(this.#status.node), encodeStatus(this.#status), this.#o.settings.dialTimeoutMs);
     }
-    const d = decodeConfig(kv.value.toString());
-    if (!d.ok) return this.#bad('config', d.problem);
-    this.#o.onConfig(d.value);
-  }
-
-  #member(id: string, text: string): MemberRecord | null {
-    const d = decodeMember(id, text, this.#o.cluster);
-    if (d.ok) return d.value;
-    this.#bad('member', d.problem);
-    return null;
-  }
-
-  #statusOf(id: string, text: string): ConfigStatus | null {
-    const d = decodeStatus(id, text);
-    if (d.ok) return d.value;
-    this.#bad('status', d.problem);
-    return null;
   }
 
   async #put(s: Session, key: string, value: string, timeoutMs: number): Promise<boolean> {

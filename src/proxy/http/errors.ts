@@ -3,8 +3,6 @@
  * `tandem-error` code header, so that a user (or a script) can tell a tandem error from a backend's
  * own 502; nothing in them leaks internals (no addresses, no stack, no upstream error text).
  */
-import type { ServerResponse } from 'node:http';
-import type { Duplex } from 'node:stream';
 import { ErrorCodes, type ErrorCode } from '../../errors.js';
 
 export type HttpErrorKind =
@@ -17,7 +15,10 @@ export type HttpErrorKind =
   | 'backend-timeout'
   | 'peer-unavailable'
   | 'unknown-service'
-  | 'version-not-supported';
+  | 'no-route'
+  | 'rate-limited'
+  | 'version-not-supported'
+  | 'internal';
 
 interface ErrorSpec {
   readonly status: number;
@@ -36,6 +37,9 @@ const SPECS: Readonly<Record<HttpErrorKind, ErrorSpec>> = {
   'backend-timeout': { status: 504, reason: 'Gateway Timeout', text: 'backend timed out', code: ErrorCodes.BACKEND_TIMEOUT },
   'peer-unavailable': { status: 502, reason: 'Bad Gateway', text: 'no load-balancer node could serve the request', code: ErrorCodes.PEER_UNAVAILABLE },
   'version-not-supported': { status: 505, reason: 'HTTP Version Not Supported', text: 'only HTTP/1.0 and HTTP/1.1 are served', code: ErrorCodes.BAD_REQUEST },
+  internal: { status: 500, reason: 'Internal Server Error', text: 'internal error', code: ErrorCodes.BACKEND_FAILED },
+  'no-route': { status: 404, reason: 'Not Found', text: 'no route for this request', code: ErrorCodes.NO_BACKEND },
+  'rate-limited': { status: 429, reason: 'Too Many Requests', text: 'rate limit exceeded', code: ErrorCodes.LIMIT_EXCEEDED },
   'unknown-service': { status: 503, reason: 'Service Unavailable', text: 'service not configured on this node', code: ErrorCodes.NO_BACKEND },
 };
 
@@ -52,77 +56,32 @@ for (const [kind, s] of Object.entries(SPECS) as Array<[HttpErrorKind, ErrorSpec
   BODIES.set(kind, Buffer.from(`${s.status} ${s.reason}: ${s.text}\n`, 'latin1'));
 }
 
-/**
- * Answers `res` with the error, unless the response already started: then the only honest signal
- * left is to cut the connection (RFC 9112 section 8: an incomplete message must not look complete).
- * `close` asks for `Connection: close`, for when the request body was not read to its end.
- */
-export function sendError(res: ServerResponse, kind: HttpErrorKind, close: boolean): void {
-  if (res.headersSent || res.destroyed) {
-    res.destroy();
-    return;
-  }
-  const body = BODIES.get(kind)!;
-  const headers: string[] = ['content-type', 'text/plain; charset=utf-8', 'content-length', String(body.length), 'tandem-error', kind];
-  if (close) {
-    headers.push('connection', 'close');
-    res.shouldKeepAlive = false;
-  }
-  res.writeHead(SPECS[kind].status, SPECS[kind].reason, headers);
-  res.end(body);
-}
-
-/** The same response as raw bytes, for sockets without a ServerResponse (parse errors, tunnels). */
-export function rawError(kind: HttpErrorKind): Buffer {
+function buildRaw(kind: HttpErrorKind, close: boolean): Buffer {
   const s = SPECS[kind];
   const body = BODIES.get(kind)!;
   const head =
     `HTTP/1.1 ${s.status} ${s.reason}\r\ncontent-type: text/plain; charset=utf-8\r\n` +
-    `content-length: ${body.length}\r\ntandem-error: ${kind}\r\nconnection: close\r\n\r\n`;
+    `content-length: ${body.length}\r\ntandem-error: ${kind}\r\n${close ? 'connection: close\r\n' : ''}\r\n`;
   return Buffer.concat([Buffer.from(head, 'latin1'), body]);
 }
 
-/**
- * Writes a raw error and closes: FIN after the response, unread input discarded so that closing
- * does not turn into a reset that could destroy the response in flight, and a hard stop after
- * `lingerMs` for a peer that never reads.
- */
-export function endWithError(socket: Duplex, kind: HttpErrorKind, lingerMs = 2000): void {
-  if (socket.destroyed) return;
-  if (!socket.writable) {
-    socket.destroy();
-    return;
-  }
-  socket.on('error', noop);
-  socket.resume();
-  socket.end(rawError(kind));
-  const t = setTimeout(() => socket.destroy(), lingerMs);
-  t.unref();
-  socket.once('close', () => clearTimeout(t));
+/** Every error response, head and body in one Buffer, made once: with and without Connection: close. */
+const RAW_CLOSE = new Map<HttpErrorKind, Buffer>();
+const RAW_KEEP = new Map<HttpErrorKind, Buffer>();
+for (const kind of Object.keys(SPECS) as HttpErrorKind[]) {
+  RAW_CLOSE.set(kind, buildRaw(kind, true));
+  RAW_KEEP.set(kind, buildRaw(kind, false));
 }
 
-function noop(): void {}
-
-/** The response to a node:http client error: header overflow, head timeout, or a parse error. */
-export function clientErrorKind(code: string | undefined): HttpErrorKind {
-  if (code === 'HPE_HEADER_OVERFLOW') return 'header-too-large';
-  if (code === 'ERR_HTTP_REQUEST_TIMEOUT') return 'request-timeout';
-  return 'bad-request';
+/** The error response that ends the connection (Connection: close). */
+export function rawError(kind: HttpErrorKind): Buffer {
+  return RAW_CLOSE.get(kind)!;
 }
 
-/** Maps an upstream (backend or peer) failure seen before any response byte to a response. */
-export function upstreamErrorKind(err: unknown): HttpErrorKind {
-  const code = (err as { code?: unknown } | null)?.code;
-  switch (code) {
-    case 'UND_ERR_HEADERS_TIMEOUT':
-    case 'UND_ERR_CONNECT_TIMEOUT':
-    case 'UND_ERR_BODY_TIMEOUT':
-    case 'ETIMEDOUT':
-      return 'backend-timeout';
-    case 'UND_ERR_INVALID_ARG':
-      // undici refused the request as given (an invalid field or target node:http let through).
-      return 'bad-request';
-    default:
-      return 'backend-failed';
-  }
+/** The error response as one pre-built Buffer; `close` adds Connection: close. Never modify it. */
+export function errorBytes(kind: HttpErrorKind, close: boolean): Buffer {
+  return (close ? RAW_CLOSE : RAW_KEEP).get(kind)!;
 }
+
+/** The interim response to `Expect: 100-continue` (RFC 9110 section 15.2.1). */
+export const CONTINUE = Buffer.from('HTTP/1.1 100 Continue\r\n\r\n', 'latin1');

@@ -1,210 +1,355 @@
 /**
- * One client request on its way through this node: its routing state (key, entry, hops tried)
- * and the undici dispatch handler that relays the upstream's response to the client as it comes
- * (no buffering: headers, then each chunk with back-pressure both ways).
+ * One request on its way through this node, between the side it came from (the "downstream": a
+ * client connection, or at an owner the peer stream it arrived on) and the hop serving it (the
+ * "upstream": a pooled backend connection, or a peer stream to the owner).
  *
- * The same object serves every attempt of a request (primary, then backup, ...). The legacy undici
- * handler methods are used on purpose: they hand over raw header buffers without the parse into an
- * object that the newer controller API does, which matters at tens of thousands of requests/s.
+ * The request body flows downstream → exchange → upstream with back-pressure both ways: bytes that
+ * arrive before an upstream is attached are held (the source paused past a high-water mark), and
+ * the first 64 KB stay held after they were sent, so that a failed attempt can send them again to
+ * the next hop (`replayable`). The response flows upstream → exchange → downstream as bytes ready
+ * for the client: the upstream wrote its head and framing already.
+ *
+ * The same object serves every attempt of a request (primary, then backup, …).
  */
-import type { IncomingMessage, ServerResponse } from 'node:http';
-import { performance } from 'node:perf_hooks';
-import type { Hop } from '../../cluster/router.js';
 import type { FlowEntry } from '../../cluster/flow-entry.js';
 import type { BackendState, UpstreamPool } from '../../upstream/pool.js';
-import { responseHeaders, type RequestHead } from './headers.js';
+import { Body, isIdempotent, type RequestHead } from './head.js';
+import { errorBytes, errorStatus, type HttpErrorKind } from './errors.js';
+import { rateLimitedBytes, redirectBytes } from './answers.js';
 import type { ServedBy } from './metrics.js';
-import { StreamedBody } from './body.js';
+import type { Lane } from './routing.js';
 
-/** What an exchange reports back to its proxy. */
-export interface ExchangeOwner {
+/** Body bytes kept for a replay to the next hop; bodies of known length up to this wait whole before a peer forward. */
+export const REPLAY_BODY_MAX = 64 * 1024;
+/** Body bytes held (not yet taken by an upstream) before the source is paused. */
+const HOLD_HWM = 64 * 1024;
+
+/** The side a request came from, and where its response goes. */
+export interface Downstream {
+  /** Responses end the client connection (the node is draining). */
   readonly draining: boolean;
-  /** The attempt failed before any response byte was relayed. Called on a later tick, never inside dispatch(). */
-  attemptFailed(ex: Exchange, err: Error): void;
-  /** The exchange ended (response complete, cut, or client gone). Called exactly once. */
-  finished(ex: Exchange): void;
+  cork(): void;
+  uncork(): void;
+  /** Writes `100 Continue` (the client connection only; a peer stream's ingress answered it). */
+  sendContinue(): void;
+  /** The response head (already the client's text, '' when the bytes that follow carry it); `close`: the connection ends after this response. */
+  head(text: string, status: number, close: boolean): void;
+  /** False: wait for the exchange's `downstreamDrained()`. */
+  write(chunk: Buffer | string): boolean;
+  /** The response is complete. */
+  end(ex: Exchange, close: boolean): void;
+  /** A complete response in one buffer (tandem's own error responses). */
+  whole(ex: Exchange, bytes: Buffer, close: boolean): void;
+  /** The response was cut short: the client must see the truncation. */
+  cut(ex: Exchange): void;
+  pauseBody(): void;
+  resumeBody(): void;
 }
 
-export type Body = null | Buffer | StreamedBody;
+/** The hop a request is being sent to. */
+export interface Upstream {
+  /** A body chunk (the upstream frames it); false: wait for the exchange's `upstreamDrained()`. */
+  writeBody(chunk: Buffer): boolean;
+  endBody(): void;
+  /** The downstream can take more response bytes. */
+  resumeResponse(): void;
+  /** The client went away, or the exchange gave the attempt up: stop and release. */
+  abort(): void;
+}
 
-const UNSET = Symbol('unset');
+/** What an exchange tells the node's service. */
+export interface ExchangeHost {
+  /** A new exchange (drain waits for every started one to finish). */
+  started(ex: Exchange): void;
+  /** The exchange ended (response complete, cut, failed or client gone). Called exactly once. */
+  finished(ex: Exchange): void;
+  /** An error response was written by tandem (metrics). */
+  answeredError(kind: HttpErrorKind): void;
+}
 
 export class Exchange {
-  readonly owner: ExchangeOwner;
-  readonly req: IncomingMessage;
-  readonly res: ServerResponse;
+  readonly host: ExchangeHost;
+  readonly down: Downstream;
   readonly fromPeer: boolean;
   readonly startedAt: number;
+  method = '';
+  url = '';
+  /** The request's version as received, for Via (`1.0` / `1.1`). */
+  version = '1.1';
+  /** The client spoke HTTP/1.0: no chunked framing toward it, keep-alive only when it asked. */
+  http10 = false;
+  /** The client wants the connection closed after this response (Connection: close, or HTTP/1.0 without keep-alive). */
+  closeWanted = false;
+  /** Entries appended to the response's Via, in response order (this node; at an owner, then the ingress). */
+  via = '';
+  /** Set when the request is refused before routing (bad head, parse error): answered in its turn. */
+  reject: HttpErrorKind | null = null;
   head!: RequestHead;
+  /** The rewritten request head for the next hop (request line, fields, Via…, framing). */
+  text = '';
+  body: Body = Body.NONE;
+  upgrade = false;
   key = '';
+  /** The route the request goes by (routing.ts): its flows, pool and header rules. */
+  lane: Lane | null = null;
+  /** Set when the ingress answers itself: the 30x's Location, or a 429's Retry-After seconds. */
+  location: string | null = null;
+  retryAfterS = 0;
   entry!: FlowEntry;
   clientIp = '';
   clientPort = 0;
-  /** `UNSET` until the first attempt decides between none, buffered and streamed. */
-  body: Body | typeof UNSET = UNSET;
-  hops: Hop[] = [];
-  hopIdx = 0;
-  reowned = false;
-  /** Peers that failed for this request: never tried twice. */
-  tried: string[] | null = null;
+  /** At an owner: the node that received the request from the client. */
+  ingress = '';
+  // -- routing and serving state, for metrics and the access log
   servedBy: ServedBy = 'local';
-  /** Target of the current attempt: a peer id, or null for the backend. */
-  peer: string | null = null;
   backend: BackendState | undefined = undefined;
   backendPool: UpstreamPool | undefined = undefined;
-  /** This node's Via entry for the response. */
-  via = '';
+  failovers = 0;
+  // -- request body
+  #held: Buffer[] = [];
+  #heldBytes = 0;
+  /** Body bytes received so far. */
+  bodyBytes = 0;
+  /** Body bytes given to an upstream and no longer held: the body cannot be sent again. */
+  #dropped = false;
+  bodyEnded = false;
+  #paused = false;
+  #up: Upstream | null = null;
+  /** After the response: the rest of the body is read and dropped. */
+  #discard = false;
+  #continued = false;
+  // -- response
   status = 0;
-  /** Request bytes went to the current upstream (undici called onConnect). */
-  sent = false;
-  /** Response headers were written to the client: no retry, no error response any more. */
+  /** The response head (or a whole error response) went to the downstream: no retry, no error response any more. */
   responded = false;
   done = false;
-  clientGone = false;
-  #abort: ((err?: Error) => void) | null = null;
-  #resume: (() => void) | null = null;
+  /** The client went away. */
+  gone = false;
 
-  constructor(owner: ExchangeOwner, req: IncomingMessage, res: ServerResponse, fromPeer: boolean, startedAt: number) {
-    this.owner = owner;
-    this.req = req;
-    this.res = res;
+  constructor(host: ExchangeHost, down: Downstream, fromPeer: boolean, startedAt: number) {
+    this.host = host;
+    this.down = down;
     this.fromPeer = fromPeer;
     this.startedAt = startedAt;
-    res.once('close', this.#onClose);
+    host.started(this);
   }
 
-  static readonly UNSET: typeof UNSET = UNSET;
-
-  /** The body as decided, for dispatch. */
-  get bodyValue(): Body {
-    return this.body === UNSET ? null : this.body;
+  /** Whether the body can be sent again to another hop: none, or every byte of it still held. */
+  get replayable(): boolean {
+    return !this.#dropped;
   }
 
-  get bodyDecided(): boolean {
-    return this.body !== UNSET;
+  /** Retry rule (RFC 9110 section 9.2.2): after the request may have reached the hop, only idempotent and replayable. */
+  mayRetry(sent: boolean): boolean {
+    return this.replayable && (!sent || isIdempotent(this.method));
   }
 
-  /** Whether the body can be sent again: none, or buffered. */
-  get bodyReplayable(): boolean {
-    return this.body === null || this.body === UNSET || Buffer.isBuffer(this.body);
+  /** A body of known length small enough to be read whole before a peer forward. */
+  get waitsWholeBody(): boolean {
+    return this.body === Body.LENGTH && !this.bodyEnded && this.head.contentLength <= REPLAY_BODY_MAX;
   }
 
-  /** Whether no byte of the body was taken from the client yet (a stream not yet iterated). */
-  get bodyUntouched(): boolean {
-    return this.bodyReplayable || !(this.body as StreamedBody).started;
-  }
+  // ---- request body, from the downstream's parser ---------------------------------------------
 
-  get clientFailed(): boolean {
-    return this.body instanceof StreamedBody && this.body.clientFailed;
-  }
-
-  /** Before each attempt. */
-  beginAttempt(peer: string | null): void {
-    this.peer = peer;
-    this.sent = false;
-    this.#abort = null;
-  }
-
-  /** Abort the attempt in flight (its peer was declared dead); it fails into attemptFailed. */
-  abortAttempt(err: Error): void {
-    if (!this.done && !this.responded && this.#abort !== null) this.#abort(err);
-  }
-
-  // undici DispatchHandler (legacy form).
-
-  onConnect(abort: (err?: Error) => void): void {
-    this.#abort = abort;
-    this.sent = true;
-    if (this.clientGone) abort(new Error('client closed'));
-  }
-
-  onHeaders(statusCode: number, rawHeaders: Buffer[], resume: () => void, statusText: string): boolean {
-    // 1xx other than 101 are not passed on: undici consumes them, and 100 is answered locally.
-    if (statusCode < 200) return true;
-    if (this.clientGone) return false;
-    this.#resume = resume;
-    const res = this.res;
-    if (this.owner.draining) res.shouldKeepAlive = false;
-    try {
-      res.writeHead(statusCode, statusText || undefined, responseHeaders(rawHeaders, this.via));
-    } catch (err) {
-      // A field node:http refuses to send (it validates names and values): treat as a bad upstream.
-      this.#abort?.(err as Error);
-      return false;
+  pushBody(chunk: Buffer): void {
+    this.bodyBytes += chunk.length;
+    if (this.#discard || this.done) return;
+    const up = this.#up;
+    if (!this.#dropped) {
+      if (this.#heldBytes + chunk.length <= REPLAY_BODY_MAX || up === null) {
+        this.#held.push(chunk);
+        this.#heldBytes += chunk.length;
+      } else this.#drop();
     }
-    this.status = statusCode;
-    this.responded = true;
-    // Passive health (outlier detection) for a backend this node talks to directly.
-    if (this.peer === null && this.backend !== undefined && this.backendPool !== undefined) {
-      if (statusCode >= 500) this.backendPool.reportFailure(this.backend.address, '5xx');
-      else this.backendPool.reportSuccess(this.backend.address);
+    if (up !== null) {
+      if (!up.writeBody(chunk)) this.#pause();
+    } else if (this.#heldBytes > HOLD_HWM) this.#pause();
+  }
+
+  endBody(): void {
+    this.bodyEnded = true;
+    if (this.#discard || this.done) return;
+    this.#up?.endBody();
+    this.#wake();
+  }
+
+  /** Whether the connection ends after this response (the client asked, or the node drains). */
+  get mustClose(): boolean {
+    return this.closeWanted || this.down.draining;
+  }
+
+  /** Calls `then` once the whole body is held, or the exchange ended meanwhile (then check `done`). */
+  whenBodyHeld(then: () => void): void {
+    if (this.bodyEnded || this.done) return then();
+    this.wantBody();
+    this.#bodyWaiter = then;
+    this.#resume();
+  }
+  #bodyWaiter: (() => void) | null = null;
+
+  #wake(): void {
+    const w = this.#bodyWaiter;
+    if (w === null) return;
+    this.#bodyWaiter = null;
+    w();
+  }
+
+  /** The body is wanted now: `100 Continue` for a client that waits for it (RFC 9110 section 10.1.1), once. */
+  wantBody(): void {
+    if (this.head.expectContinue && !this.#continued && !this.bodyEnded) {
+      this.#continued = true;
+      this.down.sendContinue();
     }
-    return true;
   }
 
-  onData(chunk: Buffer): boolean {
-    if (this.res.write(chunk)) return true;
-    this.res.once('drain', this.#onDrain);
-    return false;
+  /** Sends what is held, then streams the rest to `up`. */
+  attach(up: Upstream): void {
+    this.#up = up;
+    this.wantBody();
+    let ok = true;
+    for (let i = 0; i < this.#held.length; i++) ok = up.writeBody(this.#held[i]) && ok;
+    if (this.#heldBytes > REPLAY_BODY_MAX) this.#drop();
+    if (this.bodyEnded) up.endBody();
+    if (ok) this.#resume();
+    else this.#pause();
   }
 
-  onComplete(): void {
-    // Trailers are dropped: node:http would need them declared before the body (RFC 9110 6.5).
-    this.res.end();
-    this.#finish();
+  /** The attempt is over (failed before any response byte): the upstream lets go. */
+  detach(up: Upstream): void {
+    if (this.#up === up) this.#up = null;
   }
 
-  onError(err: Error): void {
+  /** The upstream can take more body bytes. */
+  upstreamDrained(): void {
+    this.#resume();
+  }
+
+  #drop(): void {
+    this.#dropped = true;
+    this.#held = [];
+    this.#heldBytes = 0;
+  }
+
+  #pause(): void {
+    if (this.#paused) return;
+    this.#paused = true;
+    this.down.pauseBody();
+  }
+
+  #resume(): void {
+    if (!this.#paused) return;
+    this.#paused = false;
+    this.down.resumeBody();
+  }
+
+  // ---- response, from the upstream -----------------------------------------------------------
+  // An upstream calls detach(this) before respondEnd/respondCut/fail, so that no abort comes back.
+
+  /** The response head for the client; from now on no retry and no error response. */
+  respondHead(text: string, status: number, close: boolean): void {
     if (this.done) return;
-    if (this.responded || this.clientGone) {
-      // Mid-response failure: cut the client connection so that the truncation shows.
-      if (!this.res.writableFinished) this.res.destroy();
-      this.#finish();
-      return;
-    }
-    process.nextTick(retryLater, this, err);
+    this.status = status;
+    this.responded = true;
+    this.#held = [];
+    this.#heldBytes = 0;
+    this.down.head(text, status, close);
   }
 
-  /** One access-log record (no flow key: it may be a session secret). */
-  accessRecord(): Record<string, unknown> {
-    return {
-      client: this.clientIp,
-      method: this.req.method,
-      path: this.req.url,
-      status: this.status,
-      ms: Math.round((performance.now() - this.startedAt) * 10) / 10,
-      hop: this.fromPeer ? 'from-peer' : this.servedBy,
-      backend: this.backend?.address,
-      retried: this.tried?.length ?? 0,
-      aborted: this.clientGone || undefined,
-    };
+  /** The response starts with bytes already framed for the client (a peer relayed them): no head to write here. */
+  respondStarted(status: number, close: boolean): void {
+    this.respondHead('', status, close);
   }
 
-  /** Ends the exchange with a response already written by the owner. */
-  end(): void {
+  respondData(chunk: Buffer | string): boolean {
+    if (this.done) return true;
+    return this.down.write(chunk);
+  }
+
+  /** The response is complete. */
+  respondEnd(close: boolean): void {
+    if (this.done) return;
+    this.#upDone();
+    this.down.end(this, close);
     this.#finish();
+  }
+
+  /** The response was cut short (upstream failed mid-response). */
+  respondCut(): void {
+    if (this.done) return;
+    this.#upDone();
+    this.down.cut(this);
+    this.#finish();
+  }
+
+  /** The client-side connection can take more. */
+  downstreamDrained(): void {
+    this.#up?.resumeResponse();
+  }
+
+  /** Answers with a tandem error (or cuts, when a response already started) and ends the exchange. */
+  fail(kind: HttpErrorKind): void {
+    if (this.done) return;
+    if (this.responded) return this.respondCut();
+    this.#upDone();
+    this.status = errorStatus(kind);
+    this.host.answeredError(kind);
+    if (!this.gone) {
+      // An unread body leaves the connection in doubt: it ends after this answer.
+      const close = !this.bodyEnded || this.mustClose || this.http10;
+      this.responded = true;
+      this.down.whole(this, kind === 'rate-limited' ? rateLimitedBytes(this.retryAfterS, close) : errorBytes(kind, close), close);
+    }
+    this.#finish();
+  }
+
+  /** Answers with the exchange's redirect (ex.location) and ends the exchange: nothing is proxied. */
+  redirect(status: number): void {
+    if (this.done || this.location === null) return;
+    this.#upDone();
+    this.status = status;
+    if (!this.gone) {
+      const close = !this.bodyEnded || this.mustClose || this.http10;
+      this.responded = true;
+      this.down.whole(this, redirectBytes(status, this.location, close), close);
+    }
+    this.#finish();
+  }
+
+  /** An upgrade's tunnel is up: the connection is no longer HTTP, the exchange ends without a response of its own. */
+  handedOver(status: number): void {
+    if (this.done) return;
+    this.status = status;
+    this.responded = true;
+    this.#up = null;
+    this.#held = [];
+    this.#heldBytes = 0;
+    this.#finish();
+  }
+
+  /** The client went away (its connection closed): whatever is under way stops. */
+  clientGone(): void {
+    if (this.done) return;
+    this.gone = true;
+    this.#upDone();
+    this.#finish();
+  }
+
+  /** Stops the upstream (if still attached) and the body. */
+  #upDone(): void {
+    const up = this.#up;
+    this.#up = null;
+    this.#discard = true;
+    this.#held = [];
+    this.#heldBytes = 0;
+    this.#resume();
+    up?.abort();
   }
 
   #finish(): void {
     if (this.done) return;
     this.done = true;
-    this.owner.finished(this);
+    this.#discard = true;
+    this.host.finished(this);
+    this.#wake();
   }
-
-  #onDrain = (): void => {
-    const r = this.#resume;
-    if (r !== null && !this.done) r();
-  };
-
-  #onClose = (): void => {
-    if (this.done || this.res.writableFinished) return;
-    this.clientGone = true;
-    // An attempt in flight errors out through onError; one not started yet ends in attemptFailed.
-    if (this.#abort !== null) this.#abort(new Error('client closed'));
-  };
-}
-
-function retryLater(ex: Exchange, err: Error): void {
-  if (ex.done) return;
-  ex.owner.attemptFailed(ex, err);
 }

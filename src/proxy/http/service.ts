@@ -1,46 +1,55 @@
 /**
- * The HTTP service of one node (DESIGN.md sections 1 and 4): a client-facing HTTP/1.1 listener
- * that routes every request by the flow rule and moves it, streaming, to its backend — itself when
- * this node serves the flow, or over a pooled, authenticated peer connection to the owner that does.
+ * The HTTP service of one node (docs/design.md §1, the routing rule; docs/http.md): a client-facing
+ * HTTP/1.1 listener on raw sockets (client.ts, llhttp through parser.ts) whose every request goes
+ * through the node's one forwarding loop (hops.ts) — served here from a pooled keep-alive backend
+ * connection (backend.ts), or sent to the flow's owner on a peer multiplexer stream (forward.ts),
+ * which serves it the same way (owner.ts). Upgrades become tunnels (tunnel.ts).
  *
- * Per request: key → router.lookup → router.hops → serve locally or forward; a forward that fails
- * before any response byte goes to the next hop (retry rules below); no hop left → router.reown
- * once. The serving node gets the backend from router.assign (recorded, replicated) and relays.
- *
- * Retry rules (RFC 9110 section 9.2.2, DESIGN.md section 4): a failed forward is retried on the
- * next owner when nothing was sent, or when the method is idempotent and the body can be sent
- * again. For that a body of known length up to 64 KB is read first before a peer forward; longer
- * and chunked bodies stream and are retried only if the failure came before their first byte.
- * A backend failure is never retried on another backend: affinity first, the client gets 502/504.
+ * Retry rules (RFC 9110 section 9.2.2): a failed forward goes to the next owner when nothing was
+ * sent, or when the method is idempotent and the body can be sent again; a body of known length up
+ * to 64 KB is read whole before a peer forward for that. A backend failure is never retried on
+ * another backend: affinity first, the client gets 502/504.
  */
-import type { IncomingMessage, Server, ServerResponse } from 'node:http';
-import type { Socket } from 'node:net';
-import type { Duplex } from 'node:stream';
+import net, { type Server, type Socket } from 'node:net';
 import { performance } from 'node:perf_hooks';
 import type { Logger } from 'pino';
-import type { Readable } from 'node:stream';
 import type { ProxyContext, ServiceProxy } from '../context.js';
-import type { ServiceConfig } from '../../config/schema.js';
+import { listenAddresses, listenStream } from '../listen-addresses.js';
+import type { ServiceConfig, ServiceTlsConfig } from '../../config/schema.js';
+import type { EpochSecretSource } from '../../cluster/ticket-key-share.js';
+import { TlsListener } from '../../tls/listener.js';
+import { CertificateStore } from '../../tls/store.js';
 import type { UpstreamPool } from '../../upstream/pool.js';
-import { LOCAL } from '../../cluster/router.js';
-import { httpFlowKey, parseFlowKeySpec, normalizeAddress, formatHostPort, connectionKey, type FlowKeySpec } from '../../flowkey/index.js';
+import type { FlowEntry } from '../../cluster/flow-entry.js';
+import type { PeerMux } from '../mux/peer-mux.js';
+import type { MuxHandler, MuxStream } from '../mux/stream.js';
+import { SERVED, stop, type Attempt, type AttemptResult } from '../hops.js';
+import { httpFlowKey, parseFlowKeySpec, normalizeAddress, connectionKey, type FlowKeySpec } from '../../flowkey/index.js';
 import { isTandemError, ErrorCodes } from '../../errors.js';
-import { scanRequestHead, addProxyHeaders, viaEntry, encodeFlowKey, decodeFlowKey, parseClient, isIdempotent, H_SERVICE, H_FLOW_KEY, H_CLIENT, type RequestHead } from './headers.js';
-import { sendError, endWithError, errorStatus, upstreamErrorKind, type HttpErrorKind } from './errors.js';
-import { createClientServer, applyLimits, drainServer, answerClientError } from './listener.js';
-import { Exchange, type ExchangeOwner } from './exchange.js';
-import { readWholeBody, streamedOrNone } from './body.js';
-import { BackendClients } from './backend-pool.js';
+import { ensureParser, type HttpParser } from './parser.js';
+import { Body, isTargetAllowed, requestBody, scanRequest, viaEntry, writeRequestHead, parseClient, type RequestHead } from './head.js';
+import { Exchange } from './exchange.js';
+import { ClientConnection, type ClientHost, type ClientTimeouts } from './client.js';
+import { BackendPool, type BackendTimeouts } from './backend.js';
+import { PeerForward, type ForwardHost, type ForwardResult } from './forward.js';
+import { FLAG_CLOSE, FLAG_HTTP10, type PeerHead } from './peer-head.js';
+import type { OwnerHost } from './owner.js';
+import { Tunnels } from './tunnel.js';
 import { ServiceMetrics } from './metrics.js';
-import { acquirePeerPools, releasePeerPools, type PeerPools } from './peer-pool.js';
-import { UpgradeRouter } from './upgrade.js';
+import type { HttpErrorKind } from './errors.js';
+import { Routing, type Lane } from './routing.js';
+import { RouteMetrics } from './route-metrics.js';
+import { normalizeHost, normalizeTarget } from '../../routes/normalize.js';
+import type { MatchRequest } from '../../routes/matcher.js';
+import { applyHeaderRules, rawHeader, redirectLocation } from '../../routes/header-rules.js';
+import { limitKey } from '../../ratelimit/key.js';
 
-/** Bodies up to this size are read before a peer forward so that a failed forward can be replayed. */
-export const REPLAY_BODY_MAX = 64 * 1024;
 /** Extra wait for a peer's answer over requestMs, so that the serving node's own 504 arrives first. */
 const PEER_TIMEOUT_MARGIN_MS = 2000;
 
-export class HttpServiceProxy implements ServiceProxy, ExchangeOwner {
+type Result = AttemptResult<HttpErrorKind>;
+
+export class HttpServiceProxy implements ServiceProxy, ClientHost, OwnerHost, ForwardHost {
   readonly name: string;
   readonly #ctx: ProxyContext;
   #cfg: ServiceConfig;
@@ -48,33 +57,36 @@ export class HttpServiceProxy implements ServiceProxy, ExchangeOwner {
   #flowHeader: string | null = null;
   #flowCookie = false;
   readonly #metrics: ServiceMetrics;
-  readonly #via: string;
   readonly #selfId: string;
+  /** This node's Via entry on responses, and per ingress node the pair an owner appends. */
+  readonly #via: string;
+  readonly #peerVia = new Map<string, string>();
   #server: Server | null = null;
-  #peers: PeerPools | null = null;
-  readonly #backends: BackendClients;
+  /** TLS termination in front of the connection handler, when the service has `tls:`. */
+  #tls: TlsListener | null = null;
+  /** The store the node's ACME manager feeds (detached on stop). */
+  #acmeStore: CertificateStore | null = null;
+  /** The Forwarded/X-Forwarded-Proto value this listener's requests carry. */
+  #proto: 'http' | 'https' = 'http';
+  readonly #conns = new Set<ClientConnection>();
+  readonly #backends: BackendPool;
+  readonly #forwards = new Set<PeerForward>();
+  readonly tunnels: Tunnels;
+  #clientTimeouts: ClientTimeouts;
+  #backendTimeouts: BackendTimeouts;
+  #sweep: NodeJS.Timeout | null = null;
   #access: Logger | null = null;
   #draining = false;
   /** Exchanges not yet finished, client-facing and forwarded in by peers (drain waits for them). */
   #inflight = 0;
-  /** Exchanges whose current attempt is a forward to a peer. */
-  readonly #forwarding = new Set<Exchange>();
-  /**
-   * A peer declared dead (silent for failureTimeoutMs: cut off, frozen) will not answer what was
-   * forwarded to it. Abort those attempts now rather than after requestMs: with no response byte
-   * yet, they go on to the next owner under the usual retry rule (idempotent or not yet sent).
-   */
-  readonly #onPeerState = (id: string, state: string): void => {
-    if (state !== 'dead') return;
-    for (const ex of [...this.#forwarding]) if (ex.peer === id) ex.abortAttempt(new Error(`peer ${id} declared dead`));
-  };
-  readonly #upgrades: UpgradeRouter;
   /** Reused for httpFlowKey, which is synchronous. */
   readonly #src = { remoteAddress: '', remotePort: 0, headers: {} as Record<string, string | string[] | undefined> };
-  /** Bound once per UpstreamPool instance (a reload makes a new one), not once per request. */
-  #boundPool: UpstreamPool | null = null;
-  #usable: (address: string) => boolean = () => false;
-  #choose: (key: string) => string | null = () => null;
+  /** Per lane, bound once per UpstreamPool instance (not once per request): its pool's functions (a route's pool is another UpstreamPool). */
+  readonly #bound = new Map<string, Bound>();
+  #routing: Routing;
+  readonly #routeMetrics: RouteMetrics;
+  /** Reused for each match: the request as the matcher sees it. */
+  readonly #req = new MatchReq();
 
   constructor(ctx: ProxyContext, cfg: ServiceConfig) {
     this.name = cfg.name;
@@ -83,10 +95,18 @@ export class HttpServiceProxy implements ServiceProxy, ExchangeOwner {
     this.#selfId = ctx.self.id;
     this.#via = viaEntry('1.1', ctx.self.id);
     this.#spec = this.#applySpec(cfg);
+    this.#routing = new Routing(cfg);
     this.#metrics = new ServiceMetrics(ctx.registry, cfg.name);
+    this.#routeMetrics = new RouteMetrics(ctx.registry, cfg.name);
     this.#access = cfg.accessLog ? ctx.logger.child({ access: cfg.name }) : null;
-    this.#upgrades = new UpgradeRouter(ctx, this);
-    this.#backends = new BackendClients(cfg.timeouts.connectMs);
+    this.#backends = new BackendPool(this);
+    this.tunnels = new Tunnels(this, ctx);
+    this.#clientTimeouts = clientTimeouts(cfg);
+    this.#backendTimeouts = cfg.timeouts;
+  }
+
+  get now(): number {
+    return performance.now();
   }
 
   get draining(): boolean {
@@ -101,311 +121,397 @@ export class HttpServiceProxy implements ServiceProxy, ExchangeOwner {
     return this.#metrics;
   }
 
-  get peers(): PeerPools {
-    return (this.#peers ??= acquirePeerPools(this.#ctx.dataPlane));
+  get mux(): PeerMux {
+    return this.#ctx.httpMux;
+  }
+
+  get selfId(): string {
+    return this.#selfId;
+  }
+
+  /** Open client connections (tests, metrics). */
+  get connections(): number {
+    return this.#conns.size;
   }
 
   async start(): Promise<void> {
-    const server = createClientServer(this.#cfg);
-    server.on('request', this.#onRequest);
-    // With a listener node:http leaves 100-continue to us: sent when the body is wanted (exchange.ts).
-    server.on('checkContinue', this.#onRequest);
-    server.on('upgrade', (req: IncomingMessage, socket: Duplex, head: Buffer) => this.#upgrades.fromClient(req, socket, head));
-    server.on('connect', (_req: IncomingMessage, socket: Duplex) => endWithError(socket, 'method-not-allowed'));
-    server.on('clientError', this.#onClientError);
-    server.on('connection', this.#onConnection);
-    this.#ctx.dataPlane.on?.('peer-state', this.#onPeerState);
+    ensureParser();
+    const mux = this.#ctx.httpMux;
+    // One dial timeout per node (the mux is shared): the shortest connectMs of its services.
+    mux.dialTimeoutMs = Math.min(mux.dialTimeoutMs, this.#cfg.timeouts.connectMs);
+    const tls = this.#cfg.tls;
+    if (tls) {
+      this.#tls = new TlsListener({
+        service: this.name,
+        clusterName: this.#tlsCtx().clusterName,
+        tls: servedTls(tls),
+        store: this.#certificateStore(tls),
+        tickets: this.#tickets(tls),
+        registry: this.#ctx.registry,
+        logger: this.#ctx.logger,
+        handshakeTimeoutMs: this.#cfg.timeouts.headerMs,
+        // HTTP/2 is not served yet: servedTls offers only http/1.1, so every connection is HTTP/1.1.
+        onSecure: (socket) => this.#onConnection(socket),
+      });
+      this.#proto = 'https';
+    }
+    const listener = this.#tls;
+    const server = net.createServer({ noDelay: true }, listener === null ? this.#onConnection : (s: Socket) => listener.accept(s));
+    server.maxConnections = this.#cfg.maxConnections;
     this.#server = server;
-    // One dial timeout per node (the pools are shared): the shortest connectMs of its services.
-    const peers = this.peers;
-    peers.dialTimeoutMs = Math.min(peers.dialTimeoutMs, this.#cfg.timeouts.connectMs);
     await new Promise<void>((resolve, reject) => {
       server.once('error', reject);
-      server.listen(this.#cfg.port, this.#ctx.self.host, () => {
+      listenStream(server, listenAddresses(this.#ctx.self.host, this.#cfg), this.#cfg.port, () => {
         server.off('error', reject);
         resolve();
       });
     });
+    this.#startSweep();
   }
 
   update(cfg: ServiceConfig): void {
     this.#cfg = cfg;
     this.#spec = this.#applySpec(cfg);
+    this.#routing = new Routing(cfg);
+    this.#bound.clear();
     this.#access = cfg.accessLog ? this.#ctx.logger.child({ access: cfg.name }) : null;
-    if (this.#server) applyLimits(this.#server, cfg);
-    this.#backends.update(cfg.backends.map((b) => b.address), cfg.timeouts.connectMs);
+    this.#clientTimeouts = clientTimeouts(cfg);
+    this.#backendTimeouts = cfg.timeouts;
+    if (this.#server) this.#server.maxConnections = cfg.maxConnections;
+    this.#backends.update(cfg.backends.map((b) => b.address));
+    if (this.#tls !== null && cfg.tls) {
+      this.#tls.update(servedTls(cfg.tls), this.#tickets(cfg.tls));
+      // A refused set (unreadable, mismatched) keeps the previous certificates; the listener logs why.
+      this.#tls.reloadCertificates(cfg.tls.certificates);
+    }
+    this.#startSweep();
   }
 
+  /** The service's certificates: its files, plus the ACME certificate fed by the node when `tls.acme` is set. */
+  #certificateStore(tls: ServiceTlsConfig): CertificateStore {
+    const acme = tls.acme ? this.#tlsCtx().acme : undefined;
+    const pem = acme?.pemFor(this.name) ?? null;
+    const store = new CertificateStore(tls.certificates, pem === null ? {} : { memory: [{ id: 'acme', cert: Buffer.from(pem.cert), key: Buffer.from(pem.key) }] });
+    if (acme !== undefined) {
+      acme.attach(this.name, store);
+      this.#acmeStore = store;
+    }
+    return store;
+  }
+
+  #tlsCtx(): NonNullable<ProxyContext['tls']> {
+    const t = this.#ctx.tls;
+    if (t === undefined) throw new TypeError(`service ${this.name}: tls: needs the node's TLS context`);
+    return t;
+  }
+
+  #tickets(tls: ServiceTlsConfig): EpochSecretSource | null {
+    if (tls.sessionTickets === 'off') return null;
+    const t = this.#tlsCtx();
+    return tls.sessionTickets === 'cluster' ? t.clusterTickets : t.nodeTickets;
+  }
+
+  /** Stops accepting; waits (up to timeoutMs) for open exchanges, client-facing and forwarded in; then stops. */
   async drain(timeoutMs: number): Promise<void> {
     this.#draining = true;
     const server = this.#server;
     if (!server) return;
+    server.close();
     const deadline = Date.now() + timeoutMs;
-    await drainServer(server, timeoutMs);
-    // Requests forwarded in by peers use this service's backend pools too: they finish before
-    // the pools close (peers stop sending once the hand-over has reached them).
-    while (this.#inflight > 0 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 10));
+    // Idle keep-alive connections close now; busy ones after their response (Connection: close).
+    for (;;) {
+      for (const c of this.#conns) c.closeIfIdle();
+      if ((this.#conns.size === 0 && this.#inflight === 0 && this.tunnels.size === 0) || Date.now() >= deadline) break;
+      await new Promise((r) => setTimeout(r, 20));
+    }
     await this.stop();
   }
 
   async stop(): Promise<void> {
     this.#draining = true;
-    this.#ctx.dataPlane.off?.('peer-state', this.#onPeerState);
+    if (this.#sweep) clearInterval(this.#sweep);
+    this.#sweep = null;
     const server = this.#server;
     this.#server = null;
+    this.#tls?.close();
+    if (this.#acmeStore !== null) this.#tlsCtx().acme?.detach(this.#acmeStore);
+    this.#acmeStore = null;
     if (server) {
       const closed = new Promise<void>((resolve) => server.close(() => resolve()));
-      server.closeAllConnections();
+      for (const c of [...this.#conns]) c.socket.destroy();
       await closed;
     }
-    this.#upgrades.closeAll();
-    await this.#backends.close();
-    if (this.#peers) {
-      const peers = this.#peers;
-      this.#peers = null;
-      await releasePeerPools(this.#ctx.dataPlane, peers);
-    }
+    this.tunnels.closeAll();
+    this.#backends.close();
   }
 
   // ---- client side -------------------------------------------------------------------------
 
-  #onRequest = (req: IncomingMessage, res: ServerResponse): void => {
-    const ex = new Exchange(this, req, res, false, performance.now());
-    this.#inflight++;
-    const socket = req.socket;
-    const ip = socket.remoteAddress;
-    if (ip === undefined) {
-      // The client left before we looked.
-      res.destroy();
-      ex.clientGone = true;
-      ex.end();
-      return;
-    }
-    ex.clientIp = normalizeAddress(ip);
-    ex.clientPort = socket.remotePort ?? 0;
-    const head = (ex.head = scanRequestHead(req.rawHeaders, this.#flowHeader, this.#flowCookie, false));
-    ex.via = this.#via;
-    // RFC 9110 section 15.6.6: this is an HTTP/1.x listener; HTTP/2.0 or 0.9 heads are refused.
-    if (req.httpVersionMajor !== 1) return this.fail(ex, 'version-not-supported');
-    // RFC 9112 section 6.1: Transfer-Encoding in an HTTP/1.0 request is faulty framing.
-    if (req.httpVersionMinor === 0 && req.headers['transfer-encoding'] !== undefined) return this.fail(ex, 'bad-request');
-    // RFC 9112 section 3.2: exactly one Host in HTTP/1.1, at most one before.
-    if (head.hostCount > 1 || (head.hostCount === 0 && req.httpVersion === '1.1')) return this.fail(ex, 'bad-request');
-    const key = this.#key(ex.clientIp, ex.clientPort, head);
-    if (key === null) return this.fail(ex, 'bad-request');
-    ex.key = key;
-    const router = this.#ctx.router;
-    ex.entry = router.lookup(this.name, key);
-    addProxyHeaders(head, viaEntry(req.httpVersion, this.#selfId), ex.clientIp, this.#selfId);
-    ex.hops = router.hops(ex.entry, false);
-    this.#route(ex);
-  };
+  readonly #onConnection = (socket: Socket): void => this.accept(socket);
 
-  /** A request forwarded by a peer (from HttpDataPlane): served here, never forwarded again. */
-  serveForwarded(req: IncomingMessage, res: ServerResponse): void {
-    const ex = new Exchange(this, req, res, true, performance.now());
-    this.#inflight++;
-    const head = (ex.head = scanRequestHead(req.rawHeaders, null, false, true));
+  /**
+   * A client connection to serve: accepted by this service's listener, or handed over by a TLS
+   * listener once secured (a tls.TLSSocket is a Socket; see docs/tls.md, "For the HTTP engine").
+   */
+  accept(socket: Socket): void {
+    const raw = socket.remoteAddress;
+    if (raw === undefined) return void socket.destroy();
+    const ip = normalizeAddress(raw);
+    const port = socket.remotePort ?? 0;
+    const conn = new ClientConnection(this, socket, ip, port);
+    this.#conns.add(conn);
+    if (this.#spec.kind === 'connection') {
+      // `connection` flow keys end with the connection: replicate a tombstone.
+      const key = connectionKey(ip, port);
+      socket.once('close', () => this.#ctx.router.end(this.name, key));
+    }
+  }
+
+  closed(conn: ClientConnection): void {
+    this.#conns.delete(conn);
+  }
+
+  /** A client request head: validation (docs/http.md, "Errors"), flow key, the head for the next hop. */
+  prepare(ex: Exchange, p: HttpParser, conn: ClientConnection): HttpErrorKind | null {
+    const minor = p.versionMinor;
+    ex.method = p.method;
+    ex.url = p.url;
+    ex.http10 = minor === 0;
+    ex.version = minor === 0 ? '1.0' : '1.1';
+    ex.closeWanted = !p.keepAlive;
     ex.via = this.#via;
-    const key = head.flowKey === undefined ? undefined : decodeFlowKey(head.flowKey);
-    const client = head.client === undefined ? undefined : parseClient(head.client);
-    if (key === undefined || client === undefined) return this.fail(ex, 'bad-request');
+    // RFC 9110 section 15.6.6: this is an HTTP/1.x listener.
+    if (p.versionMajor !== 1) return 'version-not-supported';
+    if (ex.method === 'CONNECT') return 'method-not-allowed';
+    if (ex.method === '' || !isTargetAllowed(ex.method, ex.url)) return 'bad-request';
+    const head = (ex.head = scanRequest(p.headers, this.#flowHeader, this.#flowCookie));
+    // RFC 9112 section 6.1: Transfer-Encoding in an HTTP/1.0 request is faulty framing.
+    if (minor === 0 && head.chunked) return 'bad-request';
+    // RFC 9112 section 3.2: exactly one Host in HTTP/1.1, at most one before.
+    if (head.hostCount > 1 || (head.hostCount === 0 && minor === 1)) return 'bad-request';
+    const lane = this.#routing.routed ? this.#route(p) : this.#routing.fallback;
+    ex.body = requestBody(head);
+    ex.upgrade = p.upgrade;
+    if (ex.upgrade && ex.body !== Body.NONE) return 'bad-request';
+    // Answered by this node in the exchange's turn (serve): no route, over the limit, a redirect.
+    if (lane === null) return null;
+    ex.lane = lane;
+    if (lane.limitKey !== null && !this.#admit(ex, lane, conn.ip, p.headers)) return null;
+    if (lane.redirect !== null) {
+      ex.location = redirectLocation(lane.redirect.to, rawHeader(p.headers, 'host') ?? '', ex.url);
+      return null;
+    }
+    const key = lane.sameKey ? this.#key(this.#spec, conn.ip, conn.port, head) : this.#key(lane.spec, conn.ip, conn.port, scanRequest(p.headers, lane.flowHeader, lane.flowCookie));
+    if (key === null) return 'bad-request';
     ex.key = key;
+    let fields = lane.requestHeaders === null ? p.headers : applyHeaderRules(p.headers, lane.requestHeaders);
+    // RFC 9112 section 3.2: the head goes on as HTTP/1.1, which needs a Host; an HTTP/1.0 client
+    // may have sent none — then it is empty, as for a target without an authority.
+    if (head.hostCount === 0) fields = [...fields, 'Host', ''];
+    ex.text = writeRequestHead(ex.method, ex.url, fields, head, viaEntry(ex.version, this.#selfId), conn.ip, this.#selfId, ex.upgrade, this.#proto);
+    return null;
+  }
+
+  /** The route of a client request: normalised host (an absolute-form target's authority wins) and path. */
+  #route(p: HttpParser): Lane | null {
+    const t = normalizeTarget(p.url);
+    const req = this.#req;
+    req.raw = p.headers;
+    req.host = t.host ?? normalizeHost(rawHeader(p.headers, 'host'));
+    req.path = t.path;
+    req.method = p.method;
+    const lane = this.#routing.choose(req);
+    req.raw = EMPTY_FIELDS;
+    return lane;
+  }
+
+  /** The lane's cluster-wide rate limit (docs/rate-limits.md); false when the request is over it. */
+  #admit(ex: Exchange, lane: Lane, ip: string, raw: readonly string[]): boolean {
+    const limiter = this.#ctx.limiter?.(lane.flowService);
+    if (limiter === undefined) return true;
+    const d = limiter.take(limitKey(lane.limitKey!, ip, raw), Date.now());
+    if (d.ok) return true;
+    ex.retryAfterS = d.retryAfterS;
+    return false;
+  }
+
+  /** Answers this node gives itself for a routed request; true when it did. */
+  #answerHere(ex: Exchange): boolean {
+    const lane = ex.lane;
+    if (lane === null) {
+      this.#routeMetrics.outcome('', 'no-route');
+      queueMicrotask(() => ex.fail('no-route'));
+      return true;
+    }
+    if (ex.retryAfterS > 0) {
+      this.#routeMetrics.outcome(lane.route, 'rate-limited');
+      queueMicrotask(() => ex.fail('rate-limited'));
+      return true;
+    }
+    if (ex.location !== null) {
+      this.#routeMetrics.outcome(lane.route, 'redirected');
+      const status = lane.redirect?.status ?? 302;
+      queueMicrotask(() => ex.redirect(status));
+      return true;
+    }
+    if (this.#routing.routed) this.#routeMetrics.outcome(lane.route, 'routed');
+    return false;
+  }
+
+  /** The exchange's turn: the forwarding loop from its flow's entry. */
+  serve(ex: Exchange): void {
+    if (ex.reject !== null) return ex.fail(ex.reject);
+    // The answer waits for the head's parse to end (the message end), so that keep-alive goes on.
+    if (this.#answerHere(ex)) return;
+    ex.entry = this.#ctx.router.lookup(ex.lane!.flowService, ex.key);
+    this.#run(ex, ex.entry, (a) => this.#attempt(ex, a));
+  }
+
+  /** An upgrade's turn: routed like a request, then a tunnel. */
+  tunnel(ex: Exchange, conn: ClientConnection): void {
+    if (this.#answerHere(ex)) return;
+    ex.entry = this.#ctx.router.lookup(ex.lane!.flowService, ex.key);
+    this.#run(ex, ex.entry, (a) => this.tunnels.attempt(ex, conn, a));
+  }
+
+  #run(ex: Exchange, entry: FlowEntry, attempt: (a: Attempt) => Result | Promise<Result>): void {
+    this.#ctx.forwarder.run(entry, ex.fromPeer, attempt, 'peer-unavailable').then(
+      (r) => {
+        if (!r.ok) ex.fail(r.failure);
+      },
+      (err: unknown) => {
+        this.#ctx.logger.error({ err, service: this.name }, 'http forwarding loop failed');
+        ex.fail('backend-failed');
+      },
+    );
+  }
+
+  #attempt(ex: Exchange, a: Attempt): Result | Promise<Result> {
+    if (ex.done) return stop('peer-unavailable');
+    if (!ex.fromPeer) this.#metrics.forward(a.kind);
+    ex.failovers = a.index;
+    if (a.hop.kind === 'local') {
+      ex.servedBy = 'local';
+      return this.#serveLocal(ex, a.entry);
+    }
+    ex.servedBy = a.node === a.entry.primary ? 'primary' : 'backup';
+    if (!ex.waitsWholeBody) return this.#forward(ex, a);
+    // A small body is read whole first, so that a failed forward can send it again.
+    return new Promise<Result>((resolve) => ex.whenBodyHeld(() => resolve(ex.done ? stop('peer-unavailable') : this.#forward(ex, a))));
+  }
+
+  #forward(ex: Exchange, a: Attempt): Promise<Result> {
+    return new Promise<ForwardResult>((resolve) => this.#forwards.add(new PeerForward(this, ex, a, resolve)));
+  }
+
+  done(f: PeerForward): void {
+    this.#forwards.delete(f);
+  }
+
+  failover(): void {
+    this.#metrics.failover();
+  }
+
+  /** Serves here: the flow's backend (recorded, or chosen and replicated), over a pooled connection. */
+  #serveLocal(ex: Exchange, entry: FlowEntry): Result {
+    const flow = ex.lane?.flowService ?? this.name;
+    const pool = this.#ctx.pool(flow);
+    if (pool === undefined) return stop('no-backend');
+    let b0 = this.#bound.get(flow);
+    if (b0 === undefined || b0.pool !== pool) this.#bound.set(flow, (b0 = { pool, usable: (a) => pool.usable(a), choose: (k) => pool.choose(k) }));
+    const r = this.#ctx.router.assign(entry, b0.usable, b0.choose);
+    ex.entry = r.entry;
+    if (r.backend === null) return stop('no-backend');
+    const b = pool.acquire(r.backend);
+    if (b === undefined) return stop('no-backend');
+    ex.backend = b;
+    ex.backendPool = pool;
+    this.#backends.dispatch(ex, b.address, b.host, b.port, pool);
+    return SERVED;
+  }
+
+  // ---- owner side (owner.ts) ---------------------------------------------------------------
+
+  serves(flowService: string): boolean {
+    return this.#routing.byFlowService(flowService) !== undefined;
+  }
+
+  /** A forwarded head: the flow and client from the OPEN frame, the fields from the parsed head. */
+  prepareForwarded(ex: Exchange, p: HttpParser, h: PeerHead, peer: string): HttpErrorKind | null {
+    ex.method = p.method;
+    ex.url = p.url;
+    ex.http10 = (h.flags & FLAG_HTTP10) !== 0;
+    ex.version = '1.1';
+    ex.closeWanted = (h.flags & FLAG_CLOSE) !== 0;
+    ex.ingress = peer;
+    let via = this.#peerVia.get(peer);
+    if (via === undefined) this.#peerVia.set(peer, (via = `${this.#via}, ${viaEntry('1.1', peer)}`));
+    ex.via = via;
+    const client = parseClient(h.client);
+    if (ex.method === 'CONNECT') return 'method-not-allowed';
+    // A peer always writes HTTP/1.1 request lines (head.ts): anything else did not come from tandem.
+    if (client === undefined || h.key === '' || p.versionMajor !== 1 || p.versionMinor !== 1 || ex.method === '' || !isTargetAllowed(ex.method, ex.url)) return 'bad-request';
     ex.clientIp = client.ip;
     ex.clientPort = client.port;
-    ex.entry = this.#ctx.router.lookup(this.name, key);
-    addProxyHeaders(head, viaEntry(req.httpVersion, this.#selfId), null, this.#selfId);
-    ex.hops = [LOCAL];
-    this.#route(ex);
+    ex.key = h.key;
+    // The ingress chose the route; this node serves from that route's pool.
+    const lane = this.#routing.byFlowService(h.service);
+    if (lane === undefined) return 'unknown-service';
+    ex.lane = lane;
+    const head = (ex.head = scanRequest(p.headers, null, false));
+    if (head.hostCount > 1) return 'bad-request';
+    ex.body = requestBody(head);
+    ex.upgrade = p.upgrade;
+    ex.text = writeRequestHead(ex.method, ex.url, p.headers, head, this.#via, null, this.#selfId, ex.upgrade);
+    return null;
   }
 
-  /** An upgrade request forwarded by a peer: tunnelled to the flow's backend from here. */
-  serveForwardedUpgrade(req: IncomingMessage, socket: Duplex, head: Buffer): void {
-    this.#upgrades.fromPeer(req, socket, head);
+  tunnelForwarded(ex: Exchange, stream: MuxStream): MuxHandler {
+    ex.entry = this.#ctx.router.lookup(ex.lane?.flowService ?? this.name, ex.key);
+    return this.tunnels.fromPeer(ex, stream);
   }
-
-  /** Flow key of a client request, or null for a key that fails the hygiene rules (→ 400). */
-  #key(ip: string, port: number, head: RequestHead): string | null {
-    const src = this.#src;
-    src.remoteAddress = ip;
-    src.remotePort = port;
-    if (this.#flowHeader !== null) src.headers[this.#flowHeader] = head.flowValue;
-    else if (this.#flowCookie) src.headers.cookie = head.cookie;
-    try {
-      return httpFlowKey(this.#spec, src);
-    } catch (err) {
-      if (isTandemError(err, ErrorCodes.BAD_REQUEST)) return null;
-      throw err;
-    }
-  }
-
-  // ---- routing -----------------------------------------------------------------------------
-
-  #route(ex: Exchange): void {
-    for (;;) {
-      while (ex.hopIdx < ex.hops.length) {
-        const hop = ex.hops[ex.hopIdx++];
-        if (hop.kind === 'local') return this.#serveLocal(ex);
-        if (ex.tried !== null && ex.tried.includes(hop.id)) continue;
-        return this.#forward(ex, hop.id);
-      }
-      // Step 6: neither owner could take it. Re-own once, keeping the backend.
-      if (ex.reowned || ex.fromPeer) break;
-      ex.reowned = true;
-      ex.entry = this.#ctx.router.reown(ex.entry);
-      this.#metrics.forward('reowned');
-      ex.hops = this.#ctx.router.hops(ex.entry, false);
-      ex.hopIdx = 0;
-    }
-    this.fail(ex, 'peer-unavailable');
-  }
-
-  #serveLocal(ex: Exchange): void {
-    const pool = this.#ctx.pool(this.name);
-    if (pool === undefined) return this.fail(ex, 'no-backend');
-    if (pool !== this.#boundPool) {
-      this.#boundPool = pool;
-      this.#usable = (a) => pool.usable(a);
-      this.#choose = (k) => pool.choose(k);
-    }
-    const { entry, backend } = this.#ctx.router.assign(ex.entry, this.#usable, this.#choose);
-    ex.entry = entry;
-    if (backend === null) return this.fail(ex, 'no-backend');
-    const client = this.#backends.get(backend, pool);
-    if (client === null) return this.fail(ex, 'no-backend');
-    ex.servedBy = 'local';
-    if (!ex.fromPeer) this.#metrics.forward('local');
-    ex.backendPool = pool;
-    ex.backend = pool.acquire(backend);
-    if (!ex.bodyDecided) ex.body = streamedOrNone(ex);
-    ex.beginAttempt(null);
-    const req = ex.req;
-    const t = this.#cfg.timeouts;
-    client.dispatch(
-      {
-        path: req.url ?? '/',
-        method: req.method ?? 'GET',
-        headers: ex.head.headers,
-        body: ex.bodyValue as Readable | Buffer | null,
-        headersTimeout: t.requestMs,
-        bodyTimeout: t.idleMs,
-      },
-      ex,
-    );
-  }
-
-  #forward(ex: Exchange, peerId: string): void {
-    if (!ex.bodyDecided) {
-      const len = ex.head.contentLength;
-      if (!ex.head.chunked && len > 0 && len <= REPLAY_BODY_MAX) return readWholeBody(ex, len, this.#afterBody, peerId);
-      ex.body = streamedOrNone(ex);
-    }
-    ex.servedBy = peerId === ex.entry.primary ? 'primary' : 'backup';
-    this.#metrics.forward(ex.servedBy === 'primary' ? 'to_primary' : 'to_backup');
-    let pool;
-    try {
-      pool = this.peers.get(peerId);
-    } catch {
-      return this.fail(ex, 'peer-unavailable');
-    }
-    ex.beginAttempt(peerId);
-    this.#forwarding.add(ex);
-    const req = ex.req;
-    const t = this.#cfg.timeouts;
-    const headers = ex.head.headers;
-    const n = headers.length;
-    headers.push(H_SERVICE, this.name, H_FLOW_KEY, encodeFlowKey(ex.key), H_CLIENT, formatHostPort(ex.clientIp, ex.clientPort));
-    // undici copies the fields inside dispatch(); failures come back on a later tick (exchange.ts).
-    pool.dispatch(
-      {
-        path: req.url ?? '/',
-        method: req.method ?? 'GET',
-        headers,
-        body: ex.bodyValue as Readable | Buffer | null,
-        headersTimeout: t.requestMs + PEER_TIMEOUT_MARGIN_MS,
-        bodyTimeout: t.idleMs + PEER_TIMEOUT_MARGIN_MS,
-      },
-      ex,
-    );
-    headers.length = n;
-  }
-
-  /** The small body is in memory (or the client left meanwhile). */
-  #afterBody = (ex: Exchange, peerId: string): void => {
-    if (ex.done) return;
-    if (ex.clientGone) {
-      if (!ex.res.writableFinished) ex.res.destroy();
-      return ex.end();
-    }
-    this.#forward(ex, peerId);
-  };
 
   // ---- outcomes ----------------------------------------------------------------------------
 
-  attemptFailed(ex: Exchange, err: Error): void {
-    this.#forwarding.delete(ex);
-    if (ex.done) return;
-    // Not req.destroyed: a request whose body was read to its end is destroyed too (autoDestroy).
-    if (ex.clientGone || ex.clientFailed || ex.res.destroyed || ex.req.socket.destroyed) {
-      ex.clientGone = true;
-      if (!ex.res.writableFinished) ex.res.destroy();
-      return ex.end();
-    }
-    const peer = ex.peer;
-    if (peer === null) {
-      const kind = upstreamErrorKind(err);
-      if (ex.backend !== undefined && kind !== 'bad-request') {
-        if (ex.backendPool) ex.backendPool.reportFailure(ex.backend.address, kind === 'backend-timeout' ? 'timeout' : 'connect');
-        else ex.backend.failures++;
-      }
-      return this.fail(ex, kind);
-    }
-    if (upstreamErrorKind(err) === 'bad-request') return this.fail(ex, 'bad-request');
-    // A forward failed before any response byte (DESIGN.md section 1 step 5).
-    this.#ctx.dataPlane.markSuspect(peer);
-    this.#metrics.failover();
-    (ex.tried ??= []).push(peer);
-    const retry = ex.sent ? isIdempotent(ex.req.method ?? '') && ex.bodyReplayable : ex.bodyUntouched;
-    if (retry) return this.#route(ex);
-    const code = (err as { code?: unknown }).code;
-    this.fail(ex, code === 'UND_ERR_HEADERS_TIMEOUT' ? 'backend-timeout' : 'peer-unavailable');
+  started(): void {
+    this.#inflight++;
   }
 
-  /** Answers with a tandem error and ends the exchange. */
-  fail(ex: Exchange, kind: HttpErrorKind): void {
-    ex.status = errorStatus(kind);
+  /** Never expected: logged at error, counted, and only the connection it happened on is lost. */
+  bug(err: unknown): void {
+    this.#metrics.error('internal');
+    this.#ctx.logger.error({ err, service: this.name }, 'http: internal error on a connection');
+  }
+
+  answeredError(kind: HttpErrorKind): void {
     this.#metrics.error(kind);
-    if (!ex.clientGone) sendError(ex.res, kind, !ex.req.complete || this.#draining);
-    ex.end();
   }
 
   finished(ex: Exchange): void {
     this.#inflight--;
-    this.#forwarding.delete(ex);
     if (ex.backend !== undefined) {
       ex.backendPool?.release(ex.backend);
       this.#ctx.router.active(ex.entry);
     }
     if (ex.fromPeer) this.#metrics.peerRequest(ex.status);
     else this.#metrics.request(ex.status, ex.servedBy, (performance.now() - ex.startedAt) / 1000);
-    if (this.#access !== null) this.#access.info(ex.accessRecord());
+    if (this.#access !== null) this.#access.info(accessRecord(ex));
   }
 
-  // ---- connection-level events -------------------------------------------------------------
-
-  #onClientError = (err: NodeJS.ErrnoException, socket: Duplex): void => {
-    const kind = answerClientError(err, socket);
-    if (kind !== null) this.#metrics.error(kind);
-  };
-
-  /** `connection` flow keys end with the connection: replicate a tombstone (router.end). */
-  #onConnection = (socket: Socket): void => {
-    if (this.#spec.kind !== 'connection') return;
-    const ip = socket.remoteAddress;
-    if (ip === undefined) return;
-    const key = connectionKey(ip, socket.remotePort ?? 0);
-    socket.once('close', () => this.#ctx.router.end(this.name, key));
-  };
+  /** Flow key of a client request, or null for a key that fails the hygiene rules (→ 400). */
+  #key(spec: FlowKeySpec, ip: string, port: number, head: RequestHead): string | null {
+    const src = this.#src;
+    src.remoteAddress = ip;
+    src.remotePort = port;
+    if (spec.kind === 'header') src.headers[spec.name] = head.flowValue;
+    else if (spec.kind === 'cookie') src.headers.cookie = head.cookie;
+    try {
+      return httpFlowKey(spec, src);
+    } catch (err) {
+      if (isTandemError(err, ErrorCodes.BAD_REQUEST)) return null;
+      throw err;
+    }
+  }
 
   #applySpec(cfg: ServiceConfig): FlowKeySpec {
     const spec = parseFlowKeySpec(cfg.flowKey);
@@ -415,13 +521,67 @@ export class HttpServiceProxy implements ServiceProxy, ExchangeOwner {
     return spec;
   }
 
-  /** For the upgrade router: the flow key of a client request head (null → 400). */
-  keyFor(ip: string, port: number, head: RequestHead): string | null {
-    return this.#key(ip, port, head);
+  /** One timer per service checks every limit (node:http's connectionsCheckingInterval does the same). */
+  #startSweep(): void {
+    if (this.#sweep) clearInterval(this.#sweep);
+    const t = this.#cfg.timeouts;
+    const every = Math.max(25, Math.min(1000, Math.floor(Math.min(t.headerMs, t.requestMs, t.idleMs, t.connectMs) / 4)));
+    this.#sweep = setInterval(this.#onSweep, every);
+    this.#sweep.unref();
   }
 
-  scanClientHead(req: IncomingMessage): RequestHead {
-    return scanRequestHead(req.rawHeaders, this.#flowHeader, this.#flowCookie, false);
+  readonly #onSweep = (): void => {
+    const now = performance.now();
+    const ct = this.#clientTimeouts;
+    for (const c of this.#conns) c.sweep(now, ct);
+    this.#backends.sweep(now, this.#backendTimeouts);
+    const t = this.#cfg.timeouts;
+    for (const f of this.#forwards) f.sweep(now, t.requestMs + PEER_TIMEOUT_MARGIN_MS, t.idleMs + PEER_TIMEOUT_MARGIN_MS);
+    this.tunnels.sweep(now, t);
+  };
+}
+
+interface Bound {
+  readonly pool: UpstreamPool;
+  readonly usable: (address: string) => boolean;
+  readonly choose: (key: string) => string | null;
+}
+
+const EMPTY_FIELDS: readonly string[] = [];
+
+/** The request as the matcher sees it; one per service, refilled per request. */
+class MatchReq implements MatchRequest {
+  host = '';
+  path = '';
+  method = '';
+  raw: readonly string[] = EMPTY_FIELDS;
+  header(name: string): string | undefined {
+    return rawHeader(this.raw, name);
   }
 }
 
+/** The TLS settings served: ALPN without h2, which this listener does not speak yet (docs/tls.md). */
+function servedTls(tls: ServiceTlsConfig): ServiceTlsConfig {
+  return { ...tls, alpn: ['http/1.1'] };
+}
+
+function clientTimeouts(cfg: ServiceConfig): ClientTimeouts {
+  const t = cfg.timeouts;
+  // Slowloris: the whole head within headerMs; the whole request within requestMs.
+  return { headerMs: Math.min(t.headerMs, t.requestMs), requestMs: t.requestMs, idleMs: t.idleMs };
+}
+
+/** One access-log record (no flow key: it may be a session secret). */
+function accessRecord(ex: Exchange): Record<string, unknown> {
+  return {
+    client: ex.clientIp,
+    method: ex.method,
+    path: ex.url,
+    status: ex.status,
+    ms: Math.round((performance.now() - ex.startedAt) * 10) / 10,
+    hop: ex.fromPeer ? 'from-peer' : ex.servedBy,
+    backend: ex.backend?.address,
+    retried: ex.failovers,
+    aborted: ex.gone || undefined,
+  };
+}

@@ -99,7 +99,7 @@ export class MuxConnection implements StreamOwner, FrameSink {
     return stream;
   }
 
-  /** Ends every stream (their handlers get CONNECTION_LOST) and the socket. */
+  /** Ends every stream (their handlers get CONNECTION_LOST, or UNREACHABLE before any socket) and the socket. */
   close(reason: string): void {
     if (this.#closed) return;
     this.#closed = true;
@@ -113,7 +113,10 @@ export class MuxConnection implements StreamOwner, FrameSink {
     }
     const streams = [...this.#streams.values()];
     this.#streams.clear();
-    for (const s of streams) s.lost(reason);
+    // A connection that never got its socket (the dial failed or timed out) sent nothing: its
+    // streams are unreachable — safe to send elsewhere whatever the method — rather than lost.
+    const code = socket === null ? ResetCode.UNREACHABLE : ResetCode.CONNECTION_LOST;
+    for (const s of streams) s.lost(reason, code);
     this.#events.closed(this);
   }
 

@@ -40,6 +40,8 @@ export const ResetCode = {
   PROTOCOL: 5,
   /** The receiver failed while serving it. */
   INTERNAL: 6,
+  /** The connection never reached the peer (its dial failed or timed out): nothing was sent. Local only. */
+  UNREACHABLE: 7,
 } as const;
 export type ResetCodeValue = (typeof ResetCode)[keyof typeof ResetCode];
 const RESET_NAMES = new Map<number, string>(Object.entries(ResetCode).map(([k, v]) => [v, k.toLowerCase().replace('_', '-')]));

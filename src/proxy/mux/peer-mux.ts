@@ -6,7 +6,7 @@
  *   const s = mux.open('lb2', head, handler)   // at once; frames wait while the dial runs
  *   mux.onOpen((stream, head, peer) => handler | null)
  *
- * A dial that fails or times out resets the streams waiting on it with CONNECTION_LOST before
+ * A dial that fails or times out resets the streams waiting on it with UNREACHABLE before
  * anything reached the peer: for the caller, "refused before any byte", safe to send elsewhere.
  */
 import type { Duplex } from 'node:stream';

@@ -175,11 +175,11 @@ export class MuxStream {
     this.handler.onDrain();
   }
 
-  /** The connection is gone. */
-  lost(reason: string): void {
+  /** The connection is gone (UNREACHABLE when it never reached the peer). */
+  lost(reason: string, code: ResetCodeValue = ResetCode.CONNECTION_LOST): void {
     if (this.#closed) return;
     this.#close();
-    this.handler.onReset(ResetCode.CONNECTION_LOST, reason);
+    this.handler.onReset(code, reason);
   }
 
   // ---- internals --------------------------------------------------------------------------

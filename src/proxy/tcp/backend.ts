@@ -1,5 +1,5 @@
 /**
- * Serving a flow on this node (DESIGN.md section 1, step 3): choose the flow's backend through the
+ * Serving a flow on this node (docs/design.md, the routing rule, step 3): choose the flow's backend through the
  * router (the recorded one while usable, so that affinity survives node failure) and connect to it.
  *
  * Connect failures, by design:
@@ -18,7 +18,7 @@ import type { BackendState } from '../../upstream/pool.js';
 import type { ServiceConfig } from '../../config/schema.js';
 import type { ProxyContext } from '../context.js';
 
-export type LocalFailure = 'no_backend' | 'backend_failed' | 'backend_timeout';
+export type LocalFailure = 'no-backend' | 'backend-failed' | 'backend-timeout';
 
 export type LocalResult =
   | { readonly ok: true; readonly socket: Socket; readonly entry: FlowEntry; readonly address: string; readonly state: BackendState | undefined }
@@ -50,17 +50,17 @@ export function dialBackend(host: string, port: number, timeoutMs: number): Prom
 /** Chooses the flow's backend and connects to it. */
 export async function connectLocal(ctx: ProxyContext, cfg: ServiceConfig, entry: FlowEntry): Promise<LocalResult> {
   const pool = ctx.pool(cfg.name);
-  if (!pool) return { ok: false, reason: 'no_backend' };
+  if (!pool) return { ok: false, reason: 'no-backend' };
   const recorded = ctx.router.lookup(entry.service, entry.key).backend;
-  const tried = new Set<string>();
+  const tried: string[] = [];
   let current = entry;
-  let last: LocalFailure = 'no_backend';
+  let last: LocalFailure = 'no-backend';
   for (let i = 0; i < MAX_FRESH_TRIES; i++) {
-    const r = ctx.router.assign(current, (a) => !tried.has(a) && pool.usable(a), (k) => pool.choose(k));
+    const r = ctx.router.assign(current, (a) => !tried.includes(a) && pool.usable(a), (k) => pool.choose(k));
     current = r.entry;
-    if (r.backend === null || tried.has(r.backend)) return { ok: false, reason: last };
+    if (r.backend === null || tried.includes(r.backend)) return { ok: false, reason: last };
     const address = r.backend;
-    tried.add(address);
+    tried.push(address);
     const b = pool.get(address);
     const [host, port] = b ? [b.host, b.port] : splitHostPort(address);
     try {
@@ -70,7 +70,7 @@ export async function connectLocal(ctx: ProxyContext, cfg: ServiceConfig, entry:
     } catch (err) {
       const timedOut = err instanceof TandemError && err.code === ErrorCodes.BACKEND_TIMEOUT;
       pool.reportFailure(address, timedOut ? 'timeout' : 'connect');
-      last = timedOut ? 'backend_timeout' : 'backend_failed';
+      last = timedOut ? 'backend-timeout' : 'backend-failed';
       ctx.logger.debug({ service: cfg.name, backend: address, err: (err as Error).message }, 'tcp backend connect failed');
       // Affinity first: a flow that had this backend before this connection does not move here.
       if (address === recorded) return { ok: false, reason: last };

@@ -1,6 +1,6 @@
 /**
  * The receiving end of TCP forwards: streams of channel 'tcp' that peers open to this node's
- * peerPort (DESIGN.md section 5: every port that accepts traffic from peers rejects what is not
+ * peerPort (docs/design.md, cluster links and security: every port that accepts traffic from peers rejects what is not
  * authenticated; a client must never be able to forge a forwarded flow or a client address).
  *
  * The cluster transport has already authenticated the peer. Each stream must then start with a
@@ -8,7 +8,8 @@
  * the authenticated peer, nonce not seen (replay.ts; freshness is the stream's own handshake, no
  * clock is read). Anything else
  * is refused — the stream is destroyed without an answer — and counted in
- * tandem_tcp_forward_rejected_total{reason}. A pre-opened stream (peer-pool.ts) may wait for its
+ * tandem_tcp_forward_rejected_total{reason} (malformed, mac, misrouted, stale, replay, timeout,
+ * unknown-service). A pre-opened stream (peer-pool.ts) may wait for its
  * header a long time; one that closes before sending a byte is not an error.
  */
 import type { Duplex } from 'node:stream';
@@ -26,7 +27,8 @@ import {
   type ForwardHeader,
 } from './stream-header.js';
 
-export type ForwardRejectReason = 'malformed' | 'bad_mac' | 'ingress_mismatch' | 'replay' | 'timeout' | 'unknown_service';
+/** Metric labels, the words the UDP data plane uses for the same checks (`mac`, `misrouted`). */
+export type ForwardRejectReason = 'malformed' | 'mac' | 'misrouted' | 'replay' | 'timeout' | 'unknown-service';
 
 export interface TcpDataPlaneOptions {
   /** How long a stream may wait for its header: longer than the pool's idle recycling (30 s). Default 60 s. */
@@ -37,6 +39,7 @@ export interface TcpDataPlaneOptions {
 }
 
 const noop = () => {};
+const UNKNOWN_SERVICE = Buffer.from([ForwardStatus.UNKNOWN_SERVICE]);
 
 export class TcpDataPlane {
   readonly #ctx: ProxyContext;
@@ -104,9 +107,9 @@ export class TcpDataPlane {
       const svc = this.#lookup(h.service);
       if (!svc) {
         // A reload may have removed the service here and not yet there: the sender tries the next owner.
-        this.#m.forwardRejected.inc({ reason: 'unknown_service' });
-        stream.end(Buffer.from([ForwardStatus.UNKNOWN_SERVICE]));
-        return 'unknown_service';
+        this.#m.forwardRejected.inc({ reason: 'unknown-service' });
+        stream.end(UNKNOWN_SERVICE);
+        return 'unknown-service';
       }
       this.#pending.delete(stream);
       await svc.serveForwarded(stream, h);
@@ -127,9 +130,9 @@ export class TcpDataPlane {
     const tail = await readExactly(stream, rest, this.#headerRestMs);
     if (tail === null) return 'malformed';
     const d = decodeForwardHeader(this.#key, Buffer.concat([prefix, tail]));
-    if (!d.ok) return d.reason;
+    if (!d.ok) return d.reason === 'bad_mac' ? 'mac' : d.reason;
     // A stream is never forwarded twice, so the ingress node is always the peer that sent it.
-    if (d.header.ingress !== peerId) return 'ingress_mismatch';
+    if (d.header.ingress !== peerId) return 'misrouted';
     const v = this.#replay.check(d.header.ingress, d.header.nonce);
     if (v !== 'ok') return v;
     return d.header;

@@ -1,5 +1,6 @@
 /**
- * Forwarding a client connection to an owner over the data plane (DESIGN.md section 1, steps 4-5).
+ * Forwarding a client connection to an owner over the data plane (docs/design.md, the routing
+ * rule, steps 4-5): the peer attempt of the TCP service, run by the shared hop loop (hops.ts).
  *
  * The exchange on a data-plane stream of channel 'tcp':
  *   ingress → owner   the authenticated header (stream-header.ts)
@@ -10,6 +11,7 @@
  * bytes wait in the kernel). That is what makes failover at connect time safe for any protocol.
  */
 import type { Duplex } from 'node:stream';
+import { stop, tryNext, type Attempt, type AttemptResult } from '../hops.js';
 import type { PeerPool } from './peer-pool.js';
 import { halfOpen, readExactly } from './pipe.js';
 
@@ -25,103 +27,123 @@ export const ForwardStatus = {
 } as const;
 export type ForwardStatusCode = (typeof ForwardStatus)[keyof typeof ForwardStatus];
 
-export type ForwardFailure =
+/** Why a TCP connection could not be served: the metric label vocabulary shared by all protocols. */
+export type TcpFailure =
   | 'unavailable'
-  | 'no_backend'
-  | 'backend_failed'
-  | 'backend_timeout'
+  | 'no-backend'
+  | 'backend-failed'
+  | 'backend-timeout'
   | 'limit'
   | 'draining'
-  | 'unknown_service';
+  | 'unknown-service';
 
-export type ForwardResult =
-  | { readonly ok: true; readonly stream: Duplex }
-  | {
-      readonly ok: false;
-      readonly reason: ForwardFailure;
-      /** Worth trying the next owner: the failure is the node's, not the backend's. */
-      readonly next: boolean;
-      /** The peer did not answer at all: tell membership (DataPlane.markSuspect). */
-      readonly suspect: boolean;
-    };
+export type TcpAttemptFailure = Extract<AttemptResult<TcpFailure>, { ok: false }>;
+export type PeerForward = { readonly ok: true; readonly stream: Duplex } | TcpAttemptFailure;
+
+const fail = (r: AttemptResult<TcpFailure>) => Object.freeze(r) as TcpAttemptFailure;
+/** The results, made once: a refused forward allocates nothing for its verdict. */
+const NO_ANSWER = fail(tryNext('unavailable', true));
+const ABORTED = fail(tryNext('unavailable', false));
+const BY_STATUS: Readonly<Record<number, TcpAttemptFailure>> = {
+  // The backend's problem: the next owner would use the same backend.
+  [ForwardStatus.NO_BACKEND]: fail(stop('no-backend')),
+  [ForwardStatus.BACKEND_FAILED]: fail(stop('backend-failed')),
+  [ForwardStatus.BACKEND_TIMEOUT]: fail(stop('backend-timeout')),
+  // The node's problem: another owner may take it.
+  [ForwardStatus.LIMIT]: fail(tryNext('limit', false)),
+  [ForwardStatus.DRAINING]: fail(tryNext('draining', false)),
+  [ForwardStatus.UNKNOWN_SERVICE]: fail(tryNext('unknown-service', false)),
+};
+
+/** What an owner's status byte means for the ingress node (tests and the owner side use it too). */
+export function statusResult(status: number | null): TcpAttemptFailure {
+  return (status === null ? undefined : BY_STATUS[status]) ?? NO_ANSWER;
+}
 
 const noop = () => {};
 
-function failure(status: number): ForwardResult {
-  switch (status) {
-    case ForwardStatus.NO_BACKEND:
-      return { ok: false, reason: 'no_backend', next: false, suspect: false };
-    case ForwardStatus.BACKEND_FAILED:
-      return { ok: false, reason: 'backend_failed', next: false, suspect: false };
-    case ForwardStatus.BACKEND_TIMEOUT:
-      return { ok: false, reason: 'backend_timeout', next: false, suspect: false };
-    case ForwardStatus.LIMIT:
-      return { ok: false, reason: 'limit', next: true, suspect: false };
-    case ForwardStatus.DRAINING:
-      return { ok: false, reason: 'draining', next: true, suspect: false };
-    case ForwardStatus.UNKNOWN_SERVICE:
-      return { ok: false, reason: 'unknown_service', next: true, suspect: false };
-    default:
-      return { ok: false, reason: 'unavailable', next: true, suspect: true };
-  }
-}
-
-/** How often a forward waiting for its status checks whether membership declared the peer dead. */
-const DEAD_POLL_MS = 50;
-
-/**
- * Sends the header and waits for the status; null when the stream failed before answering. A peer
- * that hangs (stopped process, lost host: no RST comes) would hold the client until the timeout;
- * once membership declares it dead (failureTimeoutMs), the wait is cut short so the client goes
- * to the next owner.
- */
-async function exchange(stream: Duplex, header: Buffer, timeoutMs: number, isDead: () => boolean): Promise<number | null> {
+/** Sends the header and waits for the status; null when the stream failed before answering. */
+async function exchange(stream: Duplex, header: Buffer, timeoutMs: number): Promise<number | null> {
   halfOpen(stream);
   // Errors are handled by the pipe later; until then a reset must not crash the process.
   stream.on('error', noop);
   if (stream.destroyed || !stream.writable) return null;
   stream.write(header);
-  const watch = setInterval(() => {
-    if (isDead()) stream.destroy();
-  }, DEAD_POLL_MS);
+  const b = await readExactly(stream, 1, timeoutMs);
+  return b === null ? null : b[0];
+}
+
+/**
+ * The peer attempt: forwards to `a.node`. `makeHeader` is called per try: each needs a fresh
+ * nonce, since the owner may have recorded the first one before the stream broke. A pooled stream
+ * that fails before answering may simply be stale (the peer restarted), so it is retried once on
+ * a fresh dial before the peer is called unavailable.
+ *
+ * A peer that hangs (stopped process, lost host: no RST comes) would hold the client until the
+ * status timeout; `a.onAbort` — called by the loop when membership declares the peer dead — cuts
+ * the dial or the wait short, so the client goes to the next owner at once.
+ */
+export async function forwardToPeer(pool: PeerPool, a: Attempt, makeHeader: () => Buffer, timeoutMs: number): Promise<PeerForward> {
+  const peer = a.node;
+  let aborted = false;
+  let current: Duplex | null = null;
+  let wake: (() => void) | null = null;
+  a.onAbort = () => {
+    aborted = true;
+    current?.destroy();
+    wake?.();
+  };
   try {
-    const b = await readExactly(stream, 1, timeoutMs);
-    return b === null ? null : b[0]!;
+    let pooled = false;
+    let stream: Duplex | null = await untilAbort(
+      pool.take(peer).then((t) => ((pooled = t.pooled), t.stream)),
+      (w) => (wake = w),
+      () => aborted,
+    );
+    for (;;) {
+      if (stream === null) return aborted ? ABORTED : NO_ANSWER;
+      current = stream;
+      const status = await exchange(stream, makeHeader(), timeoutMs);
+      if (status === ForwardStatus.OK && !aborted) return { ok: true, stream };
+      stream.destroy();
+      current = null;
+      if (aborted) return ABORTED;
+      if (status !== null || !pooled) return statusResult(status);
+      pooled = false;
+      stream = await untilAbort(pool.dial(peer), (w) => (wake = w), () => aborted);
+    }
   } finally {
-    clearInterval(watch);
+    a.onAbort = null;
   }
 }
 
 /**
- * Forwards to `peer`. `makeHeader` is called per attempt: each attempt needs a fresh nonce, since
- * the owner may have recorded the first one before the stream broke. A pooled stream that fails
- * before answering may simply be stale (the peer restarted), so it is retried once on a fresh
- * dial before the peer is called unavailable.
+ * The stream of `p`, or null when it fails or the attempt is aborted first (a stream that
+ * arrives after the abort is closed).
  */
-export async function forwardToPeer(
-  pool: PeerPool,
-  peer: string,
-  makeHeader: () => Buffer,
-  timeoutMs: number,
-  isDead: () => boolean = () => false,
-): Promise<ForwardResult> {
-  let pooled: boolean;
-  let stream: Duplex;
-  try {
-    ({ stream, pooled } = await pool.take(peer));
-  } catch {
-    return failure(-1);
+function untilAbort(p: Promise<Duplex>, setWake: (w: () => void) => void, isAborted: () => boolean): Promise<Duplex | null> {
+  if (isAborted()) {
+    p.then((s) => s.destroy(), noop);
+    return Promise.resolve(null);
   }
-  for (;;) {
-    const status = await exchange(stream, makeHeader(), timeoutMs, isDead);
-    if (status === ForwardStatus.OK) return { ok: true, stream };
-    stream.destroy();
-    if (status !== null || !pooled || isDead()) return failure(status ?? -1);
-    pooled = false;
-    try {
-      stream = await pool.dial(peer);
-    } catch {
-      return failure(-1);
-    }
-  }
+  return new Promise((resolve) => {
+    let settled = false;
+    setWake(() => {
+      if (settled) return;
+      settled = true;
+      resolve(null);
+    });
+    p.then(
+      (s) => {
+        if (settled) return void s.destroy();
+        settled = true;
+        resolve(s);
+      },
+      () => {
+        if (settled) return;
+        settled = true;
+        resolve(null);
+      },
+    );
+  });
 }

@@ -14,11 +14,11 @@ export interface TcpMetrics {
   readonly forwards: Counter<'service' | 'kind'>;
   /** Client bytes: in = client → backend, out = backend → client (counted on the ingress node). */
   readonly bytes: Counter<'service' | 'direction'>;
-  /** Forwarded streams refused by the data plane: malformed | bad_mac | replay | ingress_mismatch | timeout | unknown_service. */
+  /** Forwarded streams refused by the data plane: malformed | mac | misrouted | replay | timeout | unknown-service. */
   readonly forwardRejected: Counter<'reason'>;
-  /** Connections refused or failed, by reason: limit | draining | no_backend | backend_failed | backend_timeout | unavailable | flow_key. */
+  /** Connections refused or failed, by reason: limit | draining | no-backend | backend-failed | backend-timeout | unavailable | unknown-service | flow-key. */
   readonly rejected: Counter<'service' | 'reason'>;
-  /** Data-plane streams to peers: take_pooled | take_dialled | dial | dial_failed. */
+  /** Data-plane streams to peers: take-pooled | take-dialled | dial | dial-failed. */
   readonly peerStreams: Counter<'event'>;
 }
 
@@ -51,19 +51,19 @@ export const tcpMetrics = perRegistry((registry: Registry): TcpMetrics => {
     }),
     forwardRejected: new Counter({
       name: 'tandem_tcp_forward_rejected_total',
-      help: 'Forwarded TCP streams refused by the data plane (bad header, replay, ...)',
+      help: 'Forwarded TCP streams refused by the data plane: malformed, mac, misrouted, stale, replay, timeout, unknown-service',
       labelNames: ['reason'] as const,
       registers,
     }),
     rejected: new Counter({
       name: 'tandem_tcp_rejected_total',
-      help: 'TCP connections refused or failed before any payload, by reason',
+      help: 'TCP connections refused or failed before any payload, by reason: limit, draining, no-backend, backend-failed, backend-timeout, unavailable, unknown-service, flow-key',
       labelNames: ['service', 'reason'] as const,
       registers,
     }),
     peerStreams: new Counter({
       name: 'tandem_tcp_peer_streams_total',
-      help: 'Data-plane streams to peers: takes served by a pre-opened stream or by a dial, and dials',
+      help: 'Data-plane streams to peers: take-pooled, take-dialled (a forward found a pre-opened stream or dialled), dial, dial-failed',
       labelNames: ['event'] as const,
       registers,
     }),

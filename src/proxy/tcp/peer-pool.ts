@@ -1,6 +1,6 @@
 /**
- * Pre-opened data-plane streams to each peer (issue 5: "keep a few pre-opened authenticated
- * connections to each peer so that a new client connection does not pay a peer handshake").
+ * Pre-opened data-plane streams to each peer so that a new client connection does
+ * not pay a peer handshake (docs/tcp.md, "Pre-opened streams").
  *
  * A dial costs a TCP handshake plus the transport's challenge–response; a pooled stream costs
  * nothing but the forward header. Each peer that is not seen dead gets up to `size` idle streams,
@@ -9,17 +9,19 @@
  * well inside the receiver's wait for a header, and dropped as soon as the peer closes them (a
  * peer that dies closes them all, which is how a stale stream is usually noticed before use).
  *
- * One pool per node, shared by its TCP services: acquirePeerPool() / releasePeerPool() count the
- * services using it, and the last release closes it.
+ * One pool per node (tcpPeerPool(), made by the composition root), shared by its TCP services:
+ * started while the node runs a TCP service, stopped (idle streams closed) when it runs none.
  */
 import type { Duplex } from 'node:stream';
-import type { DataPlane, ProxyContext } from '../context.js';
+import type { ProxyContext } from '../context.js';
 import { tcpMetrics } from './metrics.js';
 
 export interface PeerPoolOptions {
-  /** Idle streams kept per peer. Default 8; 0 disables pre-opening. */
+  /** Idle streams kept per peer when forwards are rare. Default 8; 0 disables pre-opening. */
   readonly size?: number;
-  /** Background dials in flight per peer. Default 2. */
+  /** The most idle streams kept per peer while forwards outrun the pool. Default 64. */
+  readonly maxSize?: number;
+  /** Background dials in flight per peer (more while the pool is grown, up to 4×). Default 2. */
   readonly parallel?: number;
   /** An idle stream older than this is closed and replaced. Default 30 s. */
   readonly maxIdleMs?: number;
@@ -43,6 +45,9 @@ interface PeerSlots {
   idle: Idle[];
   dialing: number;
   retryAt: number;
+  /** Idle streams wanted now: doubled by a take that found none, shrunk back by quiet ticks. */
+  want: number;
+  missed: boolean;
 }
 
 export interface PeerPoolStats {
@@ -58,6 +63,7 @@ export class PeerPool {
   readonly #dial: (peer: string) => Promise<Duplex>;
   readonly #peers: () => readonly string[];
   readonly #size: number;
+  readonly #maxSize: number;
   readonly #parallel: number;
   readonly #maxIdleMs: number;
   readonly #retryMs: number;
@@ -74,6 +80,7 @@ export class PeerPool {
     this.#dial = dial;
     this.#peers = peers;
     this.#size = Math.max(0, opts.size ?? 8);
+    this.#maxSize = Math.max(this.#size, opts.maxSize ?? 64);
     this.#parallel = Math.max(1, opts.parallel ?? 2);
     this.#maxIdleMs = opts.maxIdleMs ?? 30_000;
     this.#retryMs = opts.retryMs ?? 1000;
@@ -87,6 +94,11 @@ export class PeerPool {
     this.#timer = setInterval(() => this.#tick(), this.#tickMs);
     this.#timer.unref();
     this.#tick();
+  }
+
+  /** Idle streams wanted for `peer` now (grows while takes find none, shrinks back when quiet). */
+  target(peer: string): number {
+    return this.#slots.get(peer)?.want ?? this.#size;
   }
 
   /** Idle streams currently held for `peer`. */
@@ -107,6 +119,11 @@ export class PeerPool {
       return { stream: item.stream, pooled: true };
     }
     this.stats.misses++;
+    // Forwards outran the pool: keep more streams warm for this peer (a dial costs a TCP and an
+    // authentication handshake, which at high connection rates is most of a forward's cost).
+    const s = this.#slotsOf(peer);
+    s.want = Math.min(this.#maxSize, Math.max(1, s.want * 2));
+    s.missed = true;
     this.#onTake(false);
     const stream = await this.dial(peer);
     this.#refill(peer);
@@ -127,17 +144,23 @@ export class PeerPool {
     }
   }
 
-  close(): void {
-    this.#closed = true;
+  /** Stops keeping streams warm and closes the idle ones; start() may follow. */
+  stop(): void {
     if (this.#timer) clearInterval(this.#timer);
     this.#timer = null;
     for (const slots of this.#slots.values()) this.#drop(slots, () => true);
+  }
+
+  /** For good: nothing is kept or dialled any more. */
+  close(): void {
+    this.#closed = true;
+    this.stop();
     this.#slots.clear();
   }
 
   #slotsOf(peer: string): PeerSlots {
     let s = this.#slots.get(peer);
-    if (!s) this.#slots.set(peer, (s = { idle: [], dialing: 0, retryAt: 0 }));
+    if (!s) this.#slots.set(peer, (s = { idle: [], dialing: 0, retryAt: 0, want: this.#size, missed: false }));
     return s;
   }
 
@@ -152,6 +175,8 @@ export class PeerPool {
         continue;
       }
       this.#drop(slots, (i) => now - i.since > this.#maxIdleMs);
+      if (!slots.missed && slots.want > this.#size) slots.want = Math.max(this.#size, slots.want - Math.ceil(slots.want / 8));
+      slots.missed = false;
     }
     for (const peer of want) this.#refill(peer);
   }
@@ -172,12 +197,13 @@ export class PeerPool {
   #refill(peer: string): void {
     if (this.#closed || this.#size === 0 || !this.#timer) return;
     const slots = this.#slotsOf(peer);
-    while (slots.dialing < this.#parallel && slots.idle.length + slots.dialing < this.#size && Date.now() >= slots.retryAt) {
+    const parallel = Math.min(this.#parallel * 4, Math.max(this.#parallel, slots.want >> 3));
+    while (slots.dialing < parallel && slots.idle.length + slots.dialing < slots.want && Date.now() >= slots.retryAt) {
       slots.dialing++;
       this.dial(peer).then(
         (stream) => {
           slots.dialing--;
-          if (this.#closed || !this.#peers().includes(peer)) {
+          if (this.#closed || !this.#timer || !this.#peers().includes(peer)) {
             stream.destroy();
             return;
           }
@@ -197,7 +223,7 @@ export class PeerPool {
     const gone = () => {
       const i = slots.idle.findIndex((x) => x.stream === stream);
       if (i >= 0) {
-        this.#detach(slots.idle[i]!);
+        this.#detach(slots.idle[i]);
         slots.idle.splice(i, 1);
       }
       stream.destroy();
@@ -219,36 +245,22 @@ export class PeerPool {
   }
 }
 
-interface Shared {
-  pool: PeerPool;
-  refs: number;
-}
-const shared = new WeakMap<DataPlane, Shared>();
-
-/** The node's pool (one per DataPlane), started on first use. */
-export function acquirePeerPool(ctx: ProxyContext, opts?: PeerPoolOptions): PeerPool {
-  let s = shared.get(ctx.dataPlane);
-  if (!s) {
-    const dp = ctx.dataPlane;
-    const peers = () => ctx.nodes().map((n) => n.id).filter((id) => id !== dp.selfId && dp.stateOf(id) !== 'dead');
-    const m = tcpMetrics(ctx.registry);
-    const hooks: PeerPoolOptions = {
-      onTake: (pooled) => m.peerStreams.inc({ event: pooled ? 'take_pooled' : 'take_dialled' }),
-      onDial: (ok) => m.peerStreams.inc({ event: ok ? 'dial' : 'dial_failed' }),
-    };
-    s = { pool: new PeerPool((peer) => dp.dial(peer, 'tcp'), peers, { ...hooks, ...opts }), refs: 0 };
-    shared.set(dp, s);
-    s.pool.start();
-  }
-  s.refs++;
-  return s.pool;
-}
-
-export function releasePeerPool(ctx: ProxyContext): void {
-  const s = shared.get(ctx.dataPlane);
-  if (!s) return;
-  if (--s.refs <= 0) {
-    s.pool.close();
-    shared.delete(ctx.dataPlane);
-  }
+/**
+ * The node's pool of streams to its peers for TCP forwards, made once by the composition root
+ * (src/node/services.ts) and handed to every TCP service: it keeps warm the peers that are
+ * configured, not this node, and not seen dead.
+ */
+export function tcpPeerPool(ctx: Pick<ProxyContext, 'nodes' | 'dataPlane' | 'registry'>, opts?: PeerPoolOptions): PeerPool {
+  const dp = ctx.dataPlane;
+  const peers = () => ctx.nodes().map((n) => n.id).filter((id) => id !== dp.selfId && dp.stateOf(id) !== 'dead');
+  const m = tcpMetrics(ctx.registry);
+  const pooled = m.peerStreams.labels({ event: 'take-pooled' });
+  const dialled = m.peerStreams.labels({ event: 'take-dialled' });
+  const dial = m.peerStreams.labels({ event: 'dial' });
+  const dialFailed = m.peerStreams.labels({ event: 'dial-failed' });
+  const hooks: PeerPoolOptions = {
+    onTake: (p) => (p ? pooled : dialled).inc(),
+    onDial: (ok) => (ok ? dial : dialFailed).inc(),
+  };
+  return new PeerPool((peer) => dp.dial(peer, 'tcp'), peers, { ...hooks, ...opts });
 }

@@ -1,5 +1,5 @@
 /**
- * The authenticated header that opens every TCP connection forwarded to a peer (DESIGN.md sections
+ * The authenticated header that opens every TCP connection forwarded to a peer (docs/design.md §§
  * 4 and 5: "a stream to the peer that starts with an authenticated header carrying flow and client
  * address"; a client must never be able to forge a forwarded flow or a client address).
  *

@@ -44,7 +44,8 @@ interface Peer {
   readonly port: number;
 }
 
-const planes = new WeakMap<ProxyContext, UdpDataPlane>();
+/** What became of a datagram handed to the plane: `unavailable` when that peer cannot be reached from here. */
+export type PlaneSend = 'sent' | 'unavailable' | 'too-large';
 
 export class UdpDataPlane {
   readonly #ctx: ProxyContext;
@@ -71,13 +72,6 @@ export class UdpDataPlane {
     this.#peerIncarnation = dp.peerIncarnation.bind(dp);
     this.#fresh = new DatagramFreshness(dp.incarnation);
     this.#metrics = udpMetrics(ctx.registry);
-    // The node builds proxies with (ctx, cfg) only; they find this plane through their context.
-    planes.set(ctx, this);
-  }
-
-  /** The plane of a node's context, if one was made. */
-  static for(ctx: ProxyContext): UdpDataPlane | undefined {
-    return planes.get(ctx);
   }
 
   get selfId(): string {
@@ -116,40 +110,47 @@ export class UdpDataPlane {
     if (s) await new Promise<void>((resolve) => s.close(() => resolve()));
   }
 
-  /** A client datagram to the flow's owner `peerId`. False when it could not be sent. */
-  forward(peerId: string, f: PlaneFlow, payload: Buffer): boolean {
+  /**
+   * A client datagram to the flow's owner `peerId`. Not counted when it cannot be sent: the hop
+   * loop tries the next owner and counts what finally became of the datagram.
+   */
+  forward(peerId: string, f: PlaneFlow, payload: Buffer): PlaneSend {
     return this.#send(peerId, EncapType.FORWARD, f, payload);
   }
 
-  /** A backend reply to the ingress node `f.ingress`. False when it could not be sent. */
-  reply(f: PlaneFlow, payload: Buffer): boolean {
-    return this.#send(f.ingress, EncapType.REPLY, f, payload);
+  /** A backend reply to the ingress node `f.ingress`; a reply that cannot be sent is dropped and counted. */
+  reply(f: PlaneFlow, payload: Buffer): PlaneSend {
+    const r = this.#send(f.ingress, EncapType.REPLY, f, payload);
+    if (r !== 'sent') this.#metrics.drop(f.service, r);
+    return r;
   }
 
-  #send(peerId: string, type: 1 | 2, f: PlaneFlow, payload: Buffer): boolean {
+  #send(peerId: string, type: 1 | 2, f: PlaneFlow, payload: Buffer): PlaneSend {
     const socket = this.#socket;
     const peer = this.#peer(peerId);
-    if (!socket || !peer || peer.host === null || peerId === this.selfId) {
-      this.#metrics.drop(f.service, 'no-data-plane');
-      return false;
-    }
+    if (!socket || !peer || peer.host === null || peerId === this.selfId) return 'unavailable';
     // The peer's incarnation from its last OPEN: none yet (it never reached us) is no data plane.
     const theirs = this.#peerIncarnation(peerId);
-    if (theirs === null) {
-      this.#metrics.drop(f.service, 'no-data-plane');
-      return false;
-    }
+    if (theirs === null) return 'unavailable';
     const buf = encodeEncap(this.#key, { type, sender: this.selfId, ...f }, { sender: this.#incarnation, receiver: theirs }, ++this.#counter, payload);
-    if (!buf) {
-      this.#metrics.drop(f.service, 'too-large');
-      return false;
-    }
+    if (!buf) return 'too-large';
     this.stats.sent++;
     // Fire and forget: UDP gives no delivery signal worth waiting for, and nothing queues here.
-    socket.send(buf, peer.port, peer.host, (err) => {
-      if (err) this.#metrics.drop(f.service, 'send-error');
-    });
-    return true;
+    socket.send(buf, peer.port, peer.host, this.#sendError(f.service));
+    return 'sent';
+  }
+
+  /** One send callback per service, made once (a datagram allocates no closure for it). */
+  readonly #onSend = new Map<string, (err: Error | null) => void>();
+  #sendError(service: string): (err: Error | null) => void {
+    let cb = this.#onSend.get(service);
+    if (cb === undefined) {
+      cb = (err) => {
+        if (err) this.#metrics.drop(service, 'send-error');
+      };
+      this.#onSend.set(service, cb);
+    }
+    return cb;
   }
 
   #onMessage(msg: Buffer, rinfo: RemoteInfo): void {

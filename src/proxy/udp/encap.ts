@@ -1,5 +1,5 @@
 /**
- * Encapsulation of client datagrams between nodes (DESIGN.md section 4, "udp: the datagram
+ * Encapsulation of client datagrams between nodes (docs/design.md §4, "udp: the datagram
  * encapsulated with flow, client address and ingress node, authenticated").
  *
  * UDP has no connection to authenticate once, so every datagram carries its own proof: a

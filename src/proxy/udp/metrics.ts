@@ -14,9 +14,8 @@ export type EvictReason = 'lru' | 'idle';
 export type RejectReason = 'malformed' | 'unknown-sender' | 'source-mismatch' | 'mac' | 'stale' | 'replay' | 'misrouted';
 export type DropReason =
   | 'flow-key'
-  | 'no-owner'
+  | 'unavailable'
   | 'no-backend'
-  | 'no-data-plane'
   | 'unknown-service'
   | 'too-large'
   | 'pending-full'
@@ -77,7 +76,7 @@ export class UdpMetrics {
     });
     this.drops = new Counter({
       name: fresh('tandem_udp_drops_total'),
-      help: 'Datagrams dropped by the UDP proxy, by service and reason.',
+      help: 'Datagrams dropped by the UDP proxy, by service and reason: flow-key, unavailable, no-backend, unknown-service, too-large, pending-full, send-error, socket-error, stopped, error.',
       labelNames: ['service', 'reason'],
       registers,
     });

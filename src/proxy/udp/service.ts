@@ -1,13 +1,12 @@
 /**
- * A UDP service on this node (DESIGN.md sections 1 and 4). One client-facing socket on
+ * A UDP service on this node (docs/udp.md; the routing rule of docs/design.md). One client-facing socket on
  * host:port plays both roles of the routing rule:
  *
- *  - ingress: every client datagram gets its flow key (`connection`, `client-ip` or `quic-cid`),
- *    its entry (router.lookup) and its first available owner (router.hops; reown when neither is
- *    up). Served here when this node is that owner, else encapsulated to it over the UDP data
- *    plane. UDP gives no "the forward failed before any byte" signal, so the hop is chosen by the
- *    membership view alone: a dead primary is skipped once the failure detector says so, and
- *    after re-protection the backup is primary anyway.
+ *  - ingress: every client datagram gets its flow key (`connection`, `client-ip` or `quic-cid`)
+ *    and its entry (router.lookup), then goes through the node's one hop loop (hops.ts): served
+ *    here when this node is the acting owner, else encapsulated to the owner over the UDP data
+ *    plane; a datagram that cannot leave towards a peer goes to the next owner, and the flow is
+ *    re-owned once when no owner can take it.
  *  - owner: the flow's backend (router.assign: the recorded one while usable, so affinity
  *    survives failover) and one connected socket per flow towards it (flows.ts). A backend reply
  *    goes back through the node that received the client's latest datagram and leaves from that
@@ -20,6 +19,7 @@
 import { createSocket, type RemoteInfo, type Socket } from 'node:dgram';
 import { isIP } from 'node:net';
 import type { ProxyContext, ServiceProxy } from '../context.js';
+import { bindDatagram, listenAddresses } from '../listen-addresses.js';
 import type { ServiceConfig } from '../../config/schema.js';
 import type { FlowEntry } from '../../cluster/flow-entry.js';
 import type { BackendState } from '../../upstream/pool.js';
@@ -28,10 +28,18 @@ import { TandemError, ErrorCodes } from '../../errors.js';
 import type { ClientAddress } from './encap.js';
 import { FlowSockets, RecentClients, type UdpFlow } from './flows.js';
 import { udpMetrics, type DropReason, type IncOnly, type UdpMetrics } from './metrics.js';
-import { UdpDataPlane } from './data-plane.js';
+import type { UdpDataPlane } from './data-plane.js';
+import { SERVED, stop, tryNext, type Attempt, type AttemptResult, type LoopResult } from '../hops.js';
 
 /** Drain ends once the flow sockets were quiet this long (replies to in-flight datagrams are back). */
 const DRAIN_QUIET_MS = 500;
+
+/** Why a datagram was not delivered by the hop loop (the shared metric label vocabulary). */
+type UdpFailure = 'unavailable' | 'no-backend' | 'too-large';
+const NO_BACKEND: AttemptResult<UdpFailure> = Object.freeze(stop('no-backend'));
+const TOO_LARGE: AttemptResult<UdpFailure> = Object.freeze(stop('too-large'));
+/** The plane cannot reach that peer from here (no socket, unresolved host): the next owner may take it. */
+const UNSENT: AttemptResult<UdpFailure> = Object.freeze(tryNext('unavailable', false));
 
 /** The service's flow key, refused at start rather than on every datagram when it does not apply to udp. */
 function udpSpec(cfg: ServiceConfig): FlowKeySpec {
@@ -46,7 +54,7 @@ export class UdpServiceProxy implements ServiceProxy {
   readonly #ctx: ProxyContext;
   #cfg: ServiceConfig;
   #spec: FlowKeySpec;
-  #plane: UdpDataPlane | undefined;
+  readonly #plane: UdpDataPlane;
   #socket: Socket | null = null;
   #stopped = false;
   readonly #flows: FlowSockets;
@@ -55,9 +63,13 @@ export class UdpServiceProxy implements ServiceProxy {
   readonly #source = { service: '', flowCount: () => this.#flows.size };
   readonly #count: { inLocal: IncOnly; inForwarded: IncOnly; outLocal: IncOnly; outForwarded: IncOnly };
   #sweep: NodeJS.Timeout | null = null;
+  readonly #onRun = (r: LoopResult<UdpFailure>): void => {
+    if (!r.ok) this.#drop(r.failure);
+  };
+  readonly #onRunError = (err: unknown): void => this.#fail(err);
 
-  /** `plane` defaults to the UdpDataPlane made for the same context (the node makes one per node). */
-  constructor(ctx: ProxyContext, cfg: ServiceConfig, plane?: UdpDataPlane) {
+  /** `plane`: the node's one UDP data plane (made by the composition root). */
+  constructor(ctx: ProxyContext, cfg: ServiceConfig, plane: UdpDataPlane) {
     this.#ctx = ctx;
     this.#cfg = cfg;
     this.name = cfg.name;
@@ -101,7 +113,7 @@ export class UdpServiceProxy implements ServiceProxy {
     socket.on('error', (err) => this.#ctx.logger.warn({ err, service: this.name }, 'udp service socket error'));
     await new Promise<void>((resolve, reject) => {
       socket.once('error', reject);
-      socket.bind(this.#cfg.port, host, () => {
+      bindDatagram(socket, listenAddresses(host, this.#cfg), this.#cfg.port, () => {
         socket.off('error', reject);
         resolve();
       });
@@ -149,11 +161,17 @@ export class UdpServiceProxy implements ServiceProxy {
     if (s) await new Promise<void>((resolve) => s.close(() => resolve()));
   }
 
-  /** Data plane: a client datagram that ingress node `ingress` forwarded to this node, an owner. */
+  /**
+   * Data plane: a client datagram that ingress node `ingress` forwarded to this node, an owner. It
+   * is served here or not at all (the loop's only hop for a forwarded communication is local).
+   */
   serveForwarded(key: string, client: ClientAddress, ingress: string, payload: Buffer): void {
     if (this.#stopped) return this.#drop('stopped');
     try {
-      this.#serve(this.#ctx.router.lookup(this.name, key), client, ingress, payload);
+      const entry = this.#ctx.router.lookup(this.name, key);
+      this.#ctx.forwarder
+        .run<UdpFailure>(entry, true, (a) => (this.#serve(a.entry, client, ingress, payload) ? SERVED : NO_BACKEND), 'unavailable')
+        .then(this.#onRun, this.#onRunError);
     } catch (err) {
       this.#fail(err);
     }
@@ -171,26 +189,33 @@ export class UdpServiceProxy implements ServiceProxy {
       if (key === null) return this.#drop('flow-key');
       const client: ClientAddress = { address: rinfo.address, port: rinfo.port };
       if (this.#spec.kind === 'quic-cid') this.#clients.set(key, client);
-      const router = this.#ctx.router;
-      let entry = router.lookup(this.name, key);
-      let hops = router.hops(entry, false);
-      if (hops.length === 0) {
-        entry = router.reown(entry);
-        hops = router.hops(entry, false);
-      }
-      const hop = hops[0];
-      if (!hop) return this.#drop('no-owner');
-      if (hop.kind === 'local') {
-        this.#count.inLocal.inc();
-        this.#serve(entry, client, router.selfId, msg);
-        return;
-      }
-      const plane = this.#plane ?? (this.#plane = UdpDataPlane.for(this.#ctx));
-      if (!plane) return this.#drop('no-data-plane');
-      if (plane.forward(hop.id, { service: this.name, key, client, ingress: router.selfId }, msg)) this.#count.inForwarded.inc();
+      const entry = this.#ctx.router.lookup(this.name, key);
+      // The node's one hop loop. Every attempt here is synchronous, and the loop calls the first
+      // one before it awaits anything: a datagram leaves in the order it came, from this callback.
+      this.#ctx.forwarder.run<UdpFailure>(entry, false, (a) => this.#attempt(a, key, client, msg), 'unavailable').then(this.#onRun, this.#onRunError);
     } catch (err) {
       this.#fail(err);
     }
+  }
+
+  /**
+   * One hop of a client datagram. UDP gives no "the forward failed before any byte" signal, so a
+   * peer hop fails only when the datagram cannot leave at all; a dead primary is skipped once the
+   * failure detector says so (router.hops), and after re-protection the backup is primary anyway.
+   */
+  #attempt(a: Attempt, key: string, client: ClientAddress, msg: Buffer): AttemptResult<UdpFailure> {
+    const self = this.#ctx.router.selfId;
+    if (a.hop.kind === 'local') {
+      if (!this.#serve(a.entry, client, self, msg)) return NO_BACKEND;
+      this.#count.inLocal.inc();
+      return SERVED;
+    }
+    const sent = this.#plane.forward(a.node, { service: this.name, key, client, ingress: self }, msg);
+    if (sent === 'sent') {
+      this.#count.inForwarded.inc();
+      return SERVED;
+    }
+    return sent === 'too-large' ? TOO_LARGE : UNSENT;
   }
 
   #key(msg: Buffer, rinfo: RemoteInfo): string | null {
@@ -201,10 +226,13 @@ export class UdpServiceProxy implements ServiceProxy {
     }
   }
 
-  /** Owner side: the flow's backend and its socket; the datagram goes out at once (or waits for connect, bounded). */
-  #serve(entry: FlowEntry, client: ClientAddress, ingress: string, payload: Buffer): void {
+  /**
+   * Owner side: the flow's backend and its socket; the datagram goes out at once (or waits for
+   * connect, bounded). False when the service has no usable backend.
+   */
+  #serve(entry: FlowEntry, client: ClientAddress, ingress: string, payload: Buffer): boolean {
     const pool = this.#ctx.pool(this.name);
-    if (!pool) return this.#drop('no-backend');
+    if (!pool) return false;
     // Under `client-ip` every port of the client shares the entry (and so the backend) but has
     // its own socket, so that a reply reaches the very port that sent the request (a resolver
     // with random source ports, RFC 5452, would otherwise get its answers on the wrong port).
@@ -219,9 +247,10 @@ export class UdpServiceProxy implements ServiceProxy {
       (k) => (open && pool.usable(open.backend) ? open.backend : pool.choose(k)),
     );
     const target = backend === null ? undefined : pool.get(backend);
-    if (!target) return this.#drop('no-backend');
+    if (!target) return false;
     this.#ctx.router.active(current);
     this.#flows.send(id, entry.key, target, client, ingress, payload, () => pool.acquire(target.address));
+    return true;
   }
 
   #onBackendReply(flow: UdpFlow, msg: Buffer): void {
@@ -229,9 +258,7 @@ export class UdpServiceProxy implements ServiceProxy {
     const self = this.#ctx.router.selfId;
     if (this.#spec.kind === 'quic-cid') this.#learnServerCid(flow, msg);
     if (flow.ingress === self) return this.#toClient(flow.lastKey, flow.client, msg, this.#count.outLocal);
-    const plane = this.#plane ?? (this.#plane = UdpDataPlane.for(this.#ctx));
-    if (!plane) return this.#drop('no-data-plane');
-    plane.reply({ service: this.name, key: flow.lastKey, client: flow.client, ingress: flow.ingress }, msg);
+    this.#plane.reply({ service: this.name, key: flow.lastKey, client: flow.client, ingress: flow.ingress }, msg);
   }
 
   /**

@@ -17,7 +17,7 @@ function settings(nodes: readonly NodeSettings[]): ClusterSettings {
 
 test('members added, removed and moved at run time', async (t) => {
   const all = settingsFor(BASE, 3).nodes;
-  const [n1, n2, n3] = all;
+  const [n1, n2] = all;
   const started: TestNode[] = [];
   const start = async (s: ClusterSettings, id: string) => {
     const n = makeNode(s, id);

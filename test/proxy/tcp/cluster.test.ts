@@ -21,7 +21,7 @@ let ppPort = 0;
 before(async () => {
   echo = [await tcpBackend('e1'), await tcpBackend('e2')];
   // Tagged backends answer "<id>:<first chunk>" so a test can see which backend served it.
-  tagged = await Promise.all(['t1', 't2', 't3'].map((id) => tcpBackend(id, '127.0.0.1', 0, (s, chunk) => s.end(`${id}:${chunk}`))));
+  tagged = await Promise.all(['t1', 't2', 't3'].map((id) => tcpBackend(id, '127.0.0.1', 0, (s, chunk) => s.end(`${id}:${chunk.toString()}`))));
   ppServer = createServer({ allowHalfOpen: true }, (s) => {
     s.on('error', () => {});
     readProxyHeader(s).then(
@@ -85,7 +85,7 @@ test('tcp cluster: 200 connections via random nodes, 1 MB each, echoed intact an
   const worker = async () => {
     while (next < 200) {
       const i = next++;
-      const node = c.nodes[Math.floor(Math.random() * 3)]!;
+      const node = c.nodes[Math.floor(Math.random() * 3)];
       const payload = randomBytes(1024 * 1024);
       const r = await exchange(node.host, 17310, payload);
       assert.ok(r, `connection ${i} via ${node.id} failed`);
@@ -156,7 +156,7 @@ test('tcp cluster: client-ip, the primary hangs (SIGSTOP) — connections wait a
   const client = '127.0.0.62';
   const r0 = await exchange('127.0.0.1', 17313, Buffer.from('hello'), client);
   assert.ok(r0);
-  const backendId = r0.reply.toString().split(':')[0]!;
+  const backendId = r0.reply.toString().split(':')[0];
   const flow = await c.flow('lb1', 'sticky', client);
   assert.ok(flow?.backup && flow.backend);
   const primary = flow.primary;
@@ -180,7 +180,7 @@ test('tcp cluster: client-ip, the primary hangs (SIGSTOP) — connections wait a
       );
       for (const { r, ms } of rs) {
         worst = Math.max(worst, ms);
-        if (r && r.reply.length > 0) served.add(r.reply.toString().split(':')[0]!);
+        if (r && r.reply.length > 0) served.add(r.reply.toString().split(':')[0]);
         else failed++;
       }
       await sleep(20);
@@ -199,7 +199,7 @@ test('tcp cluster: client-ip, kill -9 the primary — new connections reach the 
   const client = '127.0.0.61';
   const r0 = await exchange('127.0.0.1', 17313, Buffer.from('hello'), client);
   assert.ok(r0);
-  const backendId = r0.reply.toString().split(':')[0]!;
+  const backendId = r0.reply.toString().split(':')[0];
   let flow = await c.flow('lb1', 'sticky', client);
   for (let i = 0; !flow?.backup && i < 50; i++) {
     await sleep(20);
@@ -231,7 +231,7 @@ test('tcp cluster: client-ip, kill -9 the primary — new connections reach the 
       if (r && r.reply.length > 0) {
         ok++;
         if (firstOk < 0) firstOk = t;
-        served.add(r.reply.toString().split(':')[0]!);
+        served.add(r.reply.toString().split(':')[0]);
       } else {
         refused++;
         lastRefused = t;
@@ -246,6 +246,6 @@ test('tcp cluster: client-ip, kill -9 the primary — new connections reach the 
   );
   assert.deepEqual([...served], [backendId], 'same backend after the primary died');
   assert.equal(refused, 0, 'no connection was refused');
-  const after = await c.flow(survivors[0]!.id, 'sticky', client);
+  const after = await c.flow(survivors[0].id, 'sticky', client);
   assert.equal(after?.backend, flow.backend);
 });

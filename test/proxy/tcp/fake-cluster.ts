@@ -7,6 +7,7 @@
  * Killing a node closes its data-plane server and destroys its sockets, so dials are refused.
  */
 import { createServer, connect, type Server, type Socket, type AddressInfo } from 'node:net';
+import { EventEmitter } from 'node:events';
 import type { Duplex } from 'node:stream';
 import { pino } from 'pino';
 import { Registry } from 'prom-client';
@@ -20,6 +21,9 @@ import { createSelector } from '../../../src/balancer/index.js';
 import type { DataChannel, DataPlane, PeerState, ProxyContext } from '../../../src/proxy/context.js';
 import { TcpServiceProxy } from '../../../src/proxy/tcp/service.js';
 import { TcpDataPlane } from '../../../src/proxy/tcp/data-plane.js';
+import { Forwarder } from '../../../src/proxy/hops.js';
+import { tcpPeerPool, type PeerPool } from '../../../src/proxy/tcp/peer-pool.js';
+import { BufferPool } from '../../../src/proxy/tcp/buffers.js';
 
 export const SECRET = 'fake-cluster-secret-0123456789';
 
@@ -33,16 +37,33 @@ export interface FakeNode {
   readonly registry: Registry;
   readonly services: Map<string, TcpServiceProxy>;
   dataPlane: TcpDataPlane;
+  /** The node's pre-opened streams to its peers (started with the node). */
+  readonly peers: PeerPool;
+  readonly forwarder: Forwarder;
   /** Port of the node's data-plane server. */
   dataPort: number;
   alive: boolean;
   dials: number;
 }
 
+/** Membership as every node sees it; a change is announced like the Cluster's 'peer-state'. */
+class StateMap extends Map<string, PeerState> {
+  readonly events = new EventEmitter();
+  override set(id: string, s: PeerState): this {
+    const prev = super.get(id) ?? 'alive';
+    super.set(id, s);
+    // Undefined while Map's constructor runs.
+    if (prev !== s) this.events?.emit('peer-state', id, s, prev);
+    return this;
+  }
+}
+
 export class FakeCluster {
   readonly nodes: FakeNode[] = [];
   readonly table = new Map<string, FlowEntry>();
-  readonly state = new Map<string, PeerState>();
+  readonly state = new StateMap();
+  /** Read buffers of every node's pipes (one process). */
+  readonly buffers = new BufferPool();
   readonly config: Config;
   /** Forced owner order per key (tests); otherwise rendezvous over the candidates. */
   readonly forcedOrder = new Map<string, string[]>();
@@ -52,7 +73,13 @@ export class FakeCluster {
   readonly #rdv = new Rendezvous(SECRET);
   #clock = 0;
 
-  constructor(n: number, services: Record<string, unknown>[], basePort: number) {
+  readonly #poolSize: number | undefined;
+  /** Nodes whose data-plane server takes streams and never answers (a stopped process). */
+  readonly #frozen = new Set<string>();
+
+  /** `poolSize`: pre-opened streams per peer (0: every forward dials, so a frozen peer is reached). */
+  constructor(n: number, services: Record<string, unknown>[], basePort: number, opts: { poolSize?: number } = {}) {
+    this.#poolSize = opts.poolSize;
     const nodes = Array.from({ length: n }, (_, i) => ({ id: `lb${i + 1}`, host: `127.0.0.${i + 1}`, peerPort: basePort + i, adminPort: basePort + 50 + i }));
     this.config = validateConfig({ cluster: { name: 'fake', secret: SECRET, nodes }, services });
     for (const nc of this.config.cluster.nodes) this.#makeNode(nc);
@@ -84,7 +111,7 @@ export class FakeCluster {
       selfId: id,
       owners: (key, cands) => {
         const r = rank(key, cands);
-        return { primary: r[0]!, backup: r[1] ?? null };
+        return { primary: r[0], backup: r[1] ?? null };
       },
       rank: (_s, key) => rank(key, ids()),
       candidates: () => ids().filter((x) => this.state.get(x) !== 'dead' && (x === id || this.node(x).alive)),
@@ -107,7 +134,6 @@ export class FakeCluster {
     });
     const pools = new Map<string, UpstreamPool>();
     for (const s of this.config.services) pools.set(s.name, new UpstreamPool(s.backends, createSelector(s.policy)));
-    const cluster = this;
     const node: FakeNode = {
       id,
       host: self.host,
@@ -119,33 +145,39 @@ export class FakeCluster {
       dials: 0,
       ctx: undefined as unknown as ProxyContext,
       dataPlane: undefined as unknown as TcpDataPlane,
+      peers: undefined as unknown as PeerPool,
+      forwarder: undefined as unknown as Forwarder,
     };
     const dataPlane: DataPlane = {
       selfId: id,
-      stateOf: (x) => (x === id ? 'alive' : cluster.state.get(x) ?? 'dead'),
+      stateOf: (x) => (x === id ? 'alive' : this.state.get(x) ?? 'dead'),
       markSuspect: (x) => {
-        if (cluster.state.get(x) === 'alive') cluster.state.set(x, 'suspect');
+        if (this.state.get(x) === 'alive') this.state.set(x, 'suspect');
       },
       dial: (peer: string, _channel: DataChannel) => {
         node.dials++;
-        return cluster.dialRaw(id, peer);
+        return this.dialRaw(id, peer);
       },
       onChannel: (_channel: DataChannel, handler: Handler) => {
-        cluster.#handlers.set(id, handler);
+        this.#handlers.set(id, handler);
       },
+      on: (ev, l) => this.state.events.on(ev, l),
+      off: (ev, l) => this.state.events.off(ev, l),
     };
+    const forwarder = new Forwarder(router, dataPlane);
     const ctx: ProxyContext = {
       self,
       nodes: () => this.config.cluster.nodes,
       router,
       dataPlane,
+      forwarder,
       secret: SECRET,
       logger: pino({ level: 'silent' }),
       registry: node.registry,
       pool: (name) => pools.get(name),
       service: (name) => this.config.services.find((s) => s.name === name),
     };
-    Object.assign(node, { ctx, dataPlane: new TcpDataPlane(ctx, (name) => node.services.get(name)) });
+    Object.assign(node, { ctx, forwarder, peers: tcpPeerPool(ctx, this.#poolSize === undefined ? {} : { size: this.#poolSize }), dataPlane: new TcpDataPlane(ctx, (name) => node.services.get(name)) });
     this.nodes.push(node);
   }
 
@@ -173,6 +205,8 @@ export class FakeCluster {
       if (!from || !handler || !n.alive) return void s.destroy();
       this.#sockets.get(n.id)!.add(s);
       s.once('close', () => this.#sockets.get(n.id)!.delete(s));
+      // SIGSTOP: the kernel accepts the connection, the process never reads it.
+      if (this.#frozen.has(n.id)) return void s.pause();
       handler(s, from.id, { key: Buffer.alloc(32) });
     });
     await new Promise<void>((r) => server.listen(n.dataPort, n.host, r));
@@ -190,8 +224,9 @@ export class FakeCluster {
     this.state.set(id, 'alive');
     await this.#listen(n);
     n.dataPlane.start();
+    n.peers.start();
     for (const cfg of this.config.services) {
-      const svc = new TcpServiceProxy(n.ctx, cfg);
+      const svc = new TcpServiceProxy(n.ctx, cfg, { peers: n.peers, buffers: this.buffers });
       n.services.set(cfg.name, svc);
       await svc.start();
     }
@@ -208,12 +243,19 @@ export class FakeCluster {
     for (const s of this.#sockets.get(id)!) s.destroy();
     await Promise.all([...n.services.values()].map((s) => s.stop()));
     n.services.clear();
+    n.peers.stop();
     await n.dataPlane.stop();
     n.dataPlane = new TcpDataPlane(n.ctx, (name) => n.services.get(name));
   }
 
   async stop(): Promise<void> {
     for (const n of this.nodes) if (n.alive) await this.kill(n.id);
+  }
+
+  /** Like SIGSTOP of a node's process: new data-plane streams to it are accepted and never answered. */
+  freeze(id: string, frozen = true): void {
+    if (frozen) this.#frozen.add(id);
+    else this.#frozen.delete(id);
   }
 
   /** Where a service listens on a node. */

@@ -63,3 +63,28 @@ test('peer pool: a failing peer is retried after the back-off, not in a loop; de
   assert.equal(dials, before, 'no dial to a peer that is not wanted');
   pool.close();
 });
+
+test('peer pool: takes that find no stream grow the peer\'s target; quiet ticks shrink it back', async () => {
+  const server = createServer((s) => s.on('error', () => {}));
+  await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+  const port = (server.address() as AddressInfo).port;
+  const dial = (): Promise<Duplex> =>
+    new Promise((resolve, reject) => {
+      const s = connect(port, '127.0.0.1');
+      s.once('connect', () => resolve(s));
+      s.once('error', reject);
+    });
+  const pool = new PeerPool(dial, () => ['p'], { size: 2, maxSize: 16, tickMs: 20, maxIdleMs: 60_000 });
+  pool.start();
+  await waitFor(() => pool.idle('p') === 2);
+  // A burst: more takes than the pool holds.
+  const taken = await Promise.all(Array.from({ length: 8 }, () => pool.take('p')));
+  assert.ok(taken.some((t) => !t.pooled), 'the burst outran the pool');
+  assert.ok(pool.target('p') > 2, `target grew to ${pool.target('p')}`);
+  await waitFor(() => pool.idle('p') > 2, 3000);
+  // No more misses: the target decays to the configured size.
+  await waitFor(() => pool.target('p') === 2, 3000);
+  pool.close();
+  for (const t of taken) t.stream.destroy();
+  server.close();
+});

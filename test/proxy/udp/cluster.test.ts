@@ -48,7 +48,7 @@ test('100 flows × 50 datagrams to random nodes: every reply reaches its client 
   const rtts: number[] = [];
   const sentAt = new Map<string, number>();
   for (const f of flows) f.socket.on('message', (m) => {
-    const tag = m.toString().slice(m.indexOf(':') + 1).split('@')[0]!;
+    const tag = m.toString().slice(m.indexOf(':') + 1).split('@')[0];
     const t0 = sentAt.get(tag);
     if (t0 !== undefined) rtts.push(performance.now() - t0);
   });
@@ -57,7 +57,7 @@ test('100 flows × 50 datagrams to random nodes: every reply reaches its client 
   const t0 = performance.now();
   for (let round = 0; round < 50; round++) {
     for (const [i, f] of flows.entries()) {
-      const host = HOSTS[rand()]!;
+      const host = HOSTS[rand()];
       const tag = `${i}.${round}`;
       sentAt.set(tag, performance.now());
       f.send({ host, port: PORT }, `${tag}@${host}`);
@@ -72,17 +72,17 @@ test('100 flows × 50 datagrams to random nodes: every reply reaches its client 
     assert.equal(new Set(f.replies.map((r) => backendOf(r.text))).size, 1, `flow ${i} saw more than one backend`);
     for (const r of f.replies) {
       const [tag, host] = r.text.slice(r.text.indexOf(':') + 1).split('@');
-      assert.equal(Number(tag!.split('.')[0]), i, 'reply reached the client that sent the datagram');
+      assert.equal(Number(tag.split('.')[0]), i, 'reply reached the client that sent the datagram');
       assert.equal(r.from, `${host}:${PORT}`, 'reply from the service address the client sent to');
     }
   }
   // The cluster agrees: every node's table names the same backend the replies came from.
   for (const [i, f] of flows.slice(0, 10).entries()) {
     const e = await c.flow('lb2', 'echo', `127.0.0.1:${f.port}`);
-    assert.equal(e?.backend, backends.find((b) => b.id === backendOf(f.replies[0]!.text))!.address, `flow ${i} entry`);
+    assert.equal(e?.backend, backends.find((b) => b.id === backendOf(f.replies[0].text))!.address, `flow ${i} entry`);
   }
   rtts.sort((a, b) => a - b);
-  t.diagnostic(`5000 datagrams in ${elapsed.toFixed(2)} s (lockstep rounds of 100 sent at once, so round trips include queueing behind the burst); rtt p50 ${rtts[Math.floor(rtts.length / 2)]!.toFixed(2)} ms, p99 ${rtts[Math.floor(rtts.length * 0.99)]!.toFixed(2)} ms`);
+  t.diagnostic(`5000 datagrams in ${elapsed.toFixed(2)} s (lockstep rounds of 100 sent at once, so round trips include queueing behind the burst); rtt p50 ${rtts[Math.floor(rtts.length / 2)].toFixed(2)} ms, p99 ${rtts[Math.floor(rtts.length * 0.99)].toFixed(2)} ms`);
 });
 
 /** All nodes see all nodes alive (a restarted node is ready before every peer has re-linked to it). */
@@ -103,13 +103,13 @@ async function failover(how: 'SIGKILL' | 'SIGSTOP', victim: string): Promise<{ f
   // client whose own ingress node dies is simply cut off until it sends elsewhere.
   const survivors = c.nodes.filter((n) => n.id !== victim).map((n) => n.host);
   const candidates = await Promise.all(Array.from({ length: 60 }, () => newClient()));
-  for (const f of candidates) f.send({ host: survivors[0]!, port: PORT }, 'hello');
+  for (const f of candidates) f.send({ host: survivors[0], port: PORT }, 'hello');
   await waitFor(() => candidates.every((f) => f.replies.length === 1), 3000, 'first replies');
   await sleep(100);
   const owners = await Promise.all(candidates.map((f) => c.flow(c.nodes.find((n) => n.host === survivors[0])!.id, 'echo', `127.0.0.1:${f.port}`)));
   const set = candidates.filter((_, i) => owners[i]?.primary === victim);
   assert.ok(set.length >= 8, `${set.length} flows owned by ${victim}`);
-  const firstBackend = new Map(set.map((f) => [f, backendOf(f.replies[0]!.text)]));
+  const firstBackend = new Map(set.map((f) => [f, backendOf(f.replies[0].text)]));
   const replyTimes = new Map(set.map((f) => [f, [] as number[]]));
   for (const f of set) f.socket.on('message', () => replyTimes.get(f)!.push(performance.now()));
   let sent = 0;
@@ -118,7 +118,7 @@ async function failover(how: 'SIGKILL' | 'SIGSTOP', victim: string): Promise<{ f
   const timer = setInterval(() => {
     seq++;
     for (const [i, f] of set.entries()) {
-      f.send({ host: survivors[(i + seq) % 2]!, port: PORT }, `s${seq}`);
+      f.send({ host: survivors[(i + seq) % 2], port: PORT }, `s${seq}`);
       sent++;
     }
   }, 10);
@@ -139,7 +139,7 @@ async function failover(how: 'SIGKILL' | 'SIGSTOP', victim: string): Promise<{ f
     const times = replyTimes.get(f)!;
     lost += seq - times.length;
     const around = [failedAt, ...times.filter((x) => x >= failedAt)];
-    for (let i = 1; i < around.length; i++) longest = Math.max(longest, around[i]! - around[i - 1]!);
+    for (let i = 1; i < around.length; i++) longest = Math.max(longest, around[i] - around[i - 1]);
     assert.ok(times.some((x) => x > failedAt + 2000), 'replies resumed for every flow');
     const after = f.replies.slice(-5).map((r) => backendOf(r.text));
     assert.deepEqual(new Set(after), new Set([firstBackend.get(f)]), 'same backend after failover');
@@ -170,18 +170,18 @@ test('a quic-cid flow whose client changes its source address mid-flow keeps its
   const cids = Array.from({ length: 10 }, (_, i) => Buffer.from(`qcid${String(i).padStart(4, '0')}`));
   const before = await Promise.all(cids.map(() => newClient()));
   const moved = await Promise.all(cids.map(() => newClient()));
-  for (let round = 0; round < 3; round++) cids.forEach((cid, i) => before[i]!.send({ host: HOSTS[i % 3]!, port: QUIC_PORT }, quicLong(cid, `r${round}`)));
+  for (let round = 0; round < 3; round++) cids.forEach((cid, i) => before[i].send({ host: HOSTS[i % 3], port: QUIC_PORT }, quicLong(cid, `r${round}`)));
   await waitFor(() => before.every((f) => f.replies.length === 3), 3000, 'replies before the move');
   // New source port, and another node receives it (an ECMP or anycast change): same backend.
-  for (let round = 0; round < 3; round++) cids.forEach((cid, i) => moved[i]!.send({ host: HOSTS[(i + 1) % 3]!, port: QUIC_PORT }, quicShort(cid, `m${round}`)));
+  for (let round = 0; round < 3; round++) cids.forEach((cid, i) => moved[i].send({ host: HOSTS[(i + 1) % 3], port: QUIC_PORT }, quicShort(cid, `m${round}`)));
   await waitFor(() => moved.every((f) => f.replies.length === 3), 3000, 'replies after the move');
   for (let i = 0; i < cids.length; i++) {
-    const b0 = new Set(before[i]!.replies.map((r) => backendOf(r.text)));
-    const b1 = new Set(moved[i]!.replies.map((r) => backendOf(r.text)));
+    const b0 = new Set(before[i].replies.map((r) => backendOf(r.text)));
+    const b1 = new Set(moved[i].replies.map((r) => backendOf(r.text)));
     assert.equal(b0.size, 1);
     assert.deepEqual(b1, b0, `cid ${i} changed backend`);
-    for (const r of moved[i]!.replies) assert.equal(r.from, `${HOSTS[(i + 1) % 3]}:${QUIC_PORT}`);
+    for (const r of moved[i].replies) assert.equal(r.from, `${HOSTS[(i + 1) % 3]}:${QUIC_PORT}`);
   }
-  const e = await c.flow('lb1', 'quic', cids[0]!.toString('hex'));
+  const e = await c.flow('lb1', 'quic', cids[0].toString('hex'));
   assert.ok(e?.backend);
 });

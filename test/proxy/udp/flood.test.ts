@@ -59,8 +59,8 @@ test('a flood of 100k distinct flows: backend sockets and table stay within maxF
   let nextPeek = 20_000;
   while (sent < FLOWS && Date.now() - t0 < SEND_BUDGET_MS) {
     for (let k = 0; k < 500 && sent < FLOWS; k++, sent++) {
-      const n = c.nodes[sent % 3]!;
-      sockets[sent % sockets.length]!.send(packet(sent), PORT, n.host);
+      const n = c.nodes[sent % 3];
+      sockets[sent % sockets.length].send(packet(sent), PORT, n.host);
     }
     // Closed loop on the echo replies: keep at most ~2000 flows in flight, so that the kernel's
     // socket buffers do not drop most of the flood (the point is many flows, not UDP loss). A
@@ -70,7 +70,7 @@ test('a flood of 100k distinct flows: backend sockets and table stay within maxF
     if (sent >= nextPeek) {
       nextPeek += 20_000;
       const now = await Promise.all(c.nodes.map((n) => c.metric(n.id, 'tandem_udp_flows', { service: 'flood' })));
-      peak = peak.map((p, i) => Math.max(p, now[i]!));
+      peak = peak.map((p, i) => Math.max(p, now[i]));
     }
   }
   const sendSec = (Date.now() - t0) / 1000;
@@ -84,14 +84,14 @@ test('a flood of 100k distinct flows: backend sockets and table stay within maxF
     const ev = await c.metric(n.id, 'tandem_udp_flow_evictions_total', { service: 'flood', reason: 'lru' });
     const inn = await c.metric(n.id, 'tandem_udp_datagrams_total', { service: 'flood', direction: 'in' });
     const rss = await c.metric(n.id, RSS);
-    peak[i] = Math.max(peak[i]!, flows);
+    peak[i] = Math.max(peak[i], flows);
     evictions += ev;
     received += inn;
     assert.ok(flows <= MAX_FLOWS, `${n.id}: ${flows} backend sockets > ${MAX_FLOWS}`);
     assert.ok(table <= MAX_FLOWS, `${n.id}: ${table} table entries > ${MAX_FLOWS}`);
-    report.push(`${n.id}: sockets ${flows} (peak seen ${peak[i]}), table ${table}, socket evictions ${ev}, rss ${(rss0[i]! / 2 ** 20).toFixed(0)} → ${(rss / 2 ** 20).toFixed(0)} MiB`);
+    report.push(`${n.id}: sockets ${flows} (peak seen ${peak[i]}), table ${table}, socket evictions ${ev}, rss ${(rss0[i] / 2 ** 20).toFixed(0)} → ${(rss / 2 ** 20).toFixed(0)} MiB`);
     // 5000 sockets and entries are a few MiB; a leak of 100k flows would show as far more.
-    assert.ok(rss - rss0[i]! < 256 * 2 ** 20, `${n.id}: rss grew by ${(rss - rss0[i]!) / 2 ** 20} MiB`);
+    assert.ok(rss - rss0[i] < 256 * 2 ** 20, `${n.id}: rss grew by ${(rss - rss0[i]) / 2 ** 20} MiB`);
   }
   t.diagnostic(`${sent} distinct flows sent in ${sendSec.toFixed(1)} s, ${received} received by the nodes (${Math.round(received / sendSec)} new flows/s), ${replies} replies; ${evictions} lru evictions`);
   for (const line of report) t.diagnostic(line);
@@ -99,7 +99,7 @@ test('a flood of 100k distinct flows: backend sockets and table stay within maxF
   // Every reply means its flow got a backend socket; all but the 3 × MAX_FLOWS still open were evicted.
   assert.ok(evictions >= replies - 3 * MAX_FLOWS, `evictions ${evictions} for ${replies} flows that got a reply`);
   // Still serving: a new flow gets its reply (late replies of flood flows may arrive first).
-  const probe = sockets[0]!;
+  const probe = sockets[0];
   const want = Buffer.concat([Buffer.from('b1:'), packet(FLOWS + 1)]);
   const got = new Promise<boolean>((resolve) => {
     const timer = setTimeout(() => resolve(false), 3000);
@@ -110,6 +110,6 @@ test('a flood of 100k distinct flows: backend sockets and table stay within maxF
       }
     });
   });
-  probe.send(packet(FLOWS + 1), PORT, c.nodes[0]!.host);
+  probe.send(packet(FLOWS + 1), PORT, c.nodes[0].host);
   assert.ok(await got, 'a new flow is served after the flood');
 });

@@ -7,7 +7,7 @@ let b1: Awaited<ReturnType<typeof echoBackend>>;
 let b2: Awaited<ReturnType<typeof echoBackend>>;
 const target = (b: { address: string }) => {
   const [host, port] = b.address.split(':');
-  return { address: b.address, host: host!, port: Number(port) };
+  return { address: b.address, host: host, port: Number(port) };
 };
 const CLIENT = { address: '10.0.0.1', port: 1000 };
 
@@ -95,7 +95,7 @@ test('flows: a changed backend replaces the socket; datagrams waiting for connec
   assert.deepEqual(h.replies.map((r) => r.text), ['b1:p0', 'b1:p1']);
   h.flows.send('a', 'a', target(b2), CLIENT, 'lb1', Buffer.from('moved'));
   await waitFor(() => h.replies.length === 3);
-  assert.equal(h.replies[2]!.text, 'b2:moved');
+  assert.equal(h.replies[2].text, 'b2:moved');
   assert.deepEqual(h.closed, [{ id: 'a', reason: 'replaced' }]);
   assert.equal(h.flows.get('a')!.backend, b2.address);
   h.flows.closeAll();

@@ -15,6 +15,7 @@ import type { NodeConfig, ServiceConfig } from '../../../src/config/schema.js';
 import type { DataPlane, PeerState, ProxyContext } from '../../../src/proxy/context.js';
 import { UdpDataPlane } from '../../../src/proxy/udp/data-plane.js';
 import { UdpServiceProxy } from '../../../src/proxy/udp/service.js';
+import { Forwarder } from '../../../src/proxy/hops.js';
 
 export const SECRET = 'udp-harness-secret-0123456789';
 
@@ -39,15 +40,20 @@ export function udpService(name: string, port: number, backends: readonly string
     timeouts: { connectMs: 3000, headerMs: 10_000, idleMs: 60_000, requestMs: 60_000 },
     backends: backends.map((a) => {
       const [host, port] = a.split(':');
-      return { address: a, host: host!, port: Number(port), weight: 1 };
+      return { address: a, host: host, port: Number(port), weight: 1 };
     }),
     healthCheck: { type: 'none', path: '/healthz', method: 'GET', expectStatus: '200-399', intervalMs: 1000, timeoutMs: 1000, rise: 2, fall: 3 },
+    routes: [],
+    rateLimit: null,
+    requestHeaders: null,
+    responseHeaders: null,
+    tls: null,
     ...extra,
   };
 }
 
 /** Owners by a string hash of key and node id (a stand-in for rendezvous, deterministic). */
-function score(key: string, id: string): number {
+export function score(key: string, id: string): number {
   let h = 0x811c9dc5;
   for (const ch of key + '\0' + id) h = Math.imul(h ^ ch.charCodeAt(0), 0x01000193);
   return h >>> 0;
@@ -73,7 +79,11 @@ export interface FakeCluster {
   close(): Promise<void>;
 }
 
-export async function fakeCluster(opts: { ids: readonly string[]; peerBase: number; service: ServiceConfig }): Promise<FakeCluster> {
+/**
+ * `unresolved`: nodes whose host every *other* node sees as a name that does not resolve (a peer
+ * the UDP data plane cannot send to).
+ */
+export async function fakeCluster(opts: { ids: readonly string[]; peerBase: number; service: ServiceConfig; unresolved?: readonly string[] }): Promise<FakeCluster> {
   const table = new Map<string, FlowEntry>();
   const states = new Map<string, PeerState>(opts.ids.map((id) => [id, 'alive']));
   const configs: NodeConfig[] = opts.ids.map((id, i) => ({ id, host: `127.0.0.${i + 1}`, peerPort: opts.peerBase + i, adminPort: 9000, weight: 1 }));
@@ -86,7 +96,7 @@ export async function fakeCluster(opts: { ids: readonly string[]; peerBase: numb
       selfId: self.id,
       owners: (key, candidates) => {
         const r = rankAll(key).filter((id) => candidates.includes(id));
-        return { primary: r[0]!, backup: r[1] ?? null };
+        return { primary: r[0], backup: r[1] ?? null };
       },
       rank: (_s, key) => rankAll(key),
       candidates: () => opts.ids.filter((id) => id === self.id || states.get(id) !== 'dead'),
@@ -119,20 +129,22 @@ export async function fakeCluster(opts: { ids: readonly string[]; peerBase: numb
       incarnation: incarnationOf(self.id),
       peerIncarnation: (id) => (opts.ids.includes(id) ? incarnationOf(id) : null),
     };
-    let proxy: UdpServiceProxy | undefined;
+    const made: { proxy?: UdpServiceProxy } = {};
+    const view = configs.map((n) => (n.id !== self.id && opts.unresolved?.includes(n.id) ? { ...n, host: `${n.id}.invalid` } : n));
     const ctx: ProxyContext = {
       self,
-      nodes: () => configs,
+      nodes: () => view,
       router,
       dataPlane,
+      forwarder: new Forwarder(router, dataPlane),
       secret: SECRET,
       logger: pino({ level: 'silent' }),
       registry,
       pool: (name) => (name === opts.service.name ? pool : undefined),
       service: (name) => (name === opts.service.name ? opts.service : undefined),
     };
-    const plane = new UdpDataPlane(ctx, (name) => (name === opts.service.name ? proxy : undefined));
-    proxy = new UdpServiceProxy(ctx, opts.service);
+    const plane = new UdpDataPlane(ctx, (name) => (name === opts.service.name ? made.proxy : undefined));
+    const proxy = (made.proxy = new UdpServiceProxy(ctx, opts.service, plane));
     await plane.start();
     await proxy.start();
     nodes.push({ id: self.id, ctx, plane, proxy, registry, router });

@@ -57,7 +57,7 @@ after(async () => {
 test('plane: an authenticated forward is served and the reply comes back encapsulated to the ingress node', async () => {
   await sendFrom(fake, datagram());
   await waitFor(() => got.length === 1, 3000, 'encapsulated reply');
-  const p = parseEncap(got[0]!)!;
+  const p = parseEncap(got[0])!;
   assert.ok(p && verifyEncap(KEY, p));
   assert.equal(p.type, EncapType.REPLY);
   assert.equal(p.sender, 'lb1');

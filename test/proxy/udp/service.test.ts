@@ -1,7 +1,7 @@
 import { test, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { createSocket } from 'node:dgram';
-import { client, echoBackend, fakeCluster, metricValue, udpService, waitFor, type FakeCluster } from './harness.js';
+import { client, echoBackend, fakeCluster, metricValue, udpService, waitFor } from './harness.js';
 import type { ServiceConfig } from '../../../src/config/schema.js';
 
 // Ports 17420-17439 (this file): services on 17420-17424, data planes from 17430.
@@ -32,7 +32,7 @@ test('service: flows sent to random nodes get every reply from the address they 
   let sent = 0;
   for (let round = 0; round < 10; round++) {
     for (const [i, c] of clients.entries()) {
-      const host = HOSTS[(i * 7 + round * 3) % 3]!;
+      const host = HOSTS[(i * 7 + round * 3) % 3];
       c.send({ host, port }, `${i}.${round}@${host}`);
       sent++;
     }
@@ -76,15 +76,15 @@ test('service: a quic-cid flow whose client changes address (and node) keeps its
   const first = await Promise.all(cids.map(() => client()));
   const moved = await Promise.all(cids.map(() => client()));
   cleanups.push(async () => void (await Promise.all([...first, ...moved].map((c) => c.close()))));
-  cids.forEach((cid, i) => first[i]!.send({ host: HOSTS[i % 3]!, port }, quicLong(cid, `hello${i}`)));
+  cids.forEach((cid, i) => first[i].send({ host: HOSTS[i % 3], port }, quicLong(cid, `hello${i}`)));
   await waitFor(() => first.every((c) => c.replies.length === 1), 3000, 'first replies');
   // The client "moves": a new source port, and it reaches another node (an anycast or ECMP change).
-  cids.forEach((cid, i) => moved[i]!.send({ host: HOSTS[(i + 1) % 3]!, port }, quicShort(cid, `again${i}`)));
+  cids.forEach((cid, i) => moved[i].send({ host: HOSTS[(i + 1) % 3], port }, quicShort(cid, `again${i}`)));
   await waitFor(() => moved.every((c) => c.replies.length === 1), 3000, 'replies after the move');
   for (let i = 0; i < cids.length; i++) {
-    assert.equal(backendOf(moved[i]!.replies[0]!.text), backendOf(first[i]!.replies[0]!.text), `cid ${i} changed backend`);
-    assert.equal(moved[i]!.replies[0]!.from, `${HOSTS[(i + 1) % 3]}:${port}`);
-    assert.equal(first[i]!.replies.length, 1, 'nothing more to the old address');
+    assert.equal(backendOf(moved[i].replies[0].text), backendOf(first[i].replies[0].text), `cid ${i} changed backend`);
+    assert.equal(moved[i].replies[0].from, `${HOSTS[(i + 1) % 3]}:${port}`);
+    assert.equal(first[i].replies.length, 1, 'nothing more to the old address');
   }
   assert.equal(cluster.nodes.reduce((s, n) => s + n.proxy.flowCount(), 0), cids.length, 'one backend socket per connection id');
 });
@@ -94,7 +94,7 @@ test('service: client-ip keeps all ports of a client on one backend, each reply 
   await setup(port, 17436, { flowKey: 'client-ip' });
   const cs = await Promise.all(Array.from({ length: 6 }, () => client('127.0.0.1')));
   cleanups.push(async () => void (await Promise.all(cs.map((c) => c.close()))));
-  for (let r = 0; r < 3; r++) cs.forEach((c, i) => c.send({ host: HOSTS[(i + r) % 3]!, port }, `from-${c.port}`));
+  for (let r = 0; r < 3; r++) cs.forEach((c, i) => c.send({ host: HOSTS[(i + r) % 3], port }, `from-${c.port}`));
   await waitFor(() => cs.every((c) => c.replies.length === 3), 3000, 'replies');
   const backends = new Set(cs.flatMap((c) => c.replies.map((r) => backendOf(r.text))));
   assert.equal(backends.size, 1);
@@ -107,16 +107,16 @@ test('service: primary dies → datagrams go to the backup, which reaches the sa
   const cs = await Promise.all(Array.from({ length: 20 }, () => client()));
   cleanups.push(async () => void (await Promise.all(cs.map((c) => c.close()))));
   // Every client enters through lb1, which we keep alive; the victim is lb2.
-  cs.forEach((c, i) => c.send({ host: HOSTS[0]!, port }, `one-${i}`));
+  cs.forEach((c, i) => c.send({ host: HOSTS[0], port }, `one-${i}`));
   await waitFor(() => cs.every((c) => c.replies.length === 1), 3000, 'first replies');
   const victims = [...cluster.table.values()].filter((e) => e.primary === 'lb2').map((e) => e.key);
   assert.ok(victims.length > 0, 'some flows are owned by lb2');
   await cluster.crash('lb2');
   cluster.states.set('lb2', 'dead');
   cluster.node('lb1').router.reprotectAll([...cluster.table.values()], new Set(['lb1', 'lb3']));
-  cs.forEach((c, i) => c.send({ host: HOSTS[0]!, port }, `two-${i}`));
+  cs.forEach((c, i) => c.send({ host: HOSTS[0], port }, `two-${i}`));
   await waitFor(() => cs.every((c) => c.replies.length === 2), 3000, 'replies after failover');
-  for (const c of cs) assert.equal(backendOf(c.replies[1]!.text), backendOf(c.replies[0]!.text));
+  for (const c of cs) assert.equal(backendOf(c.replies[1].text), backendOf(c.replies[0].text));
 });
 
 test('service: a flood of distinct flows stays within maxFlows per node; evictions are counted', async () => {
@@ -127,7 +127,7 @@ test('service: a flood of distinct flows stays within maxFlows per node; evictio
   cleanups.push(async () => void (await Promise.all(senders.map((s) => s.close()))));
   for (let b = 0; b < 600; b += 30) {
     const batch = senders.slice(b, b + 30);
-    batch.forEach((s, i) => s.send({ host: HOSTS[(b + i) % 3]!, port }, 'x'));
+    batch.forEach((s, i) => s.send({ host: HOSTS[(b + i) % 3], port }, 'x'));
     await waitFor(() => batch.every((s) => s.replies.length === 1), 3000, 'batch replies');
   }
   let evictions = 0;
@@ -146,8 +146,8 @@ test('service: quic-cid learns the server-chosen connection id, which reaches th
   const sock = createSocket('udp4');
   sock.on('message', (m, r) => {
     const tag = Buffer.from(`qb:${r.port}`);
-    if (m[0]! & 0x80) {
-      const dcid = m.subarray(6, 6 + m[5]!);
+    if (m[0] & 0x80) {
+      const dcid = m.subarray(6, 6 + m[5]);
       const scid = Buffer.concat([Buffer.from('S'), dcid.subarray(1)]);
       sock.send(Buffer.concat([Buffer.from([0xc0, 0, 0, 0, 1, 0, scid.length]), scid, tag]), r.port, r.address);
     } else sock.send(Buffer.concat([Buffer.from([0x40]), tag]), r.port, r.address);
@@ -161,10 +161,10 @@ test('service: quic-cid learns the server-chosen connection id, which reaches th
     await new Promise<void>((r) => sock.close(() => r()));
   });
   const tagOf = (text: string) => text.slice(text.indexOf('qb:'));
-  cs.forEach((c, i) => c.send({ host: HOSTS[i % 3]!, port }, quicLong(Buffer.from(`C-conn-${i}`), 'initial')));
+  cs.forEach((c, i) => c.send({ host: HOSTS[i % 3], port }, quicLong(Buffer.from(`C-conn-${i}`), 'initial')));
   await waitFor(() => cs.every((c) => c.replies.length === 1), 3000, 'server initials');
   // The client now addresses the server by the server's CID, through every node in turn.
-  for (let r = 0; r < 3; r++) cs.forEach((c, i) => c.send({ host: HOSTS[(i + r + 1) % 3]!, port }, quicShort(Buffer.from(`S-conn-${i}`), `hs${r}`)));
+  for (let r = 0; r < 3; r++) cs.forEach((c, i) => c.send({ host: HOSTS[(i + r + 1) % 3], port }, quicShort(Buffer.from(`S-conn-${i}`), `hs${r}`)));
   await waitFor(() => cs.every((c) => c.replies.length === 4), 3000, 'replies to the server CID');
   for (const c of cs) assert.deepEqual(new Set(c.replies.map((r) => tagOf(r.text))).size, 1, 'same backend socket for both ids');
   assert.equal(cluster.nodes.reduce((s, n) => s + n.proxy.flowCount(), 0), cs.length);

@@ -1,0 +1,39 @@
+/**
+ * Per route outcomes at the ingress (docs/metrics.md): routed, no-route, rate-limited, redirected.
+ * Children are looked up once per (route, outcome) and cached, not per request.
+ */
+import { Counter, type Registry } from 'prom-client';
+
+export type RouteOutcome = 'routed' | 'no-route' | 'rate-limited' | 'redirected';
+
+const NAME = 'tandem_http_route_requests_total';
+
+interface Inc {
+  inc(): void;
+}
+
+export class RouteMetrics {
+  readonly #counter: Counter<'service' | 'route' | 'outcome'>;
+  readonly #service: string;
+  readonly #children = new Map<string, Inc>();
+
+  constructor(registry: Registry, service: string) {
+    const found = registry.getSingleMetric(NAME) as Counter<'service' | 'route' | 'outcome'> | undefined;
+    this.#counter =
+      found ??
+      new Counter({
+        name: NAME,
+        help: 'Requests by the route they took at the receiving node (route "" is the default route), and what the node did with them',
+        labelNames: ['service', 'route', 'outcome'],
+        registers: [registry],
+      });
+    this.#service = service;
+  }
+
+  outcome(route: string, outcome: RouteOutcome): void {
+    const id = `${route}\0${outcome}`;
+    let c = this.#children.get(id);
+    if (c === undefined) this.#children.set(id, (c = this.#counter.labels(this.#service, route, outcome)));
+    c.inc();
+  }
+}

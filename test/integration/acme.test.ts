@@ -1,0 +1,181 @@
+/**
+ * ACME against a real ACME server (Debian's pebble, with dnsmasq resolving the test names to the
+ * nodes' addresses): one order for the tier, HTTP-01 answered by whichever node pebble reaches,
+ * the certificate on every node and in every state directory, forced renewal, an ACME server
+ * that errors or is down, restarts, and the order owner killed mid-order.
+ */
+import { after, before, describe, it } from 'node:test';
+import assert from 'node:assert/strict';
+import { join } from 'node:path';
+import { statSync, readdirSync } from 'node:fs';
+import { TestCluster, TEST_SECRET, sleep } from '../helpers/cluster.js';
+import { Pebble, havePebble } from '../helpers/pebble.js';
+import { Rendezvous } from '../../src/cluster/rendezvous.js';
+import { certificateId } from '../../src/acme/spec.js';
+
+const PEBBLE_HOST = '127.0.0.60';
+const PEBBLE_PORT = 27010;
+const CHALLENGE_PORT = 27080;
+const DIRECTORY = `https://${PEBBLE_HOST}:${PEBBLE_PORT}/dir`;
+const NAMES_A = ['a.acme.test', 'b.acme.test'];
+const NAMES_B = ['c.acme.test'];
+const HOSTS: Record<string, string> = { lb1: '127.0.0.1', lb2: '127.0.0.2', lb3: '127.0.0.3' };
+
+interface Cert { id: string; state: string; owner: string; issuer: string | null; fingerprint: string | null; attempts: number; lastError: string | null }
+
+const rdv = new Rendezvous(TEST_SECRET);
+const nodes = ['lb1', 'lb2', 'lb3'].map((id) => ({ id, weight: 1 }));
+const ownersOf = (names: string[]) => rdv.owners(`acme:${certificateId(DIRECTORY, names)}`, nodes);
+const ownerA = ownersOf(NAMES_A).primary;
+const otherA = ['lb1', 'lb2', 'lb3'].find((n) => n !== ownerA)!;
+const backupB = ownersOf(NAMES_B).backup!;
+
+async function certs(c: TestCluster, id: string): Promise<Cert[]> {
+  return ((await c.get(id, '/api/certificates')).body as { certificates: Cert[] }).certificates;
+}
+
+async function waitFor<T>(what: string, fn: () => Promise<T | null | undefined | false>, timeoutMs = 30_000): Promise<T> {
+  const deadline = Date.now() + timeoutMs;
+  let last: unknown = null;
+  while (Date.now() < deadline) {
+    try {
+      const v = await fn();
+      if (v) return v;
+    } catch (err) {
+      last = err;
+    }
+    await sleep(50);
+  }
+  throw new Error(`timed out waiting for ${what} ${last instanceof Error ? last.message : ''}`);
+}
+
+/** The fingerprint every listed node serves, once they all agree on a valid certificate (not `not`). */
+async function converged(c: TestCluster, ids: string[], not: string | null = null): Promise<string> {
+  return waitFor(`one certificate on ${ids.join(',')}`, async () => {
+    const fps = await Promise.all(ids.map(async (id) => (await certs(c, id))[0]));
+    const fp = fps[0]?.fingerprint;
+    return fps.every((x) => x?.state === 'valid' && x.fingerprint === fp && fp !== not) ? fp : null;
+  });
+}
+
+function service(names: string[], pebble: Pebble): Record<string, unknown> {
+  return {
+    name: 'web', protocol: 'http', port: 27090,
+    tls: { acme: { directory: DIRECTORY, email: 'ops@acme.test', domains: names, caFile: pebble.caFile, challengePort: CHALLENGE_PORT } },
+    backends: [{ address: '127.0.0.1:27999' }],
+  };
+}
+
+describe('ACME against pebble', { skip: havePebble() ? false : 'pebble or dnsmasq not installed', timeout: 120_000 }, () => {
+  let pebble: Pebble;
+  let a: TestCluster | null = null;
+  let b: TestCluster | null = null;
+
+  before(async () => {
+    pebble = new Pebble({ host: PEBBLE_HOST, port: PEBBLE_PORT, httpPort: CHALLENGE_PORT, names: { [NAMES_A[0]]: HOSTS[ownerA], [NAMES_A[1]]: HOSTS[otherA], [NAMES_B[0]]: HOSTS[backupB] } });
+    await pebble.start();
+  });
+  after(async () => {
+    await a?.stop();
+    await b?.stop();
+    await pebble.stop();
+  });
+
+  it('one order for the tier; every node gets the certificate; a node that did not order answers a challenge', async () => {
+    a = new TestCluster({ basePort: 27100, cluster: { stateDir: 'state' }, services: [service(NAMES_A, pebble)], logLevel: 'info' });
+    a.writeConfig();
+    // Until the certificate is there: the self-signed fallback, said in the readiness detail.
+    await a.start('lb1');
+    const early = (await a.get('lb1', '/readyz')).body as { selfSignedCertificate?: string[] };
+    await Promise.all([a.start('lb2'), a.start('lb3')]);
+    const fp = await converged(a, ['lb1', 'lb2', 'lb3']);
+    const listing = await certs(a, 'lb2');
+    assert.match(listing[0].issuer ?? '', /Pebble/);
+    assert.deepEqual(early.selfSignedCertificate ?? ['web'], ['web']);
+    assert.equal(((await a.get('lb2', '/readyz')).body as { selfSignedCertificate?: string[] }).selfSignedCertificate, undefined);
+    // Exactly one order was issued in the tier, by the owner.
+    const issued = await Promise.all(['lb1', 'lb2', 'lb3'].map((id) => a!.metric(id, 'tandem_acme_orders_total', { result: 'issued' })));
+    assert.equal(issued.reduce((x, y) => x + y, 0), 1, `issued per node ${issued.join(',')}`);
+    const orderer = ['lb1', 'lb2', 'lb3'][issued.indexOf(1)];
+    assert.equal(orderer, ownerA);
+    // b.acme.test resolves to another node: that node answered pebble's validation.
+    assert.ok((await a.metric(otherA, 'tandem_acme_challenges_answered_total', { result: 'answered' })) >= 1);
+    // Kept on disk by every node, mode 0600.
+    for (const id of ['lb1', 'lb2', 'lb3']) {
+      const dir = join(a.dir, 'state', id, 'acme');
+      const f = readdirSync(dir).find((x) => x.endsWith('.json'))!;
+      assert.equal(statSync(join(dir, f)).mode & 0o777, 0o600);
+    }
+    assert.ok(fp);
+  });
+
+  it('forced renewal (asked of any node) replaces the certificate on all nodes', async () => {
+    const before = (await certs(a!, 'lb1'))[0].fingerprint;
+    const asker = otherA;
+    // Bad input: a malformed body, an unknown certificate, no token.
+    assert.equal((await a!.post(asker, '/api/certificates/renew', { certificates: 5 })).status, 400);
+    assert.equal((await a!.post(asker, '/api/certificates/renew', { certificates: ['nope'] })).status, 404);
+    assert.equal((await a!.post(asker, '/api/certificates/renew', {}, null)).status, 401);
+    // The challenge listener answers only known tokens.
+    const unknown = await fetch(`http://${HOSTS[asker]}:${CHALLENGE_PORT}/.well-known/acme-challenge/nope`);
+    assert.equal(unknown.status, 404);
+    const r = await a!.post(asker, '/api/certificates/renew', {});
+    assert.equal(r.status, 202);
+    const fp = await converged(a!, ['lb1', 'lb2', 'lb3'], before);
+    assert.notEqual(fp, before);
+  });
+
+  it('an ACME server that errors, then one that is down: bounded retries, the certificate stays, nothing crashes', async () => {
+    const kept = (await certs(a!, 'lb1'))[0].fingerprint;
+    // Every nonce refused: every request fails with badNonce problem documents.
+    await pebble.stopPebble();
+    await pebble.start({ PEBBLE_WFE_NONCEREJECT: '100' });
+    assert.equal((await a!.post('lb1', '/api/certificates/renew', {})).status, 202);
+    const failed = await waitFor('a failed attempt', async () => ((await certs(a!, ownerA))[0].attempts >= 1 ? (await certs(a!, ownerA))[0] : null));
+    assert.ok(failed.lastError);
+    // Down: connection refused.
+    await pebble.stopPebble();
+    const t0 = Date.now();
+    await sleep(6000);
+    const c = (await certs(a!, ownerA))[0];
+    // Back-off: 5 s doubling (halved at most by jitter) allows at most 3 attempts since t0 − ε.
+    assert.ok(c.attempts <= 4, `attempts ${c.attempts} in ${Date.now() - t0} ms`);
+    assert.ok((await a!.metric(ownerA, 'tandem_acme_errors_total')) >= 1);
+    for (const id of ['lb1', 'lb2', 'lb3']) {
+      const x = (await certs(a!, id))[0];
+      assert.equal(x.fingerprint, kept, `${id} keeps the certificate`);
+      assert.equal((await a!.get(id, '/healthz')).status, 200);
+    }
+  });
+
+  it('a restarted node serves the certificate from its state directory before its peers are back', async () => {
+    const kept = (await certs(a!, 'lb1'))[0].fingerprint;
+    await Promise.all(['lb1', 'lb2', 'lb3'].map((id) => a!.kill(id)));
+    await a!.start('lb2');
+    const c = (await certs(a!, 'lb2'))[0];
+    assert.equal(c.fingerprint, kept);
+    assert.equal(c.state === 'valid' || c.state === 'renewing', true, c.state);
+    assert.equal(((await a!.get('lb2', '/readyz')).body as { selfSignedCertificate?: string[] }).selfSignedCertificate, undefined);
+    await a!.stop();
+    a = null;
+  });
+
+  it('kill -9 of the ordering node mid-order: the backup completes it; one certificate on every node', async () => {
+    await pebble.start();
+    b = new TestCluster({ basePort: 27200, cluster: { stateDir: 'state' }, services: [service(NAMES_B, pebble)], logLevel: 'info' });
+    b.writeConfig();
+    await Promise.all(['lb1', 'lb2', 'lb3'].map((id) => b!.start(id)));
+    const victim = await waitFor('an order in progress', async () => {
+      for (const id of ['lb1', 'lb2', 'lb3']) if ((await certs(b!, id))[0].state === 'ordering') return id;
+      return null;
+    }, 20_000);
+    await b.kill(victim);
+    const rest = ['lb1', 'lb2', 'lb3'].filter((x) => x !== victim);
+    const fp = await converged(b, rest);
+    const issuedBy = await Promise.all(rest.map((id) => b!.metric(id, 'tandem_acme_orders_total', { result: 'issued' })));
+    assert.equal(issuedBy.reduce((x, y) => x + y, 0), 1);
+    // The killed node comes back and serves that same certificate.
+    await b.start(victim);
+    assert.equal(await converged(b, ['lb1', 'lb2', 'lb3']), fp);
+  });
+});
