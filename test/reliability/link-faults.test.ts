@@ -182,12 +182,13 @@ test('bad links: loss, delay and reordering, then an asymmetric partition; membe
     tcp: { port: TCP_PORT, workers: 2 },
     udp: { port: UDP_PORT, flows: 12, perSecond: 5, bindHost: topo.clientHost },
   });
-  const startLoad = (name: string, prefix: string) => agent.call('mixed-start', { name, hosts: topo.nodeHosts, targets: targets(prefix) });
+  // Patience of 30 s per request: the test counts what failed; how slow it got is printed (max).
+  const startLoad = (name: string, prefix: string) => agent.call('mixed-start', { name, hosts: topo.nodeHosts, targets: targets(prefix), timeoutMs: 30_000 });
   const stopLoad = (name: string) => agent.call<LoadOut>('mixed-stop', { name }, 120_000);
   const moved = (f: MixedResult[string]): string[] => Object.entries(f.backends).filter(([, b]) => b.length > 1).map(([k, b]) => `${k}: ${b.join('→')}`);
   const summary = (l: LoadOut): string =>
     `HTTP ${l.http.ops} GETs, ${l.http.failed} failed, p50/p99/max ${l.http.p50.toFixed(0)}/${l.http.p99.toFixed(0)}/${l.http.max.toFixed(0)} ms; ` +
-    `TCP ${l.tcp.ops} connections, ${l.tcp.failed} failed, p99 ${l.tcp.p99.toFixed(0)} ms; ` +
+    `TCP ${l.tcp.ops} connections, ${l.tcp.failed} failed, p99/max ${l.tcp.p99.toFixed(0)}/${l.tcp.max.toFixed(0)} ms; ` +
     `UDP ${l.udpCounts.sent} datagrams, ${l.udpCounts.replies} replies (${((100 * (l.udpCounts.sent - l.udpCounts.replies)) / Math.max(1, l.udpCounts.sent)).toFixed(1)} % lost), p99 ${l.udp.p99.toFixed(0)} ms; ` +
     `flows that changed backend: http ${moved(l.http).length}/${Object.keys(l.http.backends).length}, udp ${moved(l.udp).length}/${Object.keys(l.udp.backends).length}`;
 

@@ -128,7 +128,13 @@ async function handle(cmd: string, args: Record<string, unknown>): Promise<unkno
     }
     case 'mixed-start': {
       const hosts = args.hosts as string[];
-      const m = new MixedLoad(args.targets as MixedTargets, { hosts, up: () => hosts, epochOf: () => 0, pauseMs: (args.pauseMs as number | undefined) ?? 10 });
+      const m = new MixedLoad(args.targets as MixedTargets, {
+        hosts,
+        up: () => hosts,
+        epochOf: () => 0,
+        pauseMs: (args.pauseMs as number | undefined) ?? 10,
+        timeoutMs: (args.timeoutMs as number | undefined) ?? 10_000,
+      });
       mixed.set((args.name as string | undefined) ?? 'load', m);
       m.start();
       return null;
