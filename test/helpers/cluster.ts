@@ -224,6 +224,8 @@ export interface FlowView {
   backend: string | null;
   version: number;
   writer: string;
+  /** The node's own clock when it last saw the flow active (not replicated as such). */
+  lastActive?: number;
 }
 
 export async function startCluster(opts: ClusterOptions): Promise<TestCluster> {

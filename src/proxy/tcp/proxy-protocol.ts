@@ -43,7 +43,7 @@ export function ipv4Bytes(a: string): Buffer | null {
   if (parts.length !== 4) return null;
   const out = Buffer.allocUnsafe(4);
   for (let i = 0; i < 4; i++) {
-    const p = parts[i]!;
+    const p = parts[i];
     if (!/^(0|[1-9]\d{0,2})$/.test(p)) return null;
     const n = Number(p);
     if (n > 255) return null;
@@ -71,7 +71,7 @@ export function ipv6Bytes(text: string): Buffer | null {
       if (g.includes('.')) {
         const v4 = ipv4Bytes(g);
         if (!v4) throw bad(`bad address ${text}`);
-        out.push((v4[0]! << 8) | v4[1]!, (v4[2]! << 8) | v4[3]!);
+        out.push((v4[0] << 8) | v4[1], (v4[2] << 8) | v4[3]);
       } else {
         out.push(parseInt(g, 16));
       }
@@ -90,7 +90,7 @@ export function ipv6Bytes(text: string): Buffer | null {
 /** RFC 5952 text of 16 bytes: lower case, no leading zeros, the longest run (>= 2) of zero groups as "::". */
 export function formatIpv6(b: Uint8Array): string {
   const g: number[] = [];
-  for (let i = 0; i < 16; i += 2) g.push((b[i]! << 8) | b[i + 1]!);
+  for (let i = 0; i < 16; i += 2) g.push((b[i] << 8) | b[i + 1]);
   let best = -1;
   let bestLen = 0;
   for (let i = 0; i < 8; ) {
@@ -120,7 +120,7 @@ function toFamily(src: string, dst: string): { family: Family; src: Buffer; dst:
   const norm = (a: string) => {
     const s = stripZone(a);
     const m = MAPPED.exec(s);
-    return m ? m[1]! : s;
+    return m ? m[1] : s;
   };
   const s = norm(src);
   const d = norm(dst);
@@ -232,8 +232,8 @@ function parseV1(buf: Buffer): ProxyHeader | null {
     version: 1,
     command: 'proxy',
     family: fam === '4' ? 'tcp4' : 'tcp6',
-    source: { address: v1Addr(f[2]!, fam), port: v1Port(f[4]!) },
-    destination: { address: v1Addr(f[3]!, fam), port: v1Port(f[5]!) },
+    source: { address: v1Addr(f[2], fam), port: v1Port(f[4]) },
+    destination: { address: v1Addr(f[3], fam), port: v1Port(f[5]) },
     tlvs: [],
     length: end + 2,
   };
@@ -241,11 +241,11 @@ function parseV1(buf: Buffer): ProxyHeader | null {
 
 function parseV2(buf: Buffer): ProxyHeader | null {
   if (buf.length < 16) return null;
-  const ver = buf[12]! >> 4;
-  const cmd = buf[12]! & 0x0f;
+  const ver = buf[12] >> 4;
+  const cmd = buf[12] & 0x0f;
   if (ver !== 2) throw bad(`version ${ver}`);
   if (cmd > 1) throw bad(`command ${cmd}`);
-  const fp = buf[13]!;
+  const fp = buf[13];
   const len = buf.readUInt16BE(14);
   if (buf.length < 16 + len) return null;
   const body = buf.subarray(16, 16 + len);
@@ -268,7 +268,7 @@ function parseV2(buf: Buffer): ProxyHeader | null {
   const tlvs: ProxyTlv[] = [];
   for (let o = need; o < len; ) {
     if (o + 3 > len) throw bad('truncated TLV');
-    const type = body[o]!;
+    const type = body[o];
     const vlen = body.readUInt16BE(o + 1);
     if (o + 3 + vlen > len) throw bad('TLV overruns the header');
     tlvs.push({ type, value: Buffer.from(body.subarray(o + 3, o + 3 + vlen)) });

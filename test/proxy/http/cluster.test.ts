@@ -122,7 +122,7 @@ test('300 requests over 100 sessions to random nodes: all 200, one backend per s
     const flow = async (id: string, key: string) => {
       const f = await c.flow(id, 'web', key);
       if (f === null || f === undefined) return f;
-      const { lastActive: _la, ...rest } = f as Record<string, unknown>;
+      const { lastActive: _la, ...rest } = f;
       return rest;
     };
     let views = await Promise.all(ids.map((id) => flow(id, s)));

@@ -128,10 +128,6 @@ export function serviceConfig(name: string, port: number, backends: readonly str
       return { address, host: address.slice(0, i), port: Number(address.slice(i + 1)), weight: 1 };
     }),
     healthCheck: { type: 'none', path: '/healthz', method: 'GET', expectStatus: '200-399', intervalMs: 1000, timeoutMs: 1000, rise: 2, fall: 3 },
-    routes: [],
-    rateLimit: null,
-    requestHeaders: null,
-    responseHeaders: null,
   };
 }
 

@@ -24,6 +24,7 @@ import { TcpDataPlane } from '../../../src/proxy/tcp/data-plane.js';
 import { Forwarder } from '../../../src/proxy/hops.js';
 import { tcpPeerPool, type PeerPool } from '../../../src/proxy/tcp/peer-pool.js';
 import { BufferPool } from '../../../src/proxy/tcp/buffers.js';
+import { PeerMux } from '../../../src/proxy/mux/peer-mux.js';
 
 export const SECRET = 'fake-cluster-secret-0123456789';
 
@@ -171,6 +172,8 @@ export class FakeCluster {
       router,
       dataPlane,
       forwarder,
+      // The HTTP channel is not used by this protocol's tests: a mux that never dials.
+      httpMux: new PeerMux({ dial: () => Promise.reject(new Error('no http channel in this harness')) }),
       secret: SECRET,
       logger: pino({ level: 'silent' }),
       registry: node.registry,

@@ -16,6 +16,7 @@ import type { DataPlane, PeerState, ProxyContext } from '../../../src/proxy/cont
 import { UdpDataPlane } from '../../../src/proxy/udp/data-plane.js';
 import { UdpServiceProxy } from '../../../src/proxy/udp/service.js';
 import { Forwarder } from '../../../src/proxy/hops.js';
+import { PeerMux } from '../../../src/proxy/mux/peer-mux.js';
 
 export const SECRET = 'udp-harness-secret-0123456789';
 
@@ -137,6 +138,8 @@ export async function fakeCluster(opts: { ids: readonly string[]; peerBase: numb
       router,
       dataPlane,
       forwarder: new Forwarder(router, dataPlane),
+      // The HTTP channel is not used by this protocol's tests: a mux that never dials.
+      httpMux: new PeerMux({ dial: () => Promise.reject(new Error('no http channel in this harness')) }),
       secret: SECRET,
       logger: pino({ level: 'silent' }),
       registry,
