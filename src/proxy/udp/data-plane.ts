@@ -27,7 +27,6 @@ import { normalizeAddress } from '../../flowkey/index.js';
 import { EncapType, deriveUdpKey, encodeEncap, parseEncap, verifyEncap, type ClientAddress } from './encap.js';
 import { DatagramFreshness } from './replay.js';
 import { udpMetrics, type UdpMetrics } from './metrics.js';
-import type { UdpServiceProxy } from './service.js';
 
 /** The flow fields of a datagram between nodes. */
 export interface PlaneFlow {
@@ -47,9 +46,15 @@ interface Peer {
 /** What became of a datagram handed to the plane: `unavailable` when that peer cannot be reached from here. */
 export type PlaneSend = 'sent' | 'unavailable' | 'too-large';
 
+/** What the plane hands a verified datagram to: a udp service (service.ts implements it). */
+export interface PlaneReceiver {
+  serveForwarded(key: string, client: ClientAddress, ingress: string, payload: Buffer): void;
+  deliverReply(key: string, client: ClientAddress, payload: Buffer): void;
+}
+
 export class UdpDataPlane {
   readonly #ctx: ProxyContext;
-  readonly #lookup: (service: string) => UdpServiceProxy | undefined;
+  readonly #lookup: (service: string) => PlaneReceiver | undefined;
   readonly #key: Buffer;
   readonly #incarnation: Buffer;
   readonly #peerIncarnation: (id: string) => Buffer | null;
@@ -62,7 +67,7 @@ export class UdpDataPlane {
   /** Counters for tests and the report; Prometheus has the same by reason. */
   readonly stats = { sent: 0, received: 0, rejected: 0 };
 
-  constructor(ctx: ProxyContext, lookup: (service: string) => UdpServiceProxy | undefined) {
+  constructor(ctx: ProxyContext, lookup: (service: string) => PlaneReceiver | undefined) {
     this.#ctx = ctx;
     this.#lookup = lookup;
     this.#key = deriveUdpKey(ctx.secret);

@@ -28,7 +28,7 @@ import { TandemError, ErrorCodes } from '../../errors.js';
 import type { ClientAddress } from './encap.js';
 import { FlowSockets, RecentClients, type UdpFlow } from './flows.js';
 import { udpMetrics, type DropReason, type IncOnly, type UdpMetrics } from './metrics.js';
-import type { UdpDataPlane } from './data-plane.js';
+import type { PlaneReceiver, UdpDataPlane } from './data-plane.js';
 import { SERVED, stop, tryNext, type Attempt, type AttemptResult, type LoopResult } from '../hops.js';
 
 /** Drain ends once the flow sockets were quiet this long (replies to in-flight datagrams are back). */
@@ -49,7 +49,7 @@ function udpSpec(cfg: ServiceConfig): FlowKeySpec {
   return parseFlowKeySpec(cfg.flowKey);
 }
 
-export class UdpServiceProxy implements ServiceProxy {
+export class UdpServiceProxy implements ServiceProxy, PlaneReceiver {
   readonly name: string;
   readonly #ctx: ProxyContext;
   #cfg: ServiceConfig;
