@@ -30,7 +30,7 @@ export interface PeerSignals {
 }
 
 /** How a communication reached the node that served it; a metrics label shared by all protocols. */
-export type HopKind = 'local' | 'to_primary' | 'to_backup' | 'reowned';
+export type HopKind = 'local' | 'to-primary' | 'to-backup' | 'reowned';
 
 /** One try of one hop, handed to the protocol's `attempt`. */
 export interface Attempt {
@@ -139,7 +139,7 @@ export class Forwarder {
         const node = hop.kind === 'local' ? self : hop.id;
         if (tried.includes(node)) continue;
         tried.push(node);
-        const kind: HopKind = reowned ? 'reowned' : hop.kind === 'local' ? 'local' : node === entry.primary ? 'to_primary' : 'to_backup';
+        const kind: HopKind = reowned ? 'reowned' : hop.kind === 'local' ? 'local' : node === entry.primary ? 'to-primary' : 'to-backup';
         const a: Attempt = { hop, node, kind, entry, index: tried.length - 1, onAbort: null };
         const r = hop.kind === 'local' ? await attempt(a) : await this.#peerAttempt(node, a, attempt);
         if (r.ok) return { ok: true, kind, node, entry, failovers: tried.length - 1 };

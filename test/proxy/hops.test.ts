@@ -82,7 +82,7 @@ function keyWithPrimary(rv: Rendezvous, primary: string): string {
 
 type F = 'unavailable' | 'no_backend' | 'refused';
 
-test('primary answers: one attempt, to_primary, no failover', async () => {
+test('primary answers: one attempt, to-primary, no failover', async () => {
   const { router, forwarder, rv } = makeNode('lb1');
   const { key, primary } = remoteKey(rv, 'lb1');
   const seen: Attempt[] = [];
@@ -90,7 +90,7 @@ test('primary answers: one attempt, to_primary, no failover', async () => {
   assert.equal(r.ok, true);
   assert.equal(seen.length, 1);
   assert.equal(seen[0].node, primary);
-  assert.equal(seen[0].kind, 'to_primary');
+  assert.equal(seen[0].kind, 'to-primary');
   assert.equal(r.ok && r.failovers, 0);
 });
 
@@ -112,7 +112,7 @@ test('primary refused before any byte: the backup is tried next, the primary mar
     return a.node === primary ? tryNext('unavailable', true) : SERVED;
   }, 'unavailable');
   assert.deepEqual(seen, [primary, backup]);
-  assert.equal(r.ok && r.kind, 'to_backup');
+  assert.equal(r.ok && r.kind, 'to-backup');
   assert.equal(r.ok && r.failovers, 1);
   assert.deepEqual(m.suspected, [primary]);
 });
@@ -148,7 +148,7 @@ test('primary declared dead mid-attempt: the attempt is aborted and the backup s
     });
   }, 'unavailable');
   assert.deepEqual(seen, [primary, backup]);
-  assert.equal(r.ok && r.kind, 'to_backup');
+  assert.equal(r.ok && r.kind, 'to-backup');
   assert.equal(forwarder.inflight, 0, 'no attempt left registered');
 });
 

@@ -13,11 +13,11 @@ import { perRegistry } from '../../metrics.js';
 import type { HttpErrorKind } from './errors.js';
 
 export type ServedBy = 'local' | 'primary' | 'backup';
-export type ForwardKind = 'local' | 'to_primary' | 'to_backup' | 'reowned';
+export type ForwardKind = 'local' | 'to-primary' | 'to-backup' | 'reowned';
 
 const CLASSES = ['1xx', '2xx', '3xx', '4xx', '5xx'] as const;
 const HOPS: readonly ServedBy[] = ['local', 'primary', 'backup'];
-const KINDS: readonly ForwardKind[] = ['local', 'to_primary', 'to_backup', 'reowned'];
+const KINDS: readonly ForwardKind[] = ['local', 'to-primary', 'to-backup', 'reowned'];
 const BUCKETS = [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60];
 const DURATION = 'tandem_http_request_duration_seconds';
 
@@ -177,7 +177,7 @@ export class ServiceMetrics {
   }
 
   forward(kind: ForwardKind): void {
-    this.#s.forwards[kind === 'local' ? 0 : kind === 'to_primary' ? 1 : kind === 'to_backup' ? 2 : 3]++;
+    this.#s.forwards[kind === 'local' ? 0 : kind === 'to-primary' ? 1 : kind === 'to-backup' ? 2 : 3]++;
   }
 
   failover(): void {

@@ -10,7 +10,7 @@ export interface TcpMetrics {
   /** Client connections accepted on this node, by outcome: proxied | rejected | failed. */
   readonly connections: Counter<'service' | 'outcome'>;
   readonly active: Gauge<'service'>;
-  /** Where each connection went: local | to_primary | to_backup | reowned | from_peer. */
+  /** Where each connection went: local | to-primary | to-backup | reowned | from-peer. */
   readonly forwards: Counter<'service' | 'kind'>;
   /** Client bytes: in = client → backend, out = backend → client (counted on the ingress node). */
   readonly bytes: Counter<'service' | 'direction'>;
@@ -39,7 +39,7 @@ export const tcpMetrics = perRegistry((registry: Registry): TcpMetrics => {
     }),
     forwards: new Counter({
       name: 'tandem_tcp_forwards_total',
-      help: 'TCP connections by where they were served: local, to_primary, to_backup, reowned, from_peer',
+      help: 'TCP connections by where they were served: local, to-primary, to-backup, reowned, from-peer',
       labelNames: ['service', 'kind'] as const,
       registers,
     }),

@@ -108,7 +108,7 @@ class ServiceCounters {
     this.bytesOut = m.bytes.labels({ service, direction: 'out' });
   }
 
-  forward(kind: HopKind | 'from_peer'): void {
+  forward(kind: HopKind | 'from-peer'): void {
     let c = this.#kinds.get(kind);
     if (c === undefined) this.#kinds.set(kind, (c = this.#m.forwards.labels({ service: this.#service, kind })));
     c.inc();
@@ -369,7 +369,7 @@ export class TcpServiceProxy implements ServiceProxy {
       this.#closed(conn, h.key, false);
       return;
     }
-    this.#c.forward('from_peer');
+    this.#c.forward('from-peer');
     this.#proxyHeader(upstream, { client: { address: h.clientAddress, port: h.clientPort }, local: { address: h.localAddress, port: h.localPort } });
     stream.write(STATUS_BYTES.get(ForwardStatus.OK));
     this.#pipe(conn, stream, upstream, h.key, false);

@@ -179,5 +179,5 @@ test('metrics count requests by hop and errors by code', async () => {
   assert.match(text, /tandem_http_requests_total\{service="web",code_class="2xx",hop="local"\} [1-9]/);
   assert.match(text, /tandem_http_errors_total\{service="web",code="backend-timeout"\} [1-9]/);
   assert.match(text, /tandem_http_errors_total\{service="web",code="request-timeout"\} [1-9]/);
-  assert.match(text, /tandem_http_forwards_total\{service="web",kind="to_primary"\} [1-9]/);
+  assert.match(text, /tandem_http_forwards_total\{service="web",kind="to-primary"\} [1-9]/);
 });

@@ -246,7 +246,7 @@ test('a backend that never answers → 504 backend-timeout after requestMs, also
 
 test('metrics: requests by hop, forwards, errors by code', async () => {
   assert.ok((await c.metric('lb1', 'tandem_http_requests_total', { service: 'web', code_class: '2xx' })) > 0);
-  assert.ok((await c.metric('lb1', 'tandem_http_forwards_total', { service: 'web', kind: 'to_primary' })) > 0);
+  assert.ok((await c.metric('lb1', 'tandem_http_forwards_total', { service: 'web', kind: 'to-primary' })) > 0);
   const timeouts = await Promise.all(c.nodes.map((n) => c.metric(n.id, 'tandem_http_errors_total', { service: 'edge', code: 'backend-timeout' })));
   assert.ok(timeouts.reduce((a, b) => a + b, 0) >= 2);
 });

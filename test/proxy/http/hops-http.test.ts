@@ -250,7 +250,7 @@ test('primary answers: one stream, to the primary, no failover', async () => {
   assert.equal(owners.get(primary)!.seen.length, 1);
   assert.equal(owners.get(backup)!.seen.length, 0);
   assert.match(owners.get(primary)!.seen[0].head, /\r\nvia: 1\.1 lb1\r\n/);
-  assert.equal(await metric('tandem_http_forwards_total', 'kind="to_primary"'), 1);
+  assert.equal(await metric('tandem_http_forwards_total', 'kind="to-primary"'), 1);
   assert.equal(await metric('tandem_http_failovers_total', 'service="web"'), 0);
 });
 

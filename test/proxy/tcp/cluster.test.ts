@@ -98,7 +98,7 @@ test('tcp cluster: 200 connections via random nodes, 1 MB each, echoed intact an
   const s = (Date.now() - t0) / 1000;
   t.diagnostic(`200 x 1 MB echoed in ${s.toFixed(1)} s (${((2 * bytes) / s / 1e6).toFixed(0)} MB/s both ways, 16 at a time)`);
   let fromPeer = 0;
-  for (const n of c.nodes) fromPeer += await c.metric(n.id, 'tandem_tcp_forwards_total', { service: 'echo', kind: 'from_peer' });
+  for (const n of c.nodes) fromPeer += await c.metric(n.id, 'tandem_tcp_forwards_total', { service: 'echo', kind: 'from-peer' });
   assert.ok(fromPeer > 50, `only ${fromPeer} connections crossed two hops`);
 });
 
@@ -114,11 +114,11 @@ test('tcp cluster: PROXY v1 and v2 carry the true client address and port across
     assert.ok(flow, 'flow replicated');
     // Enter through a node that is not the primary: the connection crosses two hops.
     const ingress = c.nodes.find((n) => n.id !== flow.primary)!;
-    const before = await c.metric(flow.primary, 'tandem_tcp_forwards_total', { service: svc, kind: 'from_peer' });
+    const before = await c.metric(flow.primary, 'tandem_tcp_forwards_total', { service: svc, kind: 'from-peer' });
     const r = await exchange(ingress.host, port, Buffer.alloc(0), client);
     assert.ok(r);
     assert.equal(r.reply.toString(), `${v} ${client}:${r.local.port} ${ingress.host}:${port}\n`);
-    assert.equal(await c.metric(flow.primary, 'tandem_tcp_forwards_total', { service: svc, kind: 'from_peer' }), before + 1);
+    assert.equal(await c.metric(flow.primary, 'tandem_tcp_forwards_total', { service: svc, kind: 'from-peer' }), before + 1);
   }
 });
 

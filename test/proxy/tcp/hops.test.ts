@@ -65,13 +65,13 @@ async function reset(): Promise<void> {
   }
 }
 
-test('tcp loop: the primary answers — one hop, to_primary; served by the primary as from_peer', async () => {
+test('tcp loop: the primary answers — one hop, to-primary; served by the primary as from-peer', async () => {
   await reset();
   c.forcedOrder.set('127.0.0.41', ['lb2', 'lb3', 'lb1']);
-  const [p0, f0] = [await forwards('lb1', 'to_primary'), await forwards('lb2', 'from_peer')];
+  const [p0, f0] = [await forwards('lb1', 'to-primary'), await forwards('lb2', 'from-peer')];
   assert.equal(await roundTrip('127.0.0.41'), 'ping');
-  assert.equal(await forwards('lb1', 'to_primary'), p0 + 1);
-  assert.equal(await forwards('lb2', 'from_peer'), f0 + 1);
+  assert.equal(await forwards('lb1', 'to-primary'), p0 + 1);
+  assert.equal(await forwards('lb2', 'from-peer'), f0 + 1);
   assert.equal(c.state.get('lb2'), 'alive');
 });
 
@@ -81,10 +81,10 @@ test('tcp loop: the primary refuses before any byte — the backup serves the sa
   assert.equal(await roundTrip('127.0.0.42', 'a'), 'a');
   const backend = c.entry('svc', '127.0.0.42')!.backend;
   await c.kill('lb2', 'alive'); // kill -9, membership has not noticed: the dial is refused
-  const b0 = await forwards('lb1', 'to_backup');
+  const b0 = await forwards('lb1', 'to-backup');
   const counts = echo.map((e) => e.count());
   assert.equal(await roundTrip('127.0.0.42', 'b'), 'b');
-  assert.equal(await forwards('lb1', 'to_backup'), b0 + 1);
+  assert.equal(await forwards('lb1', 'to-backup'), b0 + 1);
   assert.equal(c.state.get('lb2'), 'suspect', 'the refused forward made the primary suspect');
   const served = echo.findIndex((e, i) => e.count() > counts[i]);
   assert.equal(echo[served].address, backend, 'affinity: the backup used the recorded backend');
@@ -94,8 +94,8 @@ test('tcp loop: a frozen primary (SIGSTOP) — declared dead mid-attempt, the wa
   await reset();
   c.forcedOrder.set('127.0.0.43', ['lb2', 'lb3', 'lb1']);
   c.freeze('lb2');
-  const b0 = await forwards('lb1', 'to_backup');
-  const f3 = await forwards('lb3', 'from_peer');
+  const b0 = await forwards('lb1', 'to-backup');
+  const f3 = await forwards('lb3', 'from-peer');
   const reply = roundTrip('127.0.0.43', 'frozen');
   // The forward to lb2 waits for a status byte that never comes (its timeout is 61 s) …
   await new Promise((r) => setTimeout(r, 200));
@@ -103,8 +103,8 @@ test('tcp loop: a frozen primary (SIGSTOP) — declared dead mid-attempt, the wa
   // … until membership declares lb2 dead: the loop aborts the attempt and goes on to the backup.
   c.state.set('lb2', 'dead');
   assert.equal(await reply, 'frozen');
-  assert.equal(await forwards('lb1', 'to_backup'), b0 + 1);
-  assert.equal(await forwards('lb3', 'from_peer'), f3 + 1);
+  assert.equal(await forwards('lb1', 'to-backup'), b0 + 1);
+  assert.equal(await forwards('lb3', 'from-peer'), f3 + 1);
   assert.equal(c.node('lb1').forwarder.inflight, 0);
 });
 
@@ -112,10 +112,10 @@ test('tcp loop: a suspect primary goes after the alive backup (not tried first)'
   await reset();
   c.forcedOrder.set('127.0.0.44', ['lb2', 'lb3', 'lb1']);
   c.state.set('lb2', 'suspect');
-  const [f2, f3] = [await forwards('lb2', 'from_peer'), await forwards('lb3', 'from_peer')];
+  const [f2, f3] = [await forwards('lb2', 'from-peer'), await forwards('lb3', 'from-peer')];
   assert.equal(await roundTrip('127.0.0.44'), 'ping');
-  assert.equal(await forwards('lb3', 'from_peer'), f3 + 1);
-  assert.equal(await forwards('lb2', 'from_peer'), f2, 'the suspect primary was not tried');
+  assert.equal(await forwards('lb3', 'from-peer'), f3 + 1);
+  assert.equal(await forwards('lb2', 'from-peer'), f2, 'the suspect primary was not tried');
 });
 
 test('tcp loop: both owners gone — re-owned once, to a node not tried, the backend kept', async () => {
@@ -141,7 +141,7 @@ test('tcp loop: a connection forwarded by a peer is served where it arrives, nev
   await reset();
   // lb2 receives a forward for a flow that, in its own view, lb3 owns.
   c.forcedOrder.set('127.0.0.46', ['lb3', 'lb1', 'lb2']);
-  const [p2, f2, f3] = [await forwards('lb2', 'to_primary'), await forwards('lb2', 'from_peer'), await forwards('lb3', 'from_peer')];
+  const [p2, f2, f3] = [await forwards('lb2', 'to-primary'), await forwards('lb2', 'from-peer'), await forwards('lb3', 'from-peer')];
   const key = deriveForwardKey(c.config.cluster.secret);
   const s = await c.dialRaw('lb1', 'lb2');
   s.on('error', () => {});
@@ -154,7 +154,7 @@ test('tcp loop: a connection forwarded by a peer is served where it arrives, nev
     s.on('end', () => resolve(t));
   });
   assert.equal(got, 'direct');
-  assert.equal(await forwards('lb2', 'from_peer'), f2 + 1);
-  assert.equal(await forwards('lb2', 'to_primary'), p2, 'not forwarded again');
-  assert.equal(await forwards('lb3', 'from_peer'), f3);
+  assert.equal(await forwards('lb2', 'from-peer'), f2 + 1);
+  assert.equal(await forwards('lb2', 'to-primary'), p2, 'not forwarded again');
+  assert.equal(await forwards('lb3', 'from-peer'), f3);
 });

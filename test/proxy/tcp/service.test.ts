@@ -101,7 +101,7 @@ test('tcp: 60 connections through random nodes, 256 KiB each, echoed intact with
     const m = await n.registry.getSingleMetric('tandem_tcp_forwards_total')!.get();
     for (const v of m.values) if (v.value > 0) kinds.add(String(v.labels.kind));
   }
-  assert.ok(kinds.has('local') && kinds.has('to_primary') && kinds.has('from_peer'), [...kinds].join(','));
+  assert.ok(kinds.has('local') && kinds.has('to-primary') && kinds.has('from-peer'), [...kinds].join(','));
   // Connection flows end with their connection: no live entry is left behind.
   await new Promise((r) => setTimeout(r, 50));
   const live = [...cluster.table.values()].filter((e) => e.service === 'echo' && !e.ended);
@@ -126,7 +126,7 @@ test('tcp: PROXY v1 and v2 carry the true client address across two hops', async
     assert.equal(cluster.entry(svc, '127.0.0.9')?.primary, 'lb3');
   }
   const fwd = await cluster.node('lb3').registry.getSingleMetric('tandem_tcp_forwards_total')!.get();
-  assert.ok(fwd.values.some((v) => v.labels.service === 'pp2' && v.labels.kind === 'from_peer' && v.value >= 1));
+  assert.ok(fwd.values.some((v) => v.labels.service === 'pp2' && v.labels.kind === 'from-peer' && v.value >= 1));
 });
 
 test('tcp: pre-opened streams serve forwards without dialling', async () => {
@@ -235,7 +235,7 @@ test('tcp: client-ip failover — primary killed: same backend through the backu
   const servedBy = echo.findIndex((_, i) => c1[i] > c0[i]);
   assert.equal(echo[servedBy].address, e0.backend, 'same backend through the backup');
   const fwd = await cluster.node('lb1').registry.getSingleMetric('tandem_tcp_forwards_total')!.get();
-  assert.ok(fwd.values.some((v) => v.labels.service === 'sticky' && v.labels.kind === 'to_backup' && v.value >= 1));
+  assert.ok(fwd.values.some((v) => v.labels.service === 'sticky' && v.labels.kind === 'to-backup' && v.value >= 1));
   assert.ok(ms < 1000, `failover took ${ms} ms`);
   // Both owners gone (and seen dead): re-owned, still the same backend.
   await cluster.kill('lb3', 'dead');
@@ -275,5 +275,5 @@ test('tcp: drain — stops accepting, lets open connections finish, and peers fa
   const r = await round('127.0.0.2', 17331, Buffer.from('z'), '127.0.0.30');
   assert.equal(r.reply.toString(), 'z');
   const fwd = await cluster.node('lb2').registry.getSingleMetric('tandem_tcp_forwards_total')!.get();
-  assert.ok(fwd.values.some((v) => v.labels.service === 'sticky' && v.labels.kind === 'to_backup' && v.value >= 1));
+  assert.ok(fwd.values.some((v) => v.labels.service === 'sticky' && v.labels.kind === 'to-backup' && v.value >= 1));
 });
