@@ -193,7 +193,7 @@ export class TandemNode implements NodeControl {
         clusterName: config.cluster.name,
         clusterTickets: this.ticketKeys,
         nodeTickets: this.localTicketKeys,
-        acme: { pemFor: (s) => this.acme.pemFor(s), attach: (s, store) => this.acme.attach(s, store), detach: (store) => this.acme.detach(store) },
+        acme: { pemFor: (s) => this.acme.pemFor(s), attach: (s, store) => this.acme.attach(s, store), detach: (store) => this.acme.detach(store), challengeResponse: (path) => this.acme.challengeResponse(path) },
       },
       service: (name) => this.service(name),
       pool: (name) => this.services.pool(name),

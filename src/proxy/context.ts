@@ -58,6 +58,11 @@ export interface AcmeFeed {
   /** Keep `store` holding the service's certificate, now and on every change. */
   attach(service: string, store: CertificateStore): void;
   detach(store: CertificateStore): void;
+  /**
+   * The key authorization of an HTTP-01 challenge this tier's ACME order is waiting on (RFC 8555
+   * section 8.3), for a path under /.well-known/acme-challenge/; null when the token is not ours.
+   */
+  challengeResponse(path: string): string | null;
 }
 
 export interface ProxyContext {

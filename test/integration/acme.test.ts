@@ -8,6 +8,9 @@ import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import { join } from 'node:path';
 import { statSync, readdirSync } from 'node:fs';
+import { connect as tlsConnect } from 'node:tls';
+import { createServer, type Server } from 'node:http';
+import type { AddressInfo } from 'node:net';
 import { TestCluster, TEST_SECRET, sleep } from '../helpers/cluster.js';
 import { Pebble, havePebble } from '../helpers/pebble.js';
 import { Rendezvous } from '../../src/cluster/rendezvous.js';
@@ -19,6 +22,8 @@ const CHALLENGE_PORT = 27080;
 const DIRECTORY = `https://${PEBBLE_HOST}:${PEBBLE_PORT}/dir`;
 const NAMES_A = ['a.acme.test', 'b.acme.test'];
 const NAMES_B = ['c.acme.test'];
+/** Validated through an http service of tandem's own on the challenge port (no ChallengeServer). */
+const NAMES_C = ['d.acme.test'];
 const HOSTS: Record<string, string> = { lb1: '127.0.0.1', lb2: '127.0.0.2', lb3: '127.0.0.3' };
 
 interface Cert { id: string; state: string; owner: string; issuer: string | null; fingerprint: string | null; attempts: number; lastError: string | null }
@@ -29,6 +34,18 @@ const ownersOf = (names: string[]) => rdv.owners(`acme:${certificateId(DIRECTORY
 const ownerA = ownersOf(NAMES_A).primary;
 const otherA = ['lb1', 'lb2', 'lb3'].find((n) => n !== ownerA)!;
 const backupB = ownersOf(NAMES_B).backup!;
+
+/** The SHA-256 fingerprint of the certificate a node presents for `name` in a real handshake. */
+function servedFingerprint(host: string, port: number, name: string): Promise<string> {
+  return new Promise((resolve, reject) => {
+    const s = tlsConnect({ host, port, servername: name, rejectUnauthorized: false }, () => {
+      const fp = s.getPeerCertificate().fingerprint256.replace(/:/g, '').toLowerCase();
+      s.destroy();
+      resolve(fp);
+    });
+    s.once('error', reject);
+  });
+}
 
 async function certs(c: TestCluster, id: string): Promise<Cert[]> {
   return ((await c.get(id, '/api/certificates')).body as { certificates: Cert[] }).certificates;
@@ -72,7 +89,7 @@ describe('ACME against pebble', { skip: havePebble() ? false : 'pebble or dnsmas
   let b: TestCluster | null = null;
 
   before(async () => {
-    pebble = new Pebble({ host: PEBBLE_HOST, port: PEBBLE_PORT, httpPort: CHALLENGE_PORT, names: { [NAMES_A[0]]: HOSTS[ownerA], [NAMES_A[1]]: HOSTS[otherA], [NAMES_B[0]]: HOSTS[backupB] } });
+    pebble = new Pebble({ host: PEBBLE_HOST, port: PEBBLE_PORT, httpPort: CHALLENGE_PORT, names: { [NAMES_A[0]]: HOSTS[ownerA], [NAMES_A[1]]: HOSTS[otherA], [NAMES_B[0]]: HOSTS[backupB], [NAMES_C[0]]: HOSTS.lb3 } });
     await pebble.start();
   });
   after(async () => {
@@ -178,5 +195,39 @@ describe('ACME against pebble', { skip: havePebble() ? false : 'pebble or dnsmas
     // The killed node comes back and serves that same certificate.
     await b.start(victim);
     assert.equal(await converged(b, ['lb1', 'lb2', 'lb3']), fp);
+  });
+  it('an http service on the challenge port answers HTTP-01 itself; every node presents the certificate in its handshake', async () => {
+    await b?.stop();
+    b = null;
+    const backend: Server = createServer((req, res) => res.end(`backend ${req.url}`));
+    await new Promise<void>((r) => backend.listen(0, '127.0.0.1', r));
+    const bport = (backend.address() as AddressInfo).port;
+    const h = new TestCluster({
+      basePort: 27300,
+      cluster: { stateDir: 'state' },
+      services: [
+        { ...service(NAMES_C, pebble), backends: [{ address: `127.0.0.1:${bport}` }] },
+        // Plain HTTP on the port pebble validates on: the engine answers tokens, proxies the rest.
+        { name: 'plain', protocol: 'http', port: CHALLENGE_PORT, backends: [{ address: `127.0.0.1:${bport}` }], healthCheck: { type: 'none' } },
+      ],
+      logLevel: 'info',
+    });
+    try {
+      h.writeConfig();
+      await Promise.all(['lb1', 'lb2', 'lb3'].map((id) => h.start(id)));
+      const fp = await converged(h, ['lb1', 'lb2', 'lb3']);
+      const answered = await Promise.all(['lb1', 'lb2', 'lb3'].map((id) => h.metric(id, 'tandem_acme_challenges_answered_total', { result: 'answered' })));
+      assert.ok(answered[2] >= 1, `pebble reached lb3 (d.acme.test): answered ${answered.join(',')}`);
+      for (const id of ['lb1', 'lb2', 'lb3']) {
+        assert.equal(await servedFingerprint(HOSTS[id], 27090, NAMES_C[0]), fp.replace(/:/g, '').toLowerCase(), `${id} presents the issued certificate`);
+        // Everything else on the challenge port is the backend's, an unknown token included.
+        const other = await fetch(`http://${HOSTS[id]}:${CHALLENGE_PORT}/.well-known/acme-challenge/not-ours`);
+        assert.equal(await other.text(), 'backend /.well-known/acme-challenge/not-ours');
+        assert.equal(await (await fetch(`http://${HOSTS[id]}:${CHALLENGE_PORT}/x`)).text(), 'backend /x');
+      }
+    } finally {
+      await h.stop();
+      await new Promise((r) => backend.close(r));
+    }
   });
 });

@@ -1,6 +1,7 @@
 /**
- * Answers the ingress writes itself for a route: a redirect (RFC 9110 section 15.4, Location) and
- * a 429 with Retry-After (RFC 6585 section 4). Made per answer: these carry per-request values.
+ * Answers the ingress writes itself for a route: a redirect (RFC 9110 section 15.4, Location), a
+ * 429 with Retry-After (RFC 6585 section 4), and an ACME HTTP-01 key authorization (RFC 8555
+ * section 8.3). Made per answer: these carry per-request values.
  */
 import { errorBytes } from './errors.js';
 
@@ -27,4 +28,14 @@ export function rateLimitedBytes(retryAfterS: number, close: boolean): Buffer {
     RATE_HEADS.set(close, parts);
   }
   return Buffer.concat([parts[0], Buffer.from(`retry-after: ${Math.max(1, Math.ceil(retryAfterS))}\r\n`, 'latin1'), parts[1]]);
+}
+
+/** 200 with the key authorization as the body (none for HEAD), as RFC 8555 section 8.3 asks. */
+export function challengeBytes(keyAuthorization: string, head: boolean, close: boolean): Buffer {
+  const body = Buffer.from(keyAuthorization, 'latin1');
+  const top = Buffer.from(
+    `HTTP/1.1 200 OK\r\ncontent-type: application/octet-stream\r\ncontent-length: ${body.length}\r\n${close ? 'connection: close\r\n' : ''}\r\n`,
+    'latin1',
+  );
+  return head ? top : Buffer.concat([top, body]);
 }

@@ -15,7 +15,7 @@ import type { FlowEntry } from '../../cluster/flow-entry.js';
 import type { BackendState, UpstreamPool } from '../../upstream/pool.js';
 import { Body, isIdempotent, type RequestHead } from './head.js';
 import { errorBytes, errorStatus, type HttpErrorKind } from './errors.js';
-import { rateLimitedBytes, redirectBytes } from './answers.js';
+import { challengeBytes, rateLimitedBytes, redirectBytes } from './answers.js';
 import type { ServedBy } from './metrics.js';
 import type { Lane } from './routing.js';
 
@@ -94,6 +94,8 @@ export class Exchange {
   lane: Lane | null = null;
   /** Set when the ingress answers itself: the 30x's Location, or a 429's Retry-After seconds. */
   location: string | null = null;
+  /** An ACME HTTP-01 key authorization this node answers with itself (service.ts). */
+  challenge: string | null = null;
   retryAfterS = 0;
   entry!: FlowEntry;
   clientIp = '';
@@ -311,6 +313,19 @@ export class Exchange {
       const close = !this.bodyEnded || this.mustClose || this.http10;
       this.responded = true;
       this.down.whole(this, redirectBytes(status, this.location, close), close);
+    }
+    this.#finish();
+  }
+
+  /** Answers with the exchange's ACME key authorization (ex.challenge) and ends the exchange. */
+  answerChallenge(): void {
+    if (this.done || this.challenge === null) return;
+    this.#upDone();
+    this.status = 200;
+    if (!this.gone) {
+      const close = !this.bodyEnded || this.mustClose || this.http10;
+      this.responded = true;
+      this.down.whole(this, challengeBytes(this.challenge, this.method === 'HEAD', close), close);
     }
     this.#finish();
   }

@@ -13,7 +13,7 @@
 import net, { type Server, type Socket } from 'node:net';
 import { performance } from 'node:perf_hooks';
 import type { Logger } from 'pino';
-import type { ProxyContext, ServiceProxy } from '../context.js';
+import type { AcmeFeed, ProxyContext, ServiceProxy } from '../context.js';
 import { listenAddresses, listenStream } from '../listen-addresses.js';
 import type { ServiceConfig, ServiceTlsConfig } from '../../config/schema.js';
 import type { EpochSecretSource } from '../../cluster/ticket-key-share.js';
@@ -46,6 +46,7 @@ import { limitKey } from '../../ratelimit/key.js';
 
 /** Extra wait for a peer's answer over requestMs, so that the serving node's own 504 arrives first. */
 const PEER_TIMEOUT_MARGIN_MS = 2000;
+const ACME_CHALLENGE_PREFIX = '/.well-known/acme-challenge/';
 
 type Result = AttemptResult<HttpErrorKind>;
 
@@ -60,6 +61,8 @@ export class HttpServiceProxy implements ServiceProxy, ClientHost, OwnerHost, Fo
   readonly #selfId: string;
   /** This node's Via entry on responses, and per ingress node the pair an owner appends. */
   readonly #via: string;
+  /** The node's ACME manager, which answers HTTP-01 challenges on every http service. */
+  readonly #acme: AcmeFeed | undefined;
   readonly #peerVia = new Map<string, string>();
   #server: Server | null = null;
   /** TLS termination in front of the connection handler, when the service has `tls:`. */
@@ -94,6 +97,7 @@ export class HttpServiceProxy implements ServiceProxy, ClientHost, OwnerHost, Fo
     this.#cfg = cfg;
     this.#selfId = ctx.self.id;
     this.#via = viaEntry('1.1', ctx.self.id);
+    this.#acme = ctx.tls?.acme;
     this.#spec = this.#applySpec(cfg);
     this.#routing = new Routing(cfg);
     this.#metrics = new ServiceMetrics(ctx.registry, cfg.name);
@@ -293,6 +297,13 @@ export class HttpServiceProxy implements ServiceProxy, ClientHost, OwnerHost, Fo
     ex.body = requestBody(head);
     ex.upgrade = p.upgrade;
     if (ex.upgrade && ex.body !== Body.NONE) return 'bad-request';
+    // HTTP-01 (RFC 8555 section 8.3): a token the tier's ACME order waits on is answered by
+    // whichever node the validator reaches; any other path under the prefix goes to the backend,
+    // which may run ACME of its own.
+    if (this.#acme !== undefined && ex.url.startsWith(ACME_CHALLENGE_PREFIX) && (ex.method === 'GET' || ex.method === 'HEAD')) {
+      ex.challenge = this.#acme.challengeResponse(ex.url);
+      if (ex.challenge !== null) return null;
+    }
     // Answered by this node in the exchange's turn (serve): no route, over the limit, a redirect.
     if (lane === null) return null;
     ex.lane = lane;
@@ -337,6 +348,10 @@ export class HttpServiceProxy implements ServiceProxy, ClientHost, OwnerHost, Fo
 
   /** Answers this node gives itself for a routed request; true when it did. */
   #answerHere(ex: Exchange): boolean {
+    if (ex.challenge !== null) {
+      queueMicrotask(() => ex.answerChallenge());
+      return true;
+    }
     const lane = ex.lane;
     if (lane === null) {
       this.#routeMetrics.outcome('', 'no-route');
