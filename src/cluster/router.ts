@@ -100,7 +100,10 @@ export class FlowRouter {
   /**
    * Steps 3-5: the hops to try, in order. Owners seen dead are skipped; a suspect primary goes
    * after an alive backup, because the failover must not wait for a connect timeout to a node
-   * that has already missed its heartbeats. Empty when neither owner is available (→ reown()).
+   * that has already missed its heartbeats — but only once this node's entry records a backend.
+   * Before that the flow is new (or its backend has not reached this node yet), the primary may
+   * be choosing one right now, and a backup that served it would choose another: one missed
+   * heartbeat must not give a flow two backends. Empty when neither owner is available (→ reown()).
    */
   hops(entry: FlowEntry, fromPeer: boolean): Hop[] {
     if (fromPeer) return [LOCAL];
@@ -108,9 +111,10 @@ export class FlowRouter {
     const { primary, backup } = entry;
     const ps = this.#d.state(primary);
     const bs = backup === null ? 'dead' : this.#d.state(backup);
-    if (ps === 'alive') out.push(this.#hop(primary));
+    const primaryFirst = ps === 'alive' || (ps === 'suspect' && entry.backend === null);
+    if (primaryFirst) out.push(this.#hop(primary));
     if (backup !== null && bs !== 'dead') out.push(this.#hop(backup));
-    if (ps === 'suspect') out.push(this.#hop(primary));
+    if (ps === 'suspect' && !primaryFirst) out.push(this.#hop(primary));
     return out;
   }
 

@@ -75,7 +75,7 @@ test('hops: primary then backup; self is local; a peer-sent communication is alw
   }
 });
 
-test('hops: a dead primary is skipped, a suspect primary goes after an alive backup', () => {
+test('hops: a dead primary is skipped, a suspect primary goes after an alive backup once the flow has a backend', () => {
   const states = new Map<string, 'alive' | 'suspect' | 'dead'>();
   const { router } = makeNode('lb4', states, []);
   let e: FlowEntry | undefined;
@@ -84,9 +84,14 @@ test('hops: a dead primary is skipped, a suspect primary goes after an alive bac
     if (c.primary !== 'lb4' && c.backup !== 'lb4') e = c;
   }
   assert.ok(e);
+  assert.equal(e.backend, null);
   states.set(e.primary, 'dead');
   assert.deepEqual(router.hops(e, false), [{ kind: 'peer', id: e.backup }]);
+  // A new flow (no backend here yet): the suspect primary may be choosing one, so it goes first.
   states.set(e.primary, 'suspect');
+  assert.deepEqual(router.hops(e, false), [{ kind: 'peer', id: e.primary }, { kind: 'peer', id: e.backup }]);
+  // With the backend known, the backup serves it as well as the primary would, without waiting.
+  e = { ...e, backend: '10.0.0.1:80' };
   assert.deepEqual(router.hops(e, false), [{ kind: 'peer', id: e.backup }, { kind: 'peer', id: e.primary }]);
   states.set(e.primary, 'dead');
   states.set(e.backup!, 'dead');

@@ -152,13 +152,19 @@ test('primary declared dead mid-attempt: the attempt is aborted and the backup s
   assert.equal(forwarder.inflight, 0, 'no attempt left registered');
 });
 
-test('a suspect primary goes after the alive backup', async () => {
+test('a suspect primary goes after the alive backup once the flow has a backend; before, it goes first', async () => {
   const { router, forwarder, rv, m } = makeNode('lb1');
   const { key, primary, backup } = remoteKey(rv, 'lb1');
   m.set(primary, 'suspect');
   const seen: string[] = [];
-  await forwarder.run<F>(router.lookup('web', key), false, (a) => (seen.push(a.node), tryNext('unavailable', true)), 'unavailable');
-  assert.deepEqual(seen.slice(0, 2), [backup, primary]);
+  // New: the primary may be choosing the backend right now; the backup would choose another.
+  const attempt = (a: Attempt) => (seen.push(a.node), seen.length === 1 ? tryNext<F>('unavailable', false) : SERVED);
+  await forwarder.run<F>(router.lookup('web', key), false, attempt, 'unavailable');
+  assert.deepEqual(seen, [primary, backup]);
+  const { entry } = router.assign(router.lookup('web', key), () => true, () => '10.0.0.9:80');
+  seen.length = 0;
+  await forwarder.run<F>(entry, false, attempt, 'unavailable');
+  assert.deepEqual(seen, [backup, primary]);
 });
 
 test('both owners gone: re-owned once, among the nodes not tried, and the backend kept', async () => {

@@ -108,14 +108,19 @@ test('tcp loop: a frozen primary (SIGSTOP) — declared dead mid-attempt, the wa
   assert.equal(c.node('lb1').forwarder.inflight, 0);
 });
 
-test('tcp loop: a suspect primary goes after the alive backup (not tried first)', async () => {
+test('tcp loop: a suspect primary is tried first for a new flow, after the alive backup once the flow has a backend', async () => {
   await reset();
   c.forcedOrder.set('127.0.0.44', ['lb2', 'lb3', 'lb1']);
   c.state.set('lb2', 'suspect');
   const [f2, f3] = [await forwards('lb2', 'from-peer'), await forwards('lb3', 'from-peer')];
+  // New: the primary may be choosing the backend right now; the backup would choose another.
+  assert.equal(await roundTrip('127.0.0.44'), 'ping');
+  assert.equal(await forwards('lb2', 'from-peer'), f2 + 1, 'the new flow went to its suspect primary');
+  assert.equal(await forwards('lb3', 'from-peer'), f3);
+  assert.ok(c.entry('svc', '127.0.0.44')?.backend, 'the primary recorded a backend');
   assert.equal(await roundTrip('127.0.0.44'), 'ping');
   assert.equal(await forwards('lb3', 'from-peer'), f3 + 1);
-  assert.equal(await forwards('lb2', 'from-peer'), f2, 'the suspect primary was not tried');
+  assert.equal(await forwards('lb2', 'from-peer'), f2 + 1, 'with the backend known, the suspect primary was not tried');
 });
 
 test('tcp loop: both owners gone — re-owned once, to a node not tried, the backend kept', async () => {

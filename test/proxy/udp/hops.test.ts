@@ -82,16 +82,28 @@ test('udp loop: a primary seen dead is skipped — the backup serves, with the r
   }
 });
 
-test('udp loop: a suspect primary goes after the alive backup', async () => {
+test('udp loop: a suspect primary is tried first for a new flow, after the alive backup once the flow has a backend', async () => {
   const addr = clientRanked(['lb2', 'lb3', 'lb1'], 180);
   const cl = await udpClient(addr);
   main.states.set('lb2', 'suspect');
   try {
     const [f2, f3] = [flows(main, 'lb2'), flows(main, 'lb3')];
+    // New: the primary may be choosing the backend right now; the backup would choose another.
     cl.socket.send('s', 21200, '127.0.0.1');
     await waitFor(() => cl.replies.length === 1, 5000, 'reply');
-    assert.equal(flows(main, 'lb3'), f3 + 1);
-    assert.equal(flows(main, 'lb2'), f2, 'the suspect primary was not tried');
+    assert.equal(flows(main, 'lb2'), f2 + 1, 'the new flow went to its suspect primary');
+    assert.equal(flows(main, 'lb3'), f3);
+    // Another new flow whose backend is already known here (as replication brings it): the backup.
+    const router = main.node('lb1').router;
+    const backend = router.lookup('u', addr).backend;
+    assert.ok(backend, 'the primary recorded a backend');
+    const addr2 = clientRanked(['lb2', 'lb3', 'lb1'], Number(addr.split('.')[3]) + 1);
+    router.assign(router.lookup('u', addr2), () => true, () => backend);
+    const cl2 = await udpClient(addr2);
+    cl2.socket.send('t', 21200, '127.0.0.1');
+    await waitFor(() => cl2.replies.length === 1, 5000, 'reply');
+    assert.equal(flows(main, 'lb3'), f3 + 1, 'the backup serves');
+    assert.equal(flows(main, 'lb2'), f2 + 1, 'with the backend known, the suspect primary was not tried');
   } finally {
     main.states.set('lb2', 'alive');
   }
