@@ -140,9 +140,12 @@ export class ClusterRateLimiter {
         }
       }
       const total = s.seen + others;
-      // Nobody saw the key this period: keep the share (a quiet key keeps its last split).
-      if (total > 0) s.share = s.seen / total;
-      else if (reporters === 0) s.share = 1 / this.#nodes;
+      // A node that saw none of the key's demand gets a newcomer's 1/N, not 0: a client that moves
+      // here (a failover, an ECMP rehash) far below its limit must not be refused for a period.
+      // That over-admits by at most a bucket's 1/N per idle node for one period (rate-limits.md).
+      // Nobody saw it anywhere: keep the split (a quiet key keeps its last shares).
+      if (s.seen > 0) s.share = s.seen / total;
+      else if (others > 0 || reporters === 0) s.share = 1 / this.#nodes;
       s.allowance = Math.max(0, s.tokens) * s.share;
       if (s.seen === 0 && others === 0 && s.tokens >= burst) {
         this.#keys.delete(key);

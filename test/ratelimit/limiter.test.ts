@@ -103,6 +103,14 @@ test('demand moving between nodes over time stays within the bound', () => {
   assert.ok(total >= ideal * 0.85, `under-admission bounded: ${total} vs ${ideal}`);
 });
 
+test('a client that moves to a node that saw none of its demand, far below its limit, is not refused there', () => {
+  // 100/s burst 20: 3 requests at node 0, then 3 at node 1, then 3 at node 2, 10 ms apart: 9 in
+  // 90 ms, well inside the burst, wherever they arrive and whatever the sync phase.
+  const arrivals = Array.from({ length: 9 }, (_, k) => [k * 10, Math.floor(k / 3), 'k'] as [number, number, string]);
+  const { admitted } = simulate({ nodes: 3, rate: 100, burst: 20, syncMs: 50, delayMs: 1, arrivals });
+  assert.deepEqual(admitted, [3, 3, 3]);
+});
+
 test('two keys are limited independently', () => {
   const arrivals = [...even(300, 2000, 3, 'alice'), ...even(300, 2000, 3, 'bob', prng(2))];
   const { byKey } = simulate({ nodes: 3, rate: 50, burst: 10, syncMs: 50, delayMs: 1, arrivals });
