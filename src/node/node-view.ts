@@ -94,6 +94,8 @@ export interface NodeView {
   wouldOwn(key: string): Owners;
   /** The member set and the etcd session: discovery state, config revision, per-member records. */
   readonly membership: Pick<NodeMembers, 'info' | 'discovery' | 'config'>;
+  /** ACME certificates, read only (the dashboard's TLS view). */
+  readonly acme: Pick<AcmeManager, 'certificates'>;
 }
 
 export interface NodeControl extends NodeView {

@@ -6,7 +6,8 @@
  * small request per second.
  */
 import type { NodeView } from '../../node/node-view.js';
-import type { Counters, Rates } from './wire.js';
+import type { Counters, Rates, TlsCounters } from './wire.js';
+import { poolNames } from './pools.js';
 
 /** Sum of a metric's values (optionally only the label sets `keep` accepts); 0 when absent. */
 async function sumMetric(node: Pick<NodeView, 'registry'>, name: string, keep?: (labels: Record<string, string | number>) => boolean): Promise<number> {
@@ -20,13 +21,15 @@ async function sumMetric(node: Pick<NodeView, 'registry'>, name: string, keep?: 
 
 export async function readCounters(node: NodeView): Promise<Counters> {
   const backends: Record<string, Record<string, { total: number; active: number }>> = {};
-  for (const s of node.config.services) {
-    const pool = node.backends(s.name);
+  for (const name of poolNames(node.config.services)) {
+    const pool = node.backends(name);
     if (!pool) continue;
     const per: Record<string, { total: number; active: number }> = {};
     for (const b of pool) per[b.address] = { total: b.total, active: b.active };
-    backends[s.name] = per;
+    backends[name] = per;
   }
+  const tls: Record<string, TlsCounters> = {};
+  for (const s of node.config.services) if (s.tls) tls[s.name] = await tlsCounters(node, s.name);
   return {
     node: node.id,
     at: Date.now(),
@@ -37,7 +40,21 @@ export async function readCounters(node: NodeView): Promise<Counters> {
     // Client datagrams in; replies out would count each exchange twice.
     udp: await sumMetric(node, 'tandem_udp_datagrams_total', (l) => l.direction === 'in'),
     backends,
+    tls,
   };
+}
+
+/** One TLS service's handshake counters and certificate expiry, from the node's own metrics. */
+async function tlsCounters(node: Pick<NodeView, 'registry'>, service: string): Promise<TlsCounters> {
+  const mine = (l: Record<string, string | number>) => l.service === service;
+  const handshakes = await sumMetric(node, 'tandem_tls_handshakes_total', mine);
+  const resumed = await sumMetric(node, 'tandem_tls_handshakes_total', (l) => mine(l) && l.session === 'resumed');
+  const failures = await sumMetric(node, 'tandem_tls_handshake_failures_total', mine);
+  const expiry = await node.registry.getSingleMetric('tandem_tls_certificate_expiry_timestamp_seconds')?.get();
+  const certificates = (expiry?.values ?? [])
+    .filter((v) => v.labels.service === service)
+    .map((v) => ({ id: String(v.labels.certificate), notAfter: v.value * 1000 }));
+  return { handshakes, resumed, failures, certificates };
 }
 
 export interface NodeSample {

@@ -5,7 +5,9 @@
  */
 import type { NodeView } from '../../node/node-view.js';
 import type { PeerSampler } from './sampler.js';
-import type { BackendView, NodeView as NodeCard, ServiceView, Snapshot } from './wire.js';
+import type { RouteConfig, ServiceTlsConfig } from '../../config/schema.js';
+import type { BackendView, NodeView as NodeCard, RouteInfo, ServiceView, Snapshot, TlsView } from './wire.js';
+import { describeMatch, pools } from './pools.js';
 
 interface OwnerCount {
   primary: number;
@@ -88,22 +90,22 @@ export function buildSnapshot(node: NodeView, owners: OwnerCounts, sampler: Peer
       configRevision: node.membership.info(n.id)?.configRevision ?? null,
     };
   });
-  const services: ServiceView[] = node.config.services.map((svc) => ({
-    name: svc.name,
+  const services: ServiceView[] = pools(node.config.services).map(({ name, service: svc, route }) => ({
+    name,
     protocol: svc.protocol,
     port: svc.port,
-    policy: svc.policy,
-    flowKey: svc.flowKey,
-    flows: node.table.size(svc.name),
-    backends: (node.backends(svc.name) ?? []).map((b): BackendView => {
+    policy: route?.policy ?? svc.policy,
+    flowKey: route?.flowKey ?? svc.flowKey,
+    flows: node.table.size(name),
+    backends: (node.backends(name) ?? []).map((b): BackendView => {
       // Active and rate summed over every node that answered the last sample: the tier's view.
       let active = 0;
       let rate = 0;
       for (const n of node.config.cluster.nodes) {
         const s = sampler.sample(n.id);
         if (!s) continue;
-        active += s.counters.backends[svc.name]?.[b.address]?.active ?? 0;
-        rate += s.backendRates.get(`${svc.name}\n${b.address}`) ?? 0;
+        active += s.counters.backends[name]?.[b.address]?.active ?? 0;
+        rate += s.backendRates.get(`${name}\n${b.address}`) ?? 0;
       }
       return {
         address: b.address,
@@ -116,9 +118,46 @@ export function buildSnapshot(node: NodeView, owners: OwnerCounts, sampler: Peer
         ratePerSec: Math.round(rate * 10) / 10,
       };
     }),
+    route: route === null ? null : routeInfo(svc.name, route),
+    tls: route === null && svc.tls ? tlsView(node, sampler, svc.name, svc.tls) : null,
   }));
   const d = node.membership.discovery();
   const discovery = d === null ? null : { state: d.state, error: d.error };
   const configRevision = node.membership.config().revision;
   return { at: now, self: node.id, cluster: node.config.cluster.name, nodes, flows: { total: flows.total, countedAt: flows.at }, services, discovery, configRevision };
+}
+
+function routeInfo(service: string, r: RouteConfig): RouteInfo {
+  const l = r.rateLimit;
+  return {
+    service,
+    name: r.name,
+    match: describeMatch(r),
+    redirect: r.redirect === null ? null : `${r.redirect.status} → ${r.redirect.to}`,
+    rateLimit: l === null ? null : `${l.requestsPerSecond}/s burst ${l.burst} by ${l.key}`,
+  };
+}
+
+/** A TLS service: the serving node's certificates and ACME state, handshakes summed over the tier. */
+function tlsView(node: NodeView, sampler: PeerSampler, service: string, tls: ServiceTlsConfig): TlsView {
+  let handshakes = 0;
+  let resumed = 0;
+  let failures = 0;
+  for (const n of node.config.cluster.nodes) {
+    const c = sampler.sample(n.id)?.counters.tls?.[service];
+    if (!c) continue;
+    handshakes += c.handshakes;
+    resumed += c.resumed;
+    failures += c.failures;
+  }
+  const acme = tls.acme === null ? [] : node.acme.certificates().filter((c) => c.services.includes(service));
+  return {
+    alpn: tls.alpn,
+    sessionTickets: tls.sessionTickets,
+    certificates: sampler.sample(node.id)?.counters.tls?.[service]?.certificates ?? [],
+    handshakes,
+    resumed,
+    failures,
+    acme: acme.map((c) => ({ id: c.id, state: c.state, owner: c.owner, notAfter: c.notAfter, lastError: c.lastError })),
+  };
 }

@@ -52,7 +52,34 @@ export interface BackendView {
   readonly ratePerSec: number;
 }
 
+/** A route of an http service (its pool is the view's backends, its flows live under SERVICE/ROUTE). */
+export interface RouteInfo {
+  readonly service: string;
+  readonly name: string;
+  /** What it matches, e.g. "host api.test · path /v1/ · GET"; "everything" for a catch-all. */
+  readonly match: string;
+  /** "301 → https://{host}{path}" when the route redirects; null otherwise. */
+  readonly redirect: string | null;
+  /** "100/s burst 20 by client-ip" when the route is rate-limited; null otherwise. */
+  readonly rateLimit: string | null;
+}
+
+/** TLS of a service that terminates it: what it offers, its certificates, handshakes tier-wide. */
+export interface TlsView {
+  readonly alpn: readonly string[];
+  readonly sessionTickets: string;
+  /** Certificates as the serving node loaded them (index in its store), by expiry. */
+  readonly certificates: ReadonlyArray<{ readonly id: string; readonly notAfter: number }>;
+  /** Summed over the nodes that answered the last sample. */
+  readonly handshakes: number;
+  readonly resumed: number;
+  readonly failures: number;
+  /** ACME certificates of this service (tls.acme), as the serving node sees them. */
+  readonly acme: ReadonlyArray<{ readonly id: string; readonly state: string; readonly owner: string; readonly notAfter: string | null; readonly lastError: string | null }>;
+}
+
 export interface ServiceView {
+  /** The service's name, or SERVICE/ROUTE for a route's pool. */
   readonly name: string;
   readonly protocol: string;
   readonly port: number;
@@ -60,6 +87,10 @@ export interface ServiceView {
   readonly flowKey: string;
   readonly flows: number;
   readonly backends: readonly BackendView[];
+  /** Set for a route of an http service; null for a service's default pool. */
+  readonly route: RouteInfo | null;
+  /** Set for a service with `tls:` (on its default pool's view); null otherwise. */
+  readonly tls: TlsView | null;
 }
 
 export interface Snapshot {
@@ -99,8 +130,17 @@ export interface Counters {
   readonly http: number;
   readonly tcp: number;
   readonly udp: number;
-  /** service → backend address → cumulative communications and active now, on this node. */
+  /** service (or SERVICE/ROUTE) → backend address → cumulative communications and active now, on this node. */
   readonly backends: Readonly<Record<string, Readonly<Record<string, { readonly total: number; readonly active: number }>>>>;
+  /** TLS services → cumulative handshakes on this node and its certificates' expiry (ms). */
+  readonly tls?: Readonly<Record<string, TlsCounters>>;
+}
+
+export interface TlsCounters {
+  readonly handshakes: number;
+  readonly resumed: number;
+  readonly failures: number;
+  readonly certificates: ReadonlyArray<{ readonly id: string; readonly notAfter: number }>;
 }
 
 /** `GET /api/dashboard/lookup?service=S&key=K`: the flow as the serving node holds it, and the ranking. */

@@ -1,10 +1,12 @@
 /**
- * Services and backends: per service, each backend's health, draining state, weight, active
- * connections and rate, with drain and undrain buttons (the admin token is asked for once).
+ * Services and backends: per service, and per route of an http service (SERVICE/ROUTE), what it
+ * matches, its policy, and each backend's health, draining state, weight, active connections and
+ * rate, with drain and undrain buttons (the admin token is asked for once); for a TLS service its
+ * ALPN, session tickets, certificates, ACME state and handshakes.
  * Rows are keyed by service and address and updated in place, so a button under the pointer
  * stays the same element across snapshots.
  */
-import type { BackendView, ServiceView, Snapshot } from '../wire.js';
+import type { BackendView, ServiceView, Snapshot, TlsView } from '../wire.js';
 import { h, setText } from './dom.js';
 import { count, rate } from './format.js';
 import { ApiError, postJson, type TokenStore } from './api.js';
@@ -34,6 +36,7 @@ interface Row {
 interface Block {
   readonly root: HTMLElement;
   readonly meta: HTMLElement;
+  readonly tls: HTMLElement;
   readonly body: HTMLTableSectionElement;
   readonly message: HTMLElement;
   readonly rows: Map<string, Row>;
@@ -64,7 +67,10 @@ export class ServicesView {
         this.#blocks.set(svc.name, b);
         this.#el.append(b.root);
       }
-      setText(b.meta, `${svc.protocol} :${svc.port} · ${svc.policy} · key ${svc.flowKey} · ${count(svc.flows)} flows`);
+      setText(b.meta, meta(svc));
+      setText(b.tls, svc.tls === null ? '' : tlsText(svc.tls));
+      b.tls.hidden = svc.tls === null;
+      b.tls.dataset.kind = svc.tls?.acme.some((a) => a.lastError !== null) ? 'error' : '';
       this.#updateRows(svc, b);
     }
     for (const [name, b] of this.#blocks) {
@@ -78,6 +84,7 @@ export class ServicesView {
 
   #makeBlock(svc: ServiceView): Block {
     const meta = h('p', { class: 'service-meta' });
+    const tls = h('p', { class: 'service-meta service-tls' });
     const body = h('tbody');
     const message = h('p', { class: 'service-message', role: 'status' });
     const head = h(
@@ -90,10 +97,11 @@ export class ServicesView {
       { class: 'service', 'data-service': svc.name },
       h('h3', {}, svc.name),
       meta,
+      tls,
       h('div', { class: 'table-wrap' }, h('table', { class: 'backends' }, head, body)),
       message,
     );
-    return { root, meta, body, message, rows: new Map() };
+    return { root, meta, tls, body, message, rows: new Map() };
   }
 
   #updateRows(svc: ServiceView, b: Block): void {
@@ -171,4 +179,23 @@ export class ServicesView {
       setText(row.button, row.draining ? 'Undrain' : 'Drain');
     }
   }
+}
+
+function meta(svc: ServiceView): string {
+  const base = `${svc.protocol} :${svc.port} · ${svc.policy} · key ${svc.flowKey} · ${count(svc.flows)} flows`;
+  const r = svc.route;
+  if (r === null) return base;
+  const extra = [r.redirect === null ? null : `redirect ${r.redirect}`, r.rateLimit === null ? null : `limit ${r.rateLimit}`].filter((x) => x !== null);
+  return `route ${r.name} of ${r.service}: ${r.match} · ${base}${extra.length > 0 ? ` · ${extra.join(' · ')}` : ''}`;
+}
+
+function tlsText(t: TlsView): string {
+  const certs = t.certificates.map((c) => `#${c.id} until ${new Date(c.notAfter).toISOString().slice(0, 10)}`).join(', ');
+  const acme = t.acme.map((a) => `ACME ${a.state} (owner ${a.owner}${a.notAfter ? `, until ${a.notAfter.slice(0, 10)}` : ''}${a.lastError ? `, last error: ${a.lastError}` : ''})`);
+  return [
+    `TLS · ALPN ${t.alpn.join(', ')} · tickets ${t.sessionTickets}`,
+    `${count(t.handshakes)} handshakes (${count(t.resumed)} resumed, ${count(t.failures)} failed)`,
+    certs === '' ? null : `certificates ${certs}`,
+    ...acme,
+  ].filter((x) => x !== null).join(' · ');
 }
