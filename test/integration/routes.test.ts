@@ -103,6 +103,7 @@ const onlyService = {
     { name: 'a', match: { pathPrefix: '/a/' }, backends: [be(28205)], rateLimit: { requestsPerSecond: 100, burst: 20, key: 'header:x-key' } },
     { name: 'flood', match: { pathPrefix: '/flood/' }, backends: [be(28205)], rateLimit: { requestsPerSecond: 1000, burst: 1000, key: 'header:x-key', maxKeys: 100 } },
     { name: 'old', match: { pathPrefix: '/old/' }, redirect: { to: 'https://{host}{path}', status: 301 } },
+    { name: 'conn', match: { pathPrefix: '/conn/' }, backends: [be(28206)], flowKey: 'connection' },
   ],
 };
 
@@ -199,6 +200,25 @@ test('a limit of 100/s (burst 20), 600 requests in 2 s over 3 nodes: the tier ad
     assert.ok(total >= Math.min(220, bound) * 0.85, `${name}: only ${total} admitted`);
   }
   assert.ok((await c.metric('lb1', 'tandem_http_route_requests_total', { route: 'a', outcome: 'rate-limited' })) > 0);
+});
+
+test('a route keyed by connection: its flow lives under only/conn while the connection is open and ends with it on every node', async () => {
+  const node = c.nodes[1];
+  const sock = net.connect(ONLY, node.host);
+  await new Promise<void>((r) => sock.once('connect', () => r()));
+  const key = `${sock.localAddress}:${sock.localPort}`;
+  const answered = new Promise<string>((resolve) => {
+    let text = '';
+    sock.on('data', (d: Buffer) => {
+      text += d.toString('latin1');
+      if (/\r\n\r\n[\s\S]*"id"/.test(text)) resolve(text);
+    });
+  });
+  sock.write(`GET /conn/x HTTP/1.1\r\nHost: only.test\r\n\r\n`);
+  assert.match(await answered, /x-backend: N1/i);
+  await waitUntil(async () => (await Promise.all(c.nodes.map((n) => c.flow(n.id, 'only/conn', key)))).every((f) => f?.backend === '127.0.0.1:28206'), 20_000, 'the flow on every node');
+  sock.end();
+  await waitUntil(async () => (await Promise.all(c.nodes.map((n) => c.flow(n.id, 'only/conn', key)))).every((f) => f === null), 20_000, 'the flow ended on every node');
 });
 
 test('bad input: Host forms, HTTP/1.0 without Host, absolute-form, dot segments and percent-encoding match normalised, forward original', async () => {

@@ -49,6 +49,8 @@ export class Routing {
   readonly #lanes: Lane[];
   readonly #matcher: RouteMatcher | null;
   readonly #byFlow = new Map<string, Lane>();
+  /** Flow services keyed by `connection`: their flows end with the client connection. */
+  readonly connectionKeyed: readonly string[];
 
   constructor(cfg: ServiceConfig) {
     this.base = lane(cfg.name, '', cfg.flowKey, cfg.flowKey, { requestHeaders: cfg.requestHeaders, responseHeaders: cfg.responseHeaders, redirect: null, rateLimit: cfg.rateLimit });
@@ -57,6 +59,7 @@ export class Routing {
     this.#lanes = cfg.routes.map((r) => lane(r.flowService, r.name, r.flowKey, cfg.flowKey, r));
     for (const l of this.#lanes) this.#byFlow.set(l.flowService, l);
     this.#matcher = cfg.routes.length > 0 ? new RouteMatcher(cfg.routes.map((r) => r.match)) : null;
+    this.connectionKeyed = [...this.#byFlow.values()].filter((l) => l.spec.kind === 'connection').map((l) => l.flowService);
   }
 
   get routed(): boolean {

@@ -264,10 +264,14 @@ export class HttpServiceProxy implements ServiceProxy, ClientHost, OwnerHost, Fo
     const port = socket.remotePort ?? 0;
     const conn = new ClientConnection(this, socket, ip, port);
     this.#conns.add(conn);
-    if (this.#spec.kind === 'connection') {
-      // `connection` flow keys end with the connection: replicate a tombstone.
+    const ended = this.#routing.connectionKeyed;
+    if (ended.length > 0) {
+      // `connection` flow keys (the service's or a route's) end with the connection: replicate a
+      // tombstone for each (a no-op for a route this connection never used).
       const key = connectionKey(ip, port);
-      socket.once('close', () => this.#ctx.router.end(this.name, key));
+      socket.once('close', () => {
+        for (const service of ended) this.#ctx.router.end(service, key);
+      });
     }
   }
 
