@@ -13,11 +13,11 @@ export const BACKEND = {
 /** HAProxy, and its chained path: the first frontend forwards to a second one in the same process. */
 export const HAPROXY = {
   http: 18100, tcpConn: 18101, tcpBulk: 18102,
-  httpChain: 18103, httpHop2: 18104, tcpBulkChain: 18105, tcpBulkHop2: 18106,
+  httpChain: 18103, httpHop2: 18104, tcpBulkChain: 18105, tcpBulkHop2: 18106, https: 18107,
 } as const;
 /** The naive Node proxy (node:http + undici Pool), HTTP only. */
 export const NAIVE = { http: 18130 } as const;
-export const NGINX = { http: 18110, tcpConn: 18111, tcpBulk: 18112, udp: 18113 } as const;
+export const NGINX = { http: 18110, tcpConn: 18111, tcpBulk: 18112, udp: 18113, https: 18114 } as const;
 
 /** tandem: a 2-node cluster; both nodes use the same ports on their own host address. */
 export const TANDEM = {
@@ -31,6 +31,7 @@ export const TANDEM = {
   tcpConn: 18121,
   tcpBulk: 18122,
   udp: 18123,
+  https: 18124,
 } as const;
 
 /** The node every tandem measurement sends its traffic to. */

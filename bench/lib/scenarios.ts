@@ -34,9 +34,11 @@ export interface Scenario {
 }
 
 /** A port per contender; a string instead of a port: why that contender does not apply (n/a). */
-interface Ports { route: RouteKey; tandem: number; naive: number | string; haproxy: number | string; haproxy2: number | string; nginx: number; direct: number }
+interface Ports { route: RouteKey; tandem: number; naive: number | string; haproxy: number | string; haproxy2: number | string; nginx: number; direct: number | string }
 
 const NAIVE_HTTP_ONLY = 'the naive Node proxy is an HTTP proxy';
+const NAIVE_CLEARTEXT = 'the naive Node proxy speaks cleartext HTTP only';
+const CHAIN_HTTP = 'HAProxy chained is measured in cleartext HTTP';
 const CHAIN_SCENARIOS = 'HAProxy chained is measured in the HTTP scenarios and TCP bulk';
 
 function plans(ctx: PlanCtx, p: Ports): Record<ContenderId, Plan> {
@@ -63,7 +65,7 @@ function plans(ctx: PlanCtx, p: Ports): Record<ContenderId, Plan> {
     haproxy: peer(ctx.haproxy, p.haproxy),
     haproxy2: peer(ctx.haproxy, p.haproxy2),
     nginx: peer(ctx.nginx, p.nginx),
-    direct: run(BACKEND_HOST, p.direct, []),
+    direct: typeof p.direct === 'string' ? { kind: 'n/a', reason: p.direct } : run(BACKEND_HOST, p.direct, []),
   };
 }
 
@@ -80,11 +82,11 @@ function cpuRows(unit: string, per: string): MetricSpec[] {
 /** HTTP keep-alive connections: the figure the acceptance of p99 latency is stated at. */
 export const KEEPALIVE_CONNECTIONS = 50;
 
-function wrkScenario(close: boolean): Scenario['measure'] {
+function wrkScenario(close: boolean, scheme: 'http' | 'https' = 'http'): Scenario['measure'] {
   return async (t, o) => {
     const headers = [`x-bench: ${t.header}`];
     if (close) headers.push('Connection: close');
-    const args = wrkArgs({ url: `http://${t.host}:${t.port}/`, connections: close ? 32 : KEEPALIVE_CONNECTIONS, durationSec: o.durationSec, headers });
+    const args = wrkArgs({ url: `${scheme}://${t.host}:${t.port}/`, connections: close ? 32 : KEEPALIVE_CONNECTIONS, durationSec: o.durationSec, headers });
     o.window.begin();
     const r = await runCommand(o.tools.wrk ?? 'wrk', args, { cpu: 'load', timeoutMs: (o.durationSec + 15) * 1000 });
     o.window.end();
@@ -155,6 +157,40 @@ export const SCENARIOS: Scenario[] = [
       route: 'http', tandem: TANDEM.http, naive: NAIVE.http, haproxy: HAPROXY.http, haproxy2: HAPROXY.httpChain, nginx: NGINX.http, direct: BACKEND.http,
     }),
     measure: wrkScenario(true),
+  },
+  {
+    id: 'https-keepalive',
+    title: 'HTTPS keep-alive, small requests (TLS 1.3, ECDSA P-256)',
+    short: 'HTTPS keep-alive',
+    needs: ['wrk', 'haproxy', 'nginx'],
+    metrics: [
+      { key: 'rps', metric: 'requests/s', unit: 'req/s', better: 'higher', headline: true },
+      { key: 'p50', metric: 'p50 latency', unit: 'ms', better: 'lower' },
+      { key: 'p99', metric: 'p99 latency', unit: 'ms', better: 'lower' },
+      ...cpuRows('µs/req', 'request'),
+    ],
+    notes: [`wrk -t1 -c${KEEPALIVE_CONNECTIONS} over TLS (no ALPN: HTTP/1.1), the same certificate on every contender; the backend stays cleartext.`],
+    plan: (ctx) => plans(ctx, {
+      route: 'http', tandem: TANDEM.https, naive: NAIVE_CLEARTEXT, haproxy: HAPROXY.https, haproxy2: CHAIN_HTTP, nginx: NGINX.https, direct: 'the backend speaks cleartext',
+    }),
+    measure: wrkScenario(false, 'https'),
+  },
+  {
+    id: 'https-handshake',
+    title: 'HTTPS, a full TLS handshake per request (ECDSA P-256)',
+    short: 'TLS handshakes',
+    needs: ['wrk', 'haproxy', 'nginx'],
+    metrics: [
+      { key: 'rps', metric: 'full handshakes/s', unit: 'req/s', better: 'higher', headline: true },
+      { key: 'p50', metric: 'p50 latency', unit: 'ms', better: 'lower' },
+      { key: 'p99', metric: 'p99 latency', unit: 'ms', better: 'lower' },
+      ...cpuRows('µs/req', 'handshake'),
+    ],
+    notes: ["wrk -t1 -c32 -H 'Connection: close' over TLS: wrk resumes no session, so every request is a new connection with a full handshake (TLS 1.3, X25519, ECDSA P-256)."],
+    plan: (ctx) => plans(ctx, {
+      route: 'http', tandem: TANDEM.https, naive: NAIVE_CLEARTEXT, haproxy: HAPROXY.https, haproxy2: CHAIN_HTTP, nginx: NGINX.https, direct: 'the backend speaks cleartext',
+    }),
+    measure: wrkScenario(true, 'https'),
   },
   {
     id: 'tcp-bulk',
