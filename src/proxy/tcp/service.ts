@@ -360,6 +360,10 @@ export class TcpServiceProxy implements ServiceProxy {
       const f = failure === 'no-backend' || failure === 'backend-timeout' ? failure : 'backend-failed';
       this.#c.rejected(f);
       reply(LOCAL_STATUS[f]);
+      // This node may have created the entry or given it a backend; the ingress's tombstone is
+      // stamped by its own clock and need not order after that write (the reply carries no
+      // version). The owner ends the flow itself, as on a normal close.
+      if (this.#spec.kind === 'connection') this.#ctx.router.end(this.name, h.key);
       this.#remove(conn);
       return;
     }
