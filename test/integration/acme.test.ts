@@ -137,10 +137,34 @@ describe('ACME against pebble', { skip: havePebble() ? false : 'pebble or dnsmas
     // The challenge listener answers only known tokens.
     const unknown = await fetch(`http://${HOSTS[asker]}:${CHALLENGE_PORT}/.well-known/acme-challenge/nope`);
     assert.equal(unknown.status, 404);
+    // A keep-alive TLS connection opened before the renewal: it must stay open and serve after.
+    const kept = tlsConnect({ host: HOSTS.lb1, port: 27090, servername: NAMES_A[0], rejectUnauthorized: false });
+    let keptClosed = false;
+    kept.on('close', () => (keptClosed = true));
+    kept.on('error', () => undefined);
+    await new Promise<void>((resolve, reject) => {
+      kept.once('secureConnect', () => resolve());
+      kept.once('error', reject);
+    });
+    const keptFp = kept.getPeerCertificate().fingerprint256;
     const r = await a!.post(asker, '/api/certificates/renew', {});
     assert.equal(r.status, 202);
     const fp = await converged(a!, ['lb1', 'lb2', 'lb3'], before);
     assert.notEqual(fp, before);
+    assert.equal(keptClosed, false, 'the keep-alive connection survived the renewal');
+    const answer = new Promise<string>((resolve) => {
+      let text = '';
+      kept.on('data', (d: Buffer) => {
+        text += d.toString('latin1');
+        if (text.includes('\r\n\r\n')) resolve(text);
+      });
+    });
+    kept.write(`GET / HTTP/1.1\r\nHost: ${NAMES_A[0]}\r\n\r\n`);
+    assert.match(await answer, /^HTTP\/1\.1 \d{3} /, 'it still answers (the backend of this test is absent: any status)');
+    assert.equal(kept.getPeerCertificate().fingerprint256, keptFp, 'an open connection keeps its certificate');
+    kept.destroy();
+    // New connections get the new one.
+    assert.equal(await servedFingerprint(HOSTS.lb1, 27090, NAMES_A[0]), fp.replace(/:/g, '').toLowerCase());
   });
 
   it('an ACME server that errors, then one that is down: bounded retries, the certificate stays, nothing crashes', async () => {
