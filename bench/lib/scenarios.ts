@@ -8,6 +8,7 @@ import type { RouteKey, TandemHandle } from './tandem.js';
 import { ROOT } from './tandem.js';
 import { runCommand, stopProc } from './procs.js';
 import { parseWrk, wrkArgs } from './wrk.js';
+import { parseH2load } from './h2load.js';
 import type { MetricDef } from './collect.js';
 import { BACKEND, BACKEND_HOST, DEFAULT_CLIENT, HAPROXY, NAIVE, NGINX, PEER_HOST, TANDEM, TANDEM_INGRESS } from './ports.js';
 
@@ -26,7 +27,7 @@ export interface Scenario {
   id: string;
   title: string;
   short: string;
-  needs: Array<'wrk' | 'iperf3' | 'haproxy' | 'nginx' | 'stream'>;
+  needs: Array<'wrk' | 'h2load' | 'iperf3' | 'haproxy' | 'nginx' | 'stream'>;
   metrics: MetricSpec[];
   notes: string[];
   plan(ctx: PlanCtx): Record<ContenderId, Plan>;
@@ -78,6 +79,10 @@ function cpuRows(unit: string, per: string): MetricSpec[] {
     { key: 'cpuPct', metric: 'CPU used', unit: '% of a core', better: 'none', na: { direct: NO_PROXY } },
   ];
 }
+
+/** HTTP/2: connections and concurrent streams per connection (the issue's h2load figure). */
+const H2_CONNECTIONS = 20;
+const H2_STREAMS = 10;
 
 /** HTTP keep-alive connections: the figure the acceptance of p99 latency is stated at. */
 export const KEEPALIVE_CONNECTIONS = 50;
@@ -191,6 +196,40 @@ export const SCENARIOS: Scenario[] = [
       route: 'http', tandem: TANDEM.https, naive: NAIVE_CLEARTEXT, haproxy: HAPROXY.https, haproxy2: CHAIN_HTTP, nginx: NGINX.https, direct: 'the backend speaks cleartext',
     }),
     measure: wrkScenario(true, 'https'),
+  },
+  {
+    id: 'http2-keepalive',
+    title: 'HTTP/2 over TLS, 20 connections × 10 streams',
+    short: 'HTTP/2',
+    needs: ['h2load', 'haproxy', 'nginx'],
+    metrics: [
+      { key: 'rps', metric: 'requests/s', unit: 'req/s', better: 'higher', headline: true },
+      { key: 'mean', metric: 'mean time per request', unit: 'ms', better: 'lower' },
+      ...cpuRows('µs/req', 'request'),
+    ],
+    notes: [`h2load -c${H2_CONNECTIONS} -m${H2_STREAMS} over TLS with ALPN h2 (the same certificate everywhere); every contender speaks HTTP/1.1 to the backend.`],
+    plan: (ctx) => plans(ctx, {
+      route: 'http', tandem: TANDEM.https, naive: NAIVE_CLEARTEXT, haproxy: HAPROXY.https, haproxy2: CHAIN_HTTP, nginx: NGINX.https, direct: 'the backend speaks cleartext HTTP/1.1',
+    }),
+    measure: async (t, o) => {
+      const args = ['-c', String(H2_CONNECTIONS), '-m', String(H2_STREAMS), '-D', String(o.durationSec), '-H', `x-bench: ${t.header}`, `https://${t.host}:${t.port}/`];
+      o.window.begin();
+      const r = await runCommand(o.tools.h2load ?? 'h2load', args, { cpu: 'load', timeoutMs: (o.durationSec + 15) * 1000 });
+      o.window.end();
+      if (r.code !== 0) throw new Error(`h2load exited ${r.code ?? r.signal}: ${(r.stderr || r.stdout).trim().slice(-200)}`);
+      const h = parseH2load(r.stdout);
+      // h2load takes http/1.1 when ALPN offers nothing better: that would be another scenario.
+      if (h.protocol !== 'h2') throw new Error(`ALPN negotiated ${h.protocol ?? 'nothing'}, not h2`);
+      if (h.succeeded === 0) throw new Error(`h2load completed no request: ${r.stdout.trim().split('\n').slice(-6).join(' ').slice(0, 300)}`);
+      const bad = h.failed + h.errored;
+      if (bad > h.succeeded / 2) throw new Error(`${bad} failed of ${h.done} requests`);
+      return {
+        figures: { rps: h.requestsPerSec, mean: h.meanMs },
+        raw: h,
+        warning: bad > h.done * 0.01 ? `${bad} failed of ${h.done} requests` : undefined,
+        work: h.succeeded,
+      };
+    },
   },
   {
     id: 'tcp-bulk',

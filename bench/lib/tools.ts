@@ -3,12 +3,14 @@ import { existsSync } from 'node:fs';
 import { delimiter, join } from 'node:path';
 import { spawnSync } from 'node:child_process';
 
-export const INSTALL_HINT = 'apt-get install haproxy nginx libnginx-mod-stream wrk iperf3 util-linux perl-base';
+export const INSTALL_HINT = 'apt-get install haproxy nginx libnginx-mod-stream wrk iperf3 nghttp2-client util-linux perl-base';
 
 export interface ToolSet {
   haproxy?: string;
   nginx?: string;
   wrk?: string;
+  /** nghttp2's HTTP/2 load generator (Debian nghttp2-client). */
+  h2load?: string;
   iperf3?: string;
   taskset?: string;
   perl?: string;
@@ -53,6 +55,7 @@ export function findTools(): ToolSet {
   t.haproxy = which('haproxy');
   t.nginx = which('nginx');
   t.wrk = which('wrk');
+  t.h2load = which('h2load');
   t.iperf3 = which('iperf3');
   t.taskset = which('taskset');
   t.perl = which('perl');
@@ -60,17 +63,19 @@ export function findTools(): ToolSet {
   if (t.haproxy) t.versions.haproxy = firstLine(t.haproxy, ['-v']);
   if (t.nginx) t.versions.nginx = firstLine(t.nginx, ['-v']);
   if (t.wrk) t.versions.wrk = firstLine(t.wrk, ['-v']);
+  if (t.h2load) t.versions.h2load = firstLine(t.h2load, ['--version']);
   if (t.iperf3) t.versions.iperf3 = firstLine(t.iperf3, ['-v']);
   return t;
 }
 
 /** Names of what is missing for the scenarios that will run (empty when all is there). */
-export function missingTools(t: ToolSet, need: { haproxy: boolean; nginx: boolean; stream: boolean; wrk: boolean; iperf3: boolean; taskset: boolean; perl: boolean }): string[] {
+export function missingTools(t: ToolSet, need: { haproxy: boolean; nginx: boolean; stream: boolean; wrk: boolean; h2load?: boolean; iperf3: boolean; taskset: boolean; perl: boolean }): string[] {
   const miss: string[] = [];
   if (need.haproxy && !t.haproxy) miss.push('haproxy');
   if (need.nginx && !t.nginx) miss.push('nginx');
   if (need.stream && t.nginx && t.nginxStreamLoad === undefined) miss.push('nginx stream module (libnginx-mod-stream)');
   if (need.wrk && !t.wrk) miss.push('wrk');
+  if (need.h2load && !t.h2load) miss.push('h2load (nghttp2-client)');
   if (need.iperf3 && !t.iperf3) miss.push('iperf3');
   if (need.taskset && !t.taskset) miss.push('taskset (util-linux)');
   if (need.perl && !t.perl) miss.push('perl (perl-base)');
