@@ -257,6 +257,11 @@ export class Cluster extends EventEmitter<ClusterEvents> {
     return this.#membership.stateOf(id);
   }
 
+  /** Whether the control link to `id` is up now: a suspect peer whose link is gone has crashed or is cut off. */
+  linkUp(id: string): boolean {
+    return this.#membership.linkUp(id);
+  }
+
   /** Nodes not seen dead (alive or suspect), self included: the routing candidates. */
   alive(): ReadonlySet<string> {
     const out = new Set<string>();

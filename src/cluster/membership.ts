@@ -139,6 +139,12 @@ export class Membership {
     return p.state;
   }
 
+  /** Whether the control link to `id` is up (self: true; an unknown id: false). */
+  linkUp(id: string): boolean {
+    if (id === this.#o.selfId) return true;
+    return (this.#peers.get(id)?.link ?? null) !== null;
+  }
+
   /** Milliseconds since the last frame from the peer, null if never. */
   lastHeardAgoMs(id: string): number | null {
     const p = this.#peers.get(id);

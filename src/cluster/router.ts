@@ -28,6 +28,8 @@ export interface RouterDeps {
   candidates(): readonly string[];
   /** State of a node as this node sees it. */
   state(id: string): 'alive' | 'suspect' | 'dead';
+  /** Whether the control link to a node is up; absent: assumed up. */
+  linkUp?(id: string): boolean;
   /** Replicate a change made here to every peer. */
   publish(entry: FlowEntry): void;
   /** Store an entry in the local table (merge by version). */
@@ -100,9 +102,11 @@ export class FlowRouter {
   /**
    * Steps 3-5: the hops to try, in order. Owners seen dead are skipped; a suspect primary goes
    * after an alive backup, because the failover must not wait for a connect timeout to a node
-   * that has already missed its heartbeats — but only once this node's entry records a backend.
-   * Before that the flow is new (or its backend has not reached this node yet), the primary may
-   * be choosing one right now, and a backup that served it would choose another: one missed
+   * that has already missed its heartbeats — but only once this node's entry records a backend,
+   * or when the control link to the primary is down (the process is gone or cut off: UDP, which
+   * has no failed attempt to fail over on, would lose the flow's datagrams there). Otherwise the
+   * flow is new (or its backend has not reached this node yet), the primary, still linked, may be
+   * choosing one right now, and a backup that served it would choose another: one missed
    * heartbeat must not give a flow two backends. Empty when neither owner is available (→ reown()).
    */
   hops(entry: FlowEntry, fromPeer: boolean): Hop[] {
@@ -111,7 +115,7 @@ export class FlowRouter {
     const { primary, backup } = entry;
     const ps = this.#d.state(primary);
     const bs = backup === null ? 'dead' : this.#d.state(backup);
-    const primaryFirst = ps === 'alive' || (ps === 'suspect' && entry.backend === null);
+    const primaryFirst = ps === 'alive' || (ps === 'suspect' && entry.backend === null && (this.#d.linkUp?.(primary) ?? true));
     if (primaryFirst) out.push(this.#hop(primary));
     if (backup !== null && bs !== 'dead') out.push(this.#hop(backup));
     if (ps === 'suspect' && !primaryFirst) out.push(this.#hop(primary));

@@ -161,6 +161,7 @@ export class TandemNode implements NodeControl {
       rank: (_service, key) => this.#rendezvous.rank(key, this.#rankNodes),
       candidates: () => this.#candidates,
       state: (id) => this.stateOf(id),
+      linkUp: (id) => this.cluster.nodeIds.includes(id) && this.cluster.linkUp(id),
       publish: (e) => this.cluster.publish(e),
       merge: (e) => this.table.merge(e),
       get: (s, k) => this.table.get(s, k),

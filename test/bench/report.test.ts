@@ -334,7 +334,7 @@ test('checkAims: met, missed and not measured, with the figures', () => {
 
 test('renderMarkdown lists the acceptance aims as a checklist', () => {
   const md = renderMarkdown(aimReport());
-  assert.match(md, /## Acceptance: 4 of 9 aims met/);
+  assert.match(md, /## Acceptance: 4 of 10 aims met/);
   assert.match(md, /- \[x\] \*\*met\*\* — HTTP keep-alive, 1 hop ≥ 2\.5× the naive Node proxy: 3\.00× \(tandem 1 hop 30,000 ÷ naive Node 10,000 req\/s; aim ≥ 2\.5×\)/);
   assert.match(md, /- \[ \] \*\*missed\*\* — TCP bulk, 2 hops ≥ 0\.5× tandem 1 hop: 0\.44×/);
   assert.match(md, /- \[ \] \*\*not measured\*\* — TCP connection rate ≥ 0\.9× HAProxy: scenario tcp-connrate not run/);

@@ -10,7 +10,7 @@ import { prng, randomKey } from '../helpers/prng.js';
 const NODES = ['lb1', 'lb2', 'lb3', 'lb4'];
 
 /** One node's router over a real table, rendezvous and clock; the "network" is a shared log. */
-function makeNode(selfId: string, states: Map<string, 'alive' | 'suspect' | 'dead'>, wire: FlowEntry[]) {
+function makeNode(selfId: string, states: Map<string, 'alive' | 'suspect' | 'dead'>, wire: FlowEntry[], linksDown: ReadonlySet<string> = new Set()) {
   const table = new FlowTable({ limits: () => ({ maxEntries: 100_000, idleTimeoutMs: 60_000 }) });
   const hlc = new Hlc();
   const rv = new Rendezvous('router-test-secret-0123456789');
@@ -22,6 +22,7 @@ function makeNode(selfId: string, states: Map<string, 'alive' | 'suspect' | 'dea
     rank: (_s, key) => rv.rank(key, all),
     candidates: () => NODES.filter((id) => state(id) !== 'dead'),
     state,
+    linkUp: (id) => !linksDown.has(id),
     publish: (e) => wire.push(e),
     merge: (e) => table.merge(e),
     get: (s, k) => table.get(s, k),
@@ -91,8 +92,14 @@ test('hops: a dead primary is skipped, a suspect primary goes after an alive bac
   states.set(e.primary, 'suspect');
   assert.deepEqual(router.hops(e, false), [{ kind: 'peer', id: e.primary }, { kind: 'peer', id: e.backup }]);
   // With the backend known, the backup serves it as well as the primary would, without waiting.
-  e = { ...e, backend: '10.0.0.1:80' };
-  assert.deepEqual(router.hops(e, false), [{ kind: 'peer', id: e.backup }, { kind: 'peer', id: e.primary }]);
+  const known = { ...e, backend: '10.0.0.1:80' };
+  assert.deepEqual(router.hops(known, false), [{ kind: 'peer', id: e.backup }, { kind: 'peer', id: e.primary }]);
+  // A suspect primary whose control link is down (crashed, cut off) cannot be choosing anything
+  // we would not hear of: the backup first, even for a new flow.
+  const down = new Set<string>();
+  const n2 = makeNode('lb4', states, [], down);
+  down.add(e.primary);
+  assert.deepEqual(n2.router.hops(e, false), [{ kind: 'peer', id: e.backup }, { kind: 'peer', id: e.primary }]);
   states.set(e.primary, 'dead');
   states.set(e.backup!, 'dead');
   assert.deepEqual(router.hops(e, false), []);
