@@ -10,11 +10,10 @@ import net from 'node:net';
 import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { Agent, request } from 'undici';
-import { FakeCluster, rank } from './harness.js';
+import { FakeCluster } from './harness.js';
 import { createSelector } from '../../../src/balancer/index.js';
 import { rawExchange, slowloris } from './clients.js';
 
-const IDS = ['lb1', 'lb2', 'lb3'];
 let c: FakeCluster;
 let backend: Server;
 let agent: Agent;
@@ -61,7 +60,7 @@ after(async () => {
 });
 
 function keyOwnedBy(primary: string, prefix: string): string {
-  for (let i = 0; ; i++) if (rank(`${prefix}${i}`, IDS)[0] === primary) return `${prefix}${i}`;
+  for (let i = 0; ; i++) if (c.rank(`${prefix}${i}`)[0] === primary) return `${prefix}${i}`;
 }
 
 async function healthy(node = 'lb1'): Promise<void> {

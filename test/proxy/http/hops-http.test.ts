@@ -26,7 +26,8 @@ import { HttpOwnerSide } from '../../../src/proxy/http/owner.js';
 import { decodePeerHead, encodePeerHead, encodePrefix, PREFIX_BYTES } from '../../../src/proxy/http/peer-head.js';
 import { UpstreamPool } from '../../../src/upstream/pool.js';
 import { createSelector } from '../../../src/balancer/index.js';
-import { serviceConfig } from './harness.js';
+import { rawService } from './harness.js';
+import { validService } from '../../helpers/in-process-cluster.js';
 import { httpBackend, type Backend } from '../../helpers/backends.js';
 
 const BASE = 20010;
@@ -201,7 +202,7 @@ beforeEach(async () => {
   forwarder = new Forwarder(router, dp);
   registry = new Registry();
   mux = new PeerMux({ dial: (peer) => dp.dial(peer, 'http'), registry });
-  const cfg = serviceConfig('web', BASE, [backend.address], 'header:x-session');
+  const cfg = validService(rawService('web', BASE, [backend.address], 'header:x-session'));
   const pool = new UpstreamPool(cfg.backends, createSelector('round-robin'));
   const ctx: ProxyContext = {
     self: { id: 'lb1', host: '127.0.0.1', peerPort: BASE + 9, adminPort: BASE + 8, weight: 1 },

@@ -64,9 +64,9 @@ test('100 flows × 50 datagrams to random nodes: every reply reaches its client 
     }
     // Lockstep: one datagram in flight per flow, so "the node that received the client's latest
     // datagram" is the one this datagram went to and the reply's source can be checked exactly.
-    await waitFor(() => flows.every((f) => f.replies.length > round), 5000, `round ${round}`);
+    await waitFor(() => flows.every((f) => f.replies.length > round), `round ${round}`);
   }
-  await waitFor(() => flows.every((f) => f.replies.length === 50), 5000, 'all 5000 replies');
+  await waitFor(() => flows.every((f) => f.replies.length === 50), 'all 5000 replies');
   const elapsed = (performance.now() - t0) / 1000;
   for (const [i, f] of flows.entries()) {
     assert.equal(new Set(f.replies.map((r) => backendOf(r.text))).size, 1, `flow ${i} saw more than one backend`);
@@ -104,7 +104,7 @@ async function failover(how: 'SIGKILL' | 'SIGSTOP', victim: string): Promise<{ f
   const survivors = c.nodes.filter((n) => n.id !== victim).map((n) => n.host);
   const candidates = await Promise.all(Array.from({ length: 60 }, () => newClient()));
   for (const f of candidates) f.send({ host: survivors[0], port: PORT }, 'hello');
-  await waitFor(() => candidates.every((f) => f.replies.length === 1), 3000, 'first replies');
+  await waitFor(() => candidates.every((f) => f.replies.length === 1), 'first replies');
   await sleep(100);
   const owners = await Promise.all(candidates.map((f) => c.flow(c.nodes.find((n) => n.host === survivors[0])!.id, 'echo', `127.0.0.1:${f.port}`)));
   const set = candidates.filter((_, i) => owners[i]?.primary === victim);
@@ -171,10 +171,10 @@ test('a quic-cid flow whose client changes its source address mid-flow keeps its
   const before = await Promise.all(cids.map(() => newClient()));
   const moved = await Promise.all(cids.map(() => newClient()));
   for (let round = 0; round < 3; round++) cids.forEach((cid, i) => before[i].send({ host: HOSTS[i % 3], port: QUIC_PORT }, quicLong(cid, `r${round}`)));
-  await waitFor(() => before.every((f) => f.replies.length === 3), 3000, 'replies before the move');
+  await waitFor(() => before.every((f) => f.replies.length === 3), 'replies before the move');
   // New source port, and another node receives it (an ECMP or anycast change): same backend.
   for (let round = 0; round < 3; round++) cids.forEach((cid, i) => moved[i].send({ host: HOSTS[(i + 1) % 3], port: QUIC_PORT }, quicShort(cid, `m${round}`)));
-  await waitFor(() => moved.every((f) => f.replies.length === 3), 3000, 'replies after the move');
+  await waitFor(() => moved.every((f) => f.replies.length === 3), 'replies after the move');
   for (let i = 0; i < cids.length; i++) {
     const b0 = new Set(before[i].replies.map((r) => backendOf(r.text)));
     const b1 = new Set(moved[i].replies.map((r) => backendOf(r.text)));
