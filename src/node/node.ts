@@ -19,6 +19,7 @@ import { ChallengeServer } from '../acme/challenge-server.js';
 import { FlowRouter } from '../cluster/router.js';
 import { Forwarder } from '../proxy/hops.js';
 import { PeerMux } from '../proxy/mux/peer-mux.js';
+import { muxMetrics } from '../proxy/mux/metrics.js';
 import type { FlowEntry } from '../cluster/flow-entry.js';
 import { AdminServer } from '../admin/server.js';
 import { registerAdminRoutes } from './admin-routes.js';
@@ -169,7 +170,7 @@ export class TandemNode implements NodeControl {
       now: Date.now,
     });
     this.forwarder = new Forwarder(this.router, this.cluster);
-    this.httpMux = new PeerMux({ dial: (peer) => this.cluster.dial(peer, 'http'), registry: this.registry, channel: 'http' });
+    this.httpMux = new PeerMux({ dial: (peer) => this.cluster.dial(peer, 'http'), metrics: muxMetrics(this.registry), channel: 'http' });
     this.cluster.onChannel('http', (socket, peer) => this.httpMux.accept(socket, peer));
     this.cluster.on('peer-state', (id: string, state: PeerState, prev: PeerState) => {
       this.#onPeerState(id, state, prev);

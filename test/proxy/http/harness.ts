@@ -18,6 +18,7 @@ import { HttpServiceProxy } from '../../../src/proxy/http/service.js';
 import { HttpOwnerSide } from '../../../src/proxy/http/owner.js';
 import type { Forwarder } from '../../../src/proxy/hops.js';
 import { PeerMux } from '../../../src/proxy/mux/peer-mux.js';
+import { muxMetrics } from '../../../src/proxy/mux/metrics.js';
 import { InProcessCluster } from '../../helpers/in-process-cluster.js';
 
 type Handler = (socket: Duplex, peerId: string, session: { key: Buffer }) => void;
@@ -128,7 +129,7 @@ export class FakeCluster {
       onChannel: (channel, handler) => void handlers.set(channel, handler),
     });
     const registry = new Registry();
-    const mux = new PeerMux({ dial: (peer) => dp.dial(peer, 'http'), registry });
+    const mux = new PeerMux({ dial: (peer) => dp.dial(peer, 'http'), metrics: muxMetrics(registry) });
     const pools = this.cluster.pools();
     const ctx = this.cluster.context(id, { dataPlane: dp, registry, httpMux: mux, nodes: () => this.nodes.map((n) => n.cfg) }, pools);
     return {

@@ -19,6 +19,7 @@ import { Rendezvous } from '../../../src/cluster/rendezvous.js';
 import type { DataPlane, PeerState, ProxyContext } from '../../../src/proxy/context.js';
 import { Forwarder } from '../../../src/proxy/hops.js';
 import { PeerMux } from '../../../src/proxy/mux/peer-mux.js';
+import { muxMetrics } from '../../../src/proxy/mux/metrics.js';
 import { ResetCode } from '../../../src/proxy/mux/frame.js';
 import type { MuxHandler, MuxStream } from '../../../src/proxy/mux/stream.js';
 import { HttpServiceProxy } from '../../../src/proxy/http/service.js';
@@ -201,7 +202,7 @@ beforeEach(async () => {
   };
   forwarder = new Forwarder(router, dp);
   registry = new Registry();
-  mux = new PeerMux({ dial: (peer) => dp.dial(peer, 'http'), registry });
+  mux = new PeerMux({ dial: (peer) => dp.dial(peer, 'http'), metrics: muxMetrics(registry) });
   const cfg = validService(rawService('web', BASE, [backend.address], 'header:x-session'));
   const pool = new UpstreamPool(cfg.backends, createSelector('round-robin'));
   const ctx: ProxyContext = {

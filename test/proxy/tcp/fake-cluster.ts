@@ -19,6 +19,7 @@ import { TcpDataPlane } from '../../../src/proxy/tcp/data-plane.js';
 import type { Forwarder } from '../../../src/proxy/hops.js';
 import { tcpPeerPool, type PeerPool } from '../../../src/proxy/tcp/peer-pool.js';
 import { BufferPool } from '../../../src/proxy/tcp/buffers.js';
+import { tcpMetrics, type TcpMetrics } from '../../../src/proxy/tcp/metrics.js';
 import { InProcessCluster, type Membership } from '../../helpers/in-process-cluster.js';
 
 export const SECRET = 'fake-cluster-secret-0123456789';
@@ -33,6 +34,8 @@ export interface FakeNode {
   readonly registry: Registry;
   readonly services: Map<string, TcpServiceProxy>;
   dataPlane: TcpDataPlane;
+  /** The node's TCP metric set (one per node, as the composition root makes it). */
+  readonly metrics: TcpMetrics;
   /** The node's pre-opened streams to its peers (started with the node). */
   readonly peers: PeerPool;
   readonly forwarder: Forwarder;
@@ -106,6 +109,7 @@ export class FakeCluster {
       dataPlane: undefined as unknown as TcpDataPlane,
       peers: undefined as unknown as PeerPool,
       forwarder: undefined as unknown as Forwarder,
+      metrics: undefined as unknown as TcpMetrics,
     };
     const dataPlane = this.cluster.dataPlane(id, {
       dial: (peer) => {
@@ -115,7 +119,9 @@ export class FakeCluster {
       onChannel: (_channel, handler) => void this.#handlers.set(id, handler),
     });
     const ctx = this.cluster.context(id, { dataPlane, registry: node.registry }, this.cluster.pools());
-    Object.assign(node, { ctx, forwarder: ctx.forwarder, peers: tcpPeerPool(ctx, this.#poolSize === undefined ? {} : { size: this.#poolSize }), dataPlane: new TcpDataPlane(ctx, (name) => node.services.get(name)) });
+    const metrics = tcpMetrics(node.registry);
+    const peers = tcpPeerPool(ctx, metrics, this.#poolSize === undefined ? {} : { size: this.#poolSize });
+    Object.assign(node, { ctx, forwarder: ctx.forwarder, metrics, peers, dataPlane: new TcpDataPlane(ctx, (name) => node.services.get(name), metrics) });
     this.nodes.push(node);
   }
 
@@ -164,7 +170,7 @@ export class FakeCluster {
     n.dataPlane.start();
     n.peers.start();
     for (const cfg of this.config.services) {
-      const svc = new TcpServiceProxy(n.ctx, cfg, { peers: n.peers, buffers: this.buffers });
+      const svc = new TcpServiceProxy(n.ctx, cfg, { peers: n.peers, buffers: this.buffers, metrics: n.metrics });
       n.services.set(cfg.name, svc);
       await svc.start();
     }
@@ -183,7 +189,7 @@ export class FakeCluster {
     n.services.clear();
     n.peers.stop();
     await n.dataPlane.stop();
-    n.dataPlane = new TcpDataPlane(n.ctx, (name) => n.services.get(name));
+    n.dataPlane = new TcpDataPlane(n.ctx, (name) => n.services.get(name), n.metrics);
   }
 
   async stop(): Promise<void> {

@@ -12,6 +12,7 @@ import type { FlowEntry } from '../../../src/cluster/flow-entry.js';
 import type { ProxyContext } from '../../../src/proxy/context.js';
 import { UdpDataPlane } from '../../../src/proxy/udp/data-plane.js';
 import { UdpServiceProxy } from '../../../src/proxy/udp/service.js';
+import { UdpMetrics } from '../../../src/proxy/udp/metrics.js';
 import { InProcessCluster, type Membership } from '../../helpers/in-process-cluster.js';
 
 export { waitFor, metricValue } from '../../helpers/in-process-cluster.js';
@@ -71,7 +72,7 @@ export async function fakeCluster(opts: { ids: readonly string[]; peerBase: numb
     const made: { proxy?: UdpServiceProxy } = {};
     const view = configs.map((n) => (n.id !== self.id && opts.unresolved?.includes(n.id) ? { ...n, host: `${n.id}.invalid` } : n));
     const ctx = cluster.context(self.id, { dataPlane, registry, nodes: () => view }, cluster.pools());
-    const plane = new UdpDataPlane(ctx, (name) => (name === service.name ? made.proxy : undefined));
+    const plane = new UdpDataPlane(ctx, (name) => (name === service.name ? made.proxy : undefined), new UdpMetrics(registry));
     const proxy = (made.proxy = new UdpServiceProxy(ctx, service, plane));
     await plane.start();
     await proxy.start();
