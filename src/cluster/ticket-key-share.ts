@@ -29,9 +29,9 @@
 import { EventEmitter } from 'node:events';
 import { randomBytes } from 'node:crypto';
 import type { Logger } from 'pino';
-import { Counter, Gauge, type Registry } from 'prom-client';
+import type { Registry } from 'prom-client';
 import { ErrorCodes, TandemError } from '../errors.js';
-import { perRegistry, takeOverName } from '../metrics.js';
+import { counter, gauge } from '../metrics.js';
 import { ByteReader, ByteWriter, FrameType } from './frame.js';
 import { Rendezvous } from './rendezvous.js';
 import { Sealer } from './sealed.js';
@@ -81,23 +81,21 @@ export interface TicketKeyShareOptions {
   readonly now?: () => number;
 }
 
-const shareMetrics = perRegistry((registry: Registry) => {
-  const registers = [registry];
+/** The share's metrics: one set per node, as the composition root makes one share per node. */
+function shareMetrics(registry: Registry) {
   return {
-    generated: new Counter({ name: takeOverName(registry, 'tandem_tls_ticket_keys_generated_total'), help: 'Ticket-key epochs this node made as the key holder.', registers }),
-    frames: new Counter({
-      name: takeOverName(registry, 'tandem_tls_ticket_keys_frames_total'),
+    generated: counter(registry, { name: 'tandem_tls_ticket_keys_generated_total', help: 'Ticket-key epochs this node made as the key holder.' }),
+    frames: counter(registry, {
+      name: 'tandem_tls_ticket_keys_frames_total',
       help: 'Ticket-key frames received from peers, by result: applied (changed something), unchanged, refused (did not open or parse).',
       labelNames: ['result'],
-      registers,
     }),
-    local: new Gauge({
-      name: takeOverName(registry, 'tandem_tls_ticket_keys_local'),
+    local: gauge(registry, {
+      name: 'tandem_tls_ticket_keys_local',
       help: '1 while this node encrypts tickets under a local stand-in key (no cluster key for the current epoch yet): tickets then resume on this node only.',
-      registers,
     }),
   };
-});
+}
 
 export class TicketKeyShare extends EventEmitter<{ change: [] }> implements EpochSecretSource {
   readonly rotationMs: number;

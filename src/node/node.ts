@@ -9,16 +9,15 @@ import { TandemError, ErrorCodes } from '../errors.js';
 import type { Config, NodeConfig, ServiceConfig } from '../config/schema.js';
 import { FlowTable } from '../cluster/flow-table.js';
 import { Hlc } from '../cluster/hlc.js';
-import { Rendezvous, type RendezvousNode } from '../cluster/rendezvous.js';
 import { Cluster } from '../cluster/cluster.js';
-import { TicketKeyShare } from '../cluster/ticket-key-share.js';
+import type { TicketKeyShare } from '../cluster/ticket-key-share.js';
 import { RateLimitShare } from '../ratelimit/share.js';
-import { LocalEpochSecrets } from '../tls/ticket-keys.js';
-import { AcmeManager } from '../acme/manager.js';
-import { ChallengeServer } from '../acme/challenge-server.js';
+import type { LocalEpochSecrets } from '../tls/ticket-keys.js';
+import type { AcmeManager } from '../acme/manager.js';
 import { FlowRouter } from '../cluster/router.js';
 import { Forwarder } from '../proxy/hops.js';
 import { PeerMux } from '../proxy/mux/peer-mux.js';
+import { muxMetrics } from '../proxy/mux/metrics.js';
 import type { FlowEntry } from '../cluster/flow-entry.js';
 import { AdminServer } from '../admin/server.js';
 import { registerAdminRoutes } from './admin-routes.js';
@@ -34,6 +33,10 @@ import type { RouterStats } from '../cluster/router.js';
 import type { AdminStats, BackendReadout, NodeControl, NodeStatus, OwnedCounts, Owners, RankedNode } from './node-view.js';
 import { applyLayers, withNodes, type SelfLayer } from '../config/layers.js';
 import { NodeMembers } from './members.js';
+import { NodeTls } from './tls-wiring.js';
+import { NodeRanking } from './ranking.js';
+import { Reprotection } from './reprotection.js';
+import { Upkeep } from './upkeep.js';
 
 export interface NodeOptions {
   readonly logger?: Logger;
@@ -57,15 +60,10 @@ export class TandemNode implements NodeControl {
   readonly table: FlowTable;
   readonly hlc = new Hlc();
   readonly cluster: Cluster;
-  /** The cluster's TLS session-ticket keys (docs/tls.md), for services with `sessionTickets: cluster`. */
-  readonly ticketKeys: TicketKeyShare;
+  /** Ticket keys, ACME and its HTTP-01 listeners (tls-wiring.ts). */
+  readonly #tls: NodeTls;
   /** The cluster-wide rate limiters of http services and routes (docs/rate-limits.md). */
   readonly rateLimits: RateLimitShare;
-  /** `sessionTickets: node`: this node's own ticket-key epochs, never shared. */
-  readonly localTicketKeys = new LocalEpochSecrets();
-  /** ACME certificates for the whole tier (docs/tls.md, "ACME"); the HTTP engine calls acme.challengeResponse(path). */
-  readonly acme: AcmeManager;
-  #challengeServers = new Map<number, ChallengeServer>();
   readonly router: FlowRouter;
   /** The one forwarding loop, handed to every proxy (it holds the single peer-state subscription). */
   readonly forwarder: Forwarder;
@@ -74,19 +72,16 @@ export class TandemNode implements NodeControl {
   readonly admin: AdminServer;
   readonly services: Services;
   readonly events: EventLog;
-  #rendezvous: Rendezvous;
-  #rankNodes: RendezvousNode[] = [];
-  #candidates: string[] = [];
-  #candidateNodes: RendezvousNode[] = [];
-  #timers: NodeJS.Timeout[] = [];
+  /** Rendezvous over the member set and over the candidates for new flows (ranking.ts). */
+  readonly #ranking: NodeRanking;
   #draining = false;
   /** Set while shutdown() waits out `withdrawGraceMs`. */
   #endGrace: (() => void) | null = null;
-  /** Communications per second over the last few seconds (EWMA of router lookups). */
-  #rate = { last: 0, perSec: 0 };
   #started = false;
-  /** Peers heard from since this process started (see #notKnownDead). */
-  readonly #heard = new Set<string>();
+  /** When the table is re-protected: deaths, returns, removals, hand-over (reprotection.ts). */
+  readonly #reprotection: Reprotection;
+  /** Refreshes, expiry and the rate of communications, once serving (upkeep.ts). */
+  readonly #upkeep: Upkeep;
   readonly startedAt = Date.now();
 
   constructor(config: Config, selfId: string, opts: NodeOptions = {}) {
@@ -101,8 +96,7 @@ export class TandemNode implements NodeControl {
     this.logger = opts.logger ?? pino({ level: opts.logLevel ?? config.cluster.logLevel, base: { node: selfId } });
     this.events = new EventLog(selfId);
     collectDefaultMetrics({ register: this.registry, prefix: 'tandem_process_' });
-    this.#rendezvous = new Rendezvous(config.cluster.secret);
-    this.#rankNodes = config.cluster.nodes.map((n) => ({ id: n.id, weight: n.weight }));
+    this.#ranking = new NodeRanking(config.cluster.secret, config.cluster.nodes);
     this.membership = new NodeMembers({
       cluster: config.cluster.name,
       self,
@@ -133,33 +127,14 @@ export class TandemNode implements NodeControl {
       logger: this.logger.child({ component: 'cluster' }),
       registry: this.registry,
     });
-    // Always receiving; it makes and sends keys only once a service needs them (#applyTicketKeys).
-    this.ticketKeys = new TicketKeyShare({
-      plane: this.cluster,
-      clusterName: config.cluster.name,
-      secret: config.cluster.secret,
-      logger: this.logger.child({ component: 'tls-tickets' }),
-      registry: this.registry,
-    });
+    this.#tls = new NodeTls({ plane: this.cluster, config, self, logger: this.logger, registry: this.registry });
     this.rateLimits = new RateLimitShare({ plane: this.cluster, registry: this.registry, logger: this.logger.child({ component: 'rate-limits' }) });
-    // Loads the certificates kept in the state directory now, before any peer is reachable.
-    this.acme = new AcmeManager({
-      plane: this.cluster,
-      clusterName: config.cluster.name,
-      secret: config.cluster.secret,
-      stateDir: config.cluster.stateDir ?? null,
-      logger: this.logger.child({ component: 'acme' }),
-      registry: this.registry,
-    });
     this.#recomputeCandidates();
     this.router = new FlowRouter({
       selfId,
-      // The precomputed candidate list on the hot path; a narrower list (a re-own that leaves
-      // out the nodes that just failed) is ranked from the configured nodes.
-      owners: (key, candidates) =>
-        this.#rendezvous.owners(key, candidates === this.#candidates ? this.#candidateNodes : this.#rankNodes.filter((n) => candidates.includes(n.id))),
-      rank: (_service, key) => this.#rendezvous.rank(key, this.#rankNodes),
-      candidates: () => this.#candidates,
+      owners: (key, candidates) => this.#ranking.owners(key, candidates),
+      rank: (_service, key) => this.#ranking.rank(key),
+      candidates: () => this.#ranking.candidates,
       state: (id) => this.stateOf(id),
       linkUp: (id) => this.cluster.nodeIds.includes(id) && this.cluster.linkUp(id),
       publish: (e) => this.cluster.publish(e),
@@ -169,8 +144,19 @@ export class TandemNode implements NodeControl {
       version: () => this.hlc.now(),
       now: Date.now,
     });
+    this.#reprotection = new Reprotection({
+      selfId,
+      router: this.router,
+      logger: this.logger,
+      events: this.events,
+      nodes: () => this.#config.cluster.nodes,
+      stateOf: (id) => this.stateOf(id),
+      eligible: (id) => this.membership.eligible(id),
+      flows: () => this.flows(),
+    });
+    this.#upkeep = new Upkeep(this.router, this.table);
     this.forwarder = new Forwarder(this.router, this.cluster);
-    this.httpMux = new PeerMux({ dial: (peer) => this.cluster.dial(peer, 'http'), registry: this.registry, channel: 'http' });
+    this.httpMux = new PeerMux({ dial: (peer) => this.cluster.dial(peer, 'http'), metrics: muxMetrics(this.registry), channel: 'http' });
     this.cluster.onChannel('http', (socket, peer) => this.httpMux.accept(socket, peer));
     this.cluster.on('peer-state', (id: string, state: PeerState, prev: PeerState) => {
       this.#onPeerState(id, state, prev);
@@ -190,12 +176,7 @@ export class TandemNode implements NodeControl {
       secret: config.cluster.secret,
       logger: this.logger,
       registry: this.registry,
-      tls: {
-        clusterName: config.cluster.name,
-        clusterTickets: this.ticketKeys,
-        nodeTickets: this.localTicketKeys,
-        acme: { pemFor: (s) => this.acme.pemFor(s), attach: (s, store) => this.acme.attach(s, store), detach: (store) => this.acme.detach(store), challengeResponse: (path) => this.acme.challengeResponse(path) },
-      },
+      tls: this.#tls.context,
       service: (name) => this.service(name),
       pool: (name) => this.services.pool(name),
       limiter: (name) => this.rateLimits.limiter(name),
@@ -208,6 +189,21 @@ export class TandemNode implements NodeControl {
 
   get config(): Config {
     return this.#config;
+  }
+
+  /** The cluster's TLS session-ticket keys (docs/tls.md), for services with `sessionTickets: cluster`. */
+  get ticketKeys(): TicketKeyShare {
+    return this.#tls.ticketKeys;
+  }
+
+  /** `sessionTickets: node`: this node's own ticket-key epochs, never shared. */
+  get localTicketKeys(): LocalEpochSecrets {
+    return this.#tls.localTicketKeys;
+  }
+
+  /** ACME certificates for the whole tier (docs/tls.md, "ACME"). */
+  get acme(): AcmeManager {
+    return this.#tls.acme;
   }
 
   get id(): string {
@@ -252,12 +248,12 @@ export class TandemNode implements NodeControl {
 
   /** The full rendezvous ranking for a key over all configured nodes (for `tandem flow`). */
   ranking(key: string): RankedNode[] {
-    return this.#rendezvous.scores(key, this.#rankNodes).map((s) => ({ ...s, state: this.stateOf(s.id) }));
+    return this.#ranking.scores(key).map((s) => ({ ...s, state: this.stateOf(s.id) }));
   }
 
   /** Where a new flow for this key would go now. */
   wouldOwn(key: string): Owners {
-    return this.#rendezvous.owners(key, this.#candidateNodes);
+    return this.#ranking.wouldOwn(key);
   }
 
   async start(): Promise<void> {
@@ -265,7 +261,7 @@ export class TandemNode implements NodeControl {
     // Discovery first (bounded: etcd may be down): the first dials and the pushed services.
     await this.membership.start();
     this.#membersChanged();
-    await this.#applyAcme(this.#config);
+    await this.#tls.applyAcme(this.#config);
     await this.cluster.start();
     await this.services.startDataPlanes();
     // Client-facing listeners open once the table is synced: a node that accepted traffic before
@@ -275,13 +271,13 @@ export class TandemNode implements NodeControl {
     // be ranked over too few nodes. Wait for them, bounded by the time a dead peer takes to judge.
     const peers = this.#config.cluster.nodes.filter((n) => n.id !== this.self.id);
     await waitFor(() => peers.every((n) => this.cluster.stateOf(n.id) === 'alive'), this.#config.cluster.failureTimeoutMs);
-    this.#applyTicketKeys(this.#config);
+    this.#tls.applyTicketKeys(this.#config);
     this.rateLimits.apply(this.#config);
     await this.services.apply(this.#config);
     for (const e of this.table.entries(CONTROL_SERVICE)) this.#applyDrain(e);
     this.#started = true;
     this.membership.serving();
-    this.#startTimers();
+    this.#upkeep.start(this.#config.services);
     this.events.add('lifecycle', 'node started');
     this.logger.info({ host: this.self.host, services: this.#config.services.map((s) => `${s.protocol}/${s.port}`) }, 'node started');
   }
@@ -297,9 +293,9 @@ export class TandemNode implements NodeControl {
     this.#config = withNodes(next, this.#memberNodes ?? next.cluster.nodes);
     this.membership.setFileNodes(next.cluster.nodes);
     this.admin.token = next.cluster.adminToken;
-    this.#applyTicketKeys(this.#config);
+    this.#tls.applyTicketKeys(this.#config);
     this.rateLimits.apply(this.#config);
-    await this.#applyAcme(this.#config);
+    await this.#tls.applyAcme(this.#config);
     await this.services.apply(this.#config);
     for (const e of this.table.entries(CONTROL_SERVICE)) this.#applyDrain(e);
     this.logger.info({ services: next.services.length, nodesChanged: changedNodes }, 'config reloaded');
@@ -392,7 +388,7 @@ export class TandemNode implements NodeControl {
       draining: this.#draining,
       uptimeSec: Math.round((Date.now() - this.startedAt) / 1000),
       flows: this.ownedCounts(),
-      ratePerSec: Math.round(this.#rate.perSec * 10) / 10,
+      ratePerSec: this.#upkeep.ratePerSec,
     };
   }
 
@@ -424,24 +420,14 @@ export class TandemNode implements NodeControl {
 
   /** Re-protect every entry as if this node were dead, and replicate the result. */
   handOver(): number {
-    const alive = new Set(this.#candidates.filter((id) => id !== this.self.id));
-    const mine = [...this.flows()].filter((e) => e.primary === this.self.id || e.backup === this.self.id);
-    // reprotectAll replicates what it writes.
-    const written = this.router.reprotectAll(mine, alive);
-    this.logger.info({ flows: written.length }, 'flows handed over');
-    return written.length;
+    return this.#reprotection.handOver(new Set(this.#ranking.candidates.filter((id) => id !== this.self.id)));
   }
 
   async stop(): Promise<void> {
-    for (const t of this.#timers) clearInterval(t);
-    this.#timers = [];
+    this.#upkeep.stop();
     await this.services.stop();
-    this.ticketKeys.stop();
     this.rateLimits.stop();
-    this.localTicketKeys.stop();
-    this.acme.stop();
-    for (const c of this.#challengeServers.values()) await c.close();
-    this.#challengeServers.clear();
+    await this.#tls.stop();
     this.forwarder.close();
     this.httpMux.close();
     await this.cluster.stop();
@@ -481,116 +467,25 @@ export class TandemNode implements NodeControl {
       this.#memberNodes = nodes;
       this.#config = withNodes(this.#fileConfig, nodes);
       const { added, removed, changed } = this.cluster.setNodes(nodes);
-      this.#rankNodes = nodes.map((n) => ({ id: n.id, weight: n.weight }));
-      for (const id of removed) this.#heard.delete(id);
+      this.#ranking.setNodes(nodes);
       for (const id of added) this.events.add('membership', `${id} joined the member set`, { peer: id, change: 'added' });
       for (const id of removed) this.events.add('membership', `${id} left the member set`, { peer: id, change: 'removed' });
       for (const id of changed) this.events.add('membership', `${id} has a new address`, { peer: id, change: 'address' });
       this.#recomputeCandidates();
-      if (this.#started && removed.length > 0) {
-        // Whatever still names a removed node (a view that differed) gets owners from the members.
-        const n = this.router.reprotectAll(this.flows(), this.#notKnownDead()).length;
-        if (n > 0) this.events.add('reprotect', `${removed.join(', ')} removed: ${n} flows re-protected`, { peers: removed, flows: n });
-      }
+      this.#reprotection.removed(removed, this.#started);
       return;
     }
     this.#recomputeCandidates();
   }
 
   #recomputeCandidates(): void {
-    const ids: string[] = [];
-    for (const n of this.#config.cluster.nodes) {
-      if (n.id === this.self.id || (this.cluster.stateOf(n.id) !== 'dead' && this.membership.eligible(n.id))) ids.push(n.id);
-    }
-    this.#candidates = ids;
-    this.#candidateNodes = this.#rankNodes.filter((n) => ids.includes(n.id));
+    this.#ranking.recompute(this.#config.cluster.nodes, (id) => id === this.self.id || (this.cluster.stateOf(id) !== 'dead' && this.membership.eligible(id)));
   }
 
   #onPeerState(id: string, state: PeerState, prev: PeerState): void {
-    // Only a peer heard from since this process started can be known dead ('suspect' implies
-    // heard: it needs a frame within failureTimeoutMs).
-    if (state !== 'dead') this.#heard.add(id);
     this.#recomputeCandidates();
     this.events.add('membership', `${id}: ${prev} → ${state}`, { peer: id, state, prev });
-    // A node still starting has a partial view: peers it has not reached yet read 'dead' (never
-    // heard from), and its table is whatever snapshots arrived so far. Re-protecting then would
-    // strip live peers of their flows, and the result reaches every peer whose full resync starts
-    // afterwards (found by the chaos test: tables never converged after a restart). The running
-    // nodes have already re-protected whatever really died; this node gets their result.
-    if (!this.#started) return;
-    if (state === 'dead' && prev !== 'dead') {
-      const n = this.router.reprotectAll(this.flows(), this.#notKnownDead()).length;
-      this.logger.warn({ peer: id, reprotected: n }, 'peer dead: flows re-protected');
-      this.events.add('reprotect', `${id} dead: ${n} flows re-protected (backups promoted)`, { peer: id, flows: n });
-    } else if (state === 'alive' && prev === 'dead') {
-      // Flows re-owned while too few nodes were alive may lack a backup: protect them again now.
-      const n = this.router.reprotectAll(this.flows(), this.#notKnownDead()).length;
-      this.logger.info({ peer: id, reprotected: n }, 'peer alive');
-      if (n > 0) this.events.add('reprotect', `${id} back: ${n} flows given a backup`, { peer: id, flows: n });
-    }
-  }
-
-  /**
-   * The nodes re-protection may keep as owners: every node except the peers this node saw die.
-   * A node ready after a restart may still wait for some peers to redial it (their back-off runs
-   * up to reconnectMaxMs): they read 'dead' but are not known dead, and moving their flows away
-   * would write a table the rest of the cluster never agrees with (found by the chaos test).
-   * Routing still skips them (router.hops): this set only decides whom to strip of flows.
-   */
-  #notKnownDead(): Set<string> {
-    const out = new Set<string>();
-    for (const n of this.#config.cluster.nodes) {
-      if (n.id === this.self.id) out.add(n.id);
-      else if ((!this.#heard.has(n.id) || this.stateOf(n.id) !== 'dead') && this.membership.eligible(n.id)) out.add(n.id);
-    }
-    return out;
-  }
-
-  /**
-   * ACME certificates, and an HTTP-01 listener on each challenge port where no http service of
-   * this node listens (an http service answers challenges itself, docs/tls.md "ACME").
-   */
-  async #applyAcme(config: Config): Promise<void> {
-    await this.acme.apply(config);
-    const httpPorts = new Set(config.services.filter((s) => s.protocol === 'http' && !s.tls).map((s) => s.port));
-    const want = new Set(this.acme.challengePorts().filter((p) => !httpPorts.has(p)));
-    for (const [port, c] of this.#challengeServers) {
-      if (want.has(port)) continue;
-      await c.close();
-      this.#challengeServers.delete(port);
-    }
-    for (const port of want) {
-      if (this.#challengeServers.has(port)) continue;
-      const c = new ChallengeServer((path) => this.acme.challengeResponse(path));
-      try {
-        await c.listen(this.self.host, port);
-        this.#challengeServers.set(port, c);
-      } catch (err) {
-        this.logger.error({ port, err: (err as Error).message }, 'cannot listen for ACME HTTP-01 challenges');
-      }
-    }
-  }
-
-  /** Cluster ticket keys are made and sent only while some service uses them (docs/protocol.md §10). */
-  #applyTicketKeys(config: Config): void {
-    if (config.services.some((s) => s.tls?.sessionTickets === 'cluster')) this.ticketKeys.enable();
-    if (config.services.some((s) => s.tls?.sessionTickets === 'node')) this.localTicketKeys.start();
-  }
-
-  #startTimers(): void {
-    const idle = Math.min(...this.#config.services.map((s) => s.flowIdleTimeoutMs), 600_000);
-    // Refresh well inside the shortest idle timeout, so that a live flow never looks idle elsewhere.
-    const refreshMs = Math.max(250, Math.min(5000, Math.floor(idle / 4)));
-    this.#timers.push(setInterval(() => this.router.flushRefreshes(), refreshMs).unref());
-    this.#timers.push(setInterval(() => this.table.expire(), 1000).unref());
-    this.#timers.push(
-      setInterval(() => {
-        const n = this.router.stats.lookups;
-        // EWMA with a ~5 s time constant: steady enough to read, quick enough to see a failover.
-        this.#rate.perSec = this.#rate.perSec * 0.8 + (n - this.#rate.last) * 0.2;
-        this.#rate.last = n;
-      }, 1000).unref(),
-    );
+    this.#reprotection.peerState(id, state, prev, this.#started);
   }
 }
 

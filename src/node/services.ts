@@ -1,7 +1,8 @@
 /**
  * The node's services: one pool and one client-facing proxy per configured service, plus one data
  * plane per protocol for communications forwarded by peers, and what the proxies of a protocol
- * share (the TCP services' peer streams and pipe buffers), made here once and handed down. `apply()` is both the first start and
+ * share (the TCP services' peer streams, pipe buffers and metrics; the UDP data plane with the UDP
+ * metrics), made here once and handed down. `apply()` is both the first start and
  * every reload: services are added, removed or updated in place, and pools keep the runtime state
  * of backends that stay (so a reload forgets neither flows nor counters).
  */
@@ -16,9 +17,11 @@ import { HttpOwnerSide } from '../proxy/http/owner.js';
 import { TcpServiceProxy } from '../proxy/tcp/service.js';
 import { TcpDataPlane } from '../proxy/tcp/data-plane.js';
 import { tcpPeerPool, type PeerPool } from '../proxy/tcp/peer-pool.js';
+import { tcpMetrics, type TcpMetrics } from '../proxy/tcp/metrics.js';
 import { BufferPool } from '../proxy/tcp/buffers.js';
 import { UdpServiceProxy } from '../proxy/udp/service.js';
 import { UdpDataPlane } from '../proxy/udp/data-plane.js';
+import { UdpMetrics } from '../proxy/udp/metrics.js';
 
 interface Running {
   cfg: ServiceConfig;
@@ -34,8 +37,9 @@ export class Services {
   #http: HttpOwnerSide;
   #tcp: TcpDataPlane;
   #udp: UdpDataPlane;
-  /** Shared by every TCP service: pre-opened streams to the peers, and the pipes' read buffers. */
+  /** Shared by every TCP service: pre-opened streams to the peers, the pipes' read buffers, metrics. */
   readonly #tcpPeers: PeerPool;
+  readonly #tcpMetrics: TcpMetrics;
   readonly #buffers = new BufferPool();
 
   readonly #onHealth: (service: string, address: string, healthy: boolean) => void;
@@ -45,9 +49,10 @@ export class Services {
     this.#onHealth = onHealth;
     this.#healthMetrics = new HealthMetrics(ctx.registry);
     this.#http = new HttpOwnerSide(ctx.httpMux, (name) => this.#proxy(name, HttpServiceProxy));
-    this.#tcp = new TcpDataPlane(ctx, (name) => this.#proxy(name, TcpServiceProxy));
-    this.#udp = new UdpDataPlane(ctx, (name) => this.#proxy(name, UdpServiceProxy));
-    this.#tcpPeers = tcpPeerPool(ctx);
+    this.#tcpMetrics = tcpMetrics(ctx.registry);
+    this.#tcp = new TcpDataPlane(ctx, (name) => this.#proxy(name, TcpServiceProxy), this.#tcpMetrics);
+    this.#udp = new UdpDataPlane(ctx, (name) => this.#proxy(name, UdpServiceProxy), new UdpMetrics(ctx.registry));
+    this.#tcpPeers = tcpPeerPool(ctx, this.#tcpMetrics);
   }
 
   pool(name: string): UpstreamPool | undefined {
@@ -150,7 +155,7 @@ export class Services {
       case 'http':
         return new HttpServiceProxy(this.#ctx, cfg);
       case 'tcp':
-        return new TcpServiceProxy(this.#ctx, cfg, { peers: this.#tcpPeers, buffers: this.#buffers });
+        return new TcpServiceProxy(this.#ctx, cfg, { peers: this.#tcpPeers, buffers: this.#buffers, metrics: this.#tcpMetrics });
       case 'udp':
         return new UdpServiceProxy(this.#ctx, cfg, this.#udp);
     }

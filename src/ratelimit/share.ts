@@ -8,7 +8,8 @@
  *
  * A reload keeps the limiter (and its keys' state) of a service or route whose limit is unchanged.
  */
-import { Counter, Gauge, type Registry } from 'prom-client';
+import type { Counter, Registry } from 'prom-client';
+import { counter, gauge } from '../metrics.js';
 import type { Logger } from 'pino';
 import type { Config } from '../config/schema.js';
 import type { RateLimitConfig } from '../config/routes-schema.js';
@@ -50,24 +51,26 @@ export class RateLimitShare {
   constructor(o: RateLimitShareOptions) {
     this.#o = o;
     this.#syncMs = o.syncMs ?? RATE_SYNC_MS;
-    this.#frames = counter(o.registry, 'tandem_ratelimit_frames_total', 'Rate-limit count frames received from peers, by result: applied, refused (did not decode).', ['result']);
-    const keys = o.registry.getSingleMetric('tandem_ratelimit_keys');
-    if (keys === undefined) {
-      const held = () => this.#limiters;
-      new Gauge({
-        name: 'tandem_ratelimit_keys',
-        help: 'Keys a rate limiter holds on this node, and keys it forgot because of maxKeys (kind="evicted", cumulative).',
-        labelNames: ['limiter', 'kind'],
-        registers: [o.registry],
-        collect() {
-          this.reset();
-          for (const [name, h] of held()) {
-            this.set({ limiter: name, kind: 'held' }, h.limiter.size);
-            this.set({ limiter: name, kind: 'evicted' }, h.limiter.evicted);
-          }
-        },
-      });
-    }
+    // The share is made once per node (src/node/node.ts), so are its metrics. The key counts are
+    // read from the limiters at scrape time: the request path pays nothing for them.
+    this.#frames = counter(o.registry, {
+      name: 'tandem_ratelimit_frames_total',
+      help: 'Rate-limit count frames received from peers, by result: applied, refused (did not decode).',
+      labelNames: ['result'],
+    });
+    const held = () => this.#limiters;
+    gauge(o.registry, {
+      name: 'tandem_ratelimit_keys',
+      help: 'Keys a rate limiter holds on this node, and keys it forgot because of maxKeys (kind="evicted", cumulative).',
+      labelNames: ['limiter', 'kind'],
+      collect() {
+        this.reset();
+        for (const [name, h] of held()) {
+          this.set({ limiter: name, kind: 'held' }, h.limiter.size);
+          this.set({ limiter: name, kind: 'evicted' }, h.limiter.evicted);
+        }
+      },
+    });
     o.plane.onControlFrame(FrameType.RATE_COUNTS, (peer, payload) => this.#onFrame(peer, payload));
   }
 
@@ -140,8 +143,3 @@ function sameLimit(a: RateLimitConfig, b: RateLimitConfig): boolean {
   return a.requestsPerSecond === b.requestsPerSecond && a.burst === b.burst && a.key === b.key && a.maxKeys === b.maxKeys;
 }
 
-function counter<L extends string>(registry: Registry, name: string, help: string, labelNames: readonly L[]): Counter<L> {
-  const found = registry.getSingleMetric(name);
-  if (found) return found as Counter<L>;
-  return new Counter<L>({ name, help, labelNames, registers: [registry] });
-}

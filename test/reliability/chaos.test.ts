@@ -15,7 +15,7 @@
  */
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { Agent, request } from 'node:http';
+import { Agent } from 'node:http';
 import net from 'node:net';
 import { createSocket, type Socket as UdpSocket } from 'node:dgram';
 import { startCluster, sleep, waitUntil, type TestCluster, type FlowView } from '../helpers/cluster.js';
@@ -23,6 +23,7 @@ import { httpBackend, udpBackend, type Backend } from '../helpers/backends.js';
 import { prng } from '../helpers/prng.js';
 import { assertNodesSound, assertStarted } from './helpers/metrics.js';
 import { bindUdp } from './helpers/peer.js';
+import { keyedGet } from './helpers/http-get.js';
 
 const BASE = 17800;
 const HTTP_PORT = BASE + 5;
@@ -119,26 +120,7 @@ interface HttpFigures {
 }
 
 function httpGet(host: string, agent: Agent, key: string): Promise<{ status: number; id: string | null }> {
-  return new Promise((resolve, reject) => {
-    const req = request({ host, port: HTTP_PORT, path: `/c?k=${key}`, agent, headers: { 'x-session': key }, timeout: 8000 }, (res) => {
-      let body = '';
-      res.setEncoding('utf8');
-      res.on('data', (d: string) => (body += d));
-      res.on('end', () => {
-        let id: string | null = null;
-        try {
-          id = (JSON.parse(body) as { id: string }).id;
-        } catch {
-          /* an error page */
-        }
-        resolve({ status: res.statusCode ?? 0, id });
-      });
-      res.on('error', reject);
-    });
-    req.on('timeout', () => req.destroy(new Error('client timeout')));
-    req.on('error', reject);
-    req.end();
-  });
+  return keyedGet(host, HTTP_PORT, `/c?k=${key}`, agent, key, 8000);
 }
 
 async function httpLoad(tier: Tier, stop: () => boolean, rand: () => number): Promise<HttpFigures> {

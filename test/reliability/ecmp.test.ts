@@ -28,7 +28,7 @@ import { execFileSync, type ChildProcess } from 'node:child_process';
 import { stringify } from 'yaml';
 import { TEST_SECRET, TEST_TOKEN, sleep } from '../helpers/cluster.js';
 import { spawnIn } from './helpers/netns.js';
-import { AgentClient } from './helpers/agent-client.js';
+import { AgentClient, pollUntil } from './helpers/agent-client.js';
 import {
   BFD_INTERVAL_MS,
   BFD_MULTIPLIER,
@@ -118,24 +118,8 @@ describe('ECMP: a router spreads flows over the tier by BGP announcements', { sk
   const tail = (file: string): string => log(file).split('\n').slice(-15).join('\n');
   const context = (): string => [...ids.map((id) => `--- ${id}\n${tail(`${id}.log`)}\n--- watchdog ${id}\n${tail(`announce-${id}.log`)}`), `--- router\n${tail('bird-router.log')}`].join('\n');
 
-  const admin = async (i: number, path: string): Promise<{ status: number; json: unknown }> => {
-    const r = await client.call<{ status: number; body: string }>('get', { url: `http://${hostOf(i)}:${ADMIN_PORT}${path}`, timeoutMs: 2000 });
-    let json: unknown = null;
-    try {
-      json = JSON.parse(r.body);
-    } catch {
-      /* not JSON */
-    }
-    return { status: r.status, json };
-  };
-  const until = async (what: string, ms: number, cond: () => Promise<boolean>): Promise<number> => {
-    const t0 = Date.now();
-    while (Date.now() - t0 < ms) {
-      if (await cond().catch(() => false)) return Date.now() - t0;
-      await sleep(50);
-    }
-    throw new Error(`timed out after ${ms} ms: ${what}\n${context()}`);
-  };
+  const admin = (i: number, path: string): Promise<{ status: number; json: unknown }> => client.getJson(`http://${hostOf(i)}:${ADMIN_PORT}${path}`);
+  const until = (what: string, ms: number, cond: () => Promise<boolean>): Promise<number> => pollUntil(what, ms, cond, context);
   const startNode = (i: number): void => {
     const p = spawnIn(topo.nodeNs[i], [process.execPath, BIN, 'start', '--config', cfgPath, '--node', ids[i], '--log-level', 'info'], join(dir, `${ids[i]}.log`));
     nodes[i] = p;

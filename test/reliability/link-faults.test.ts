@@ -28,7 +28,8 @@ import { join } from 'node:path';
 import type { ChildProcess } from 'node:child_process';
 import { stringify } from 'yaml';
 import { TEST_SECRET, TEST_TOKEN, sleep } from '../helpers/cluster.js';
-import { AgentClient, createTopology, destroyTopology, impairUnavailable, spawnIn, type ImpairRule, type Topology } from './helpers/netns.js';
+import { createTopology, destroyTopology, impairUnavailable, spawnIn, type ImpairRule, type Topology } from './helpers/netns.js';
+import { AgentClient } from './helpers/agent-client.js';
 import type { MixedResult } from './helpers/netns-agent.js';
 
 const PEER_PORT = 24200;

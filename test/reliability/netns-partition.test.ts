@@ -16,7 +16,8 @@ import { join } from 'node:path';
 import type { ChildProcess } from 'node:child_process';
 import { stringify } from 'yaml';
 import { TEST_SECRET, TEST_TOKEN, sleep } from '../helpers/cluster.js';
-import { AgentClient, createTopology, destroyTopology, netnsUnavailable, setLink, spawnIn, type Topology } from './helpers/netns.js';
+import { createTopology, destroyTopology, netnsUnavailable, setLink, spawnIn, type Topology } from './helpers/netns.js';
+import { AgentClient, pollUntil } from './helpers/agent-client.js';
 
 const PEER_PORT = 17840;
 const SERVICE_PORT = 17845;
@@ -91,24 +92,8 @@ test('partition: a node cut off by link-down and healed; tables converge, no flo
   ids.forEach((id, i) => procs.push(spawnIn(topo.nodeNs[i], [process.execPath, BIN, 'start', '--config', cfgPath, '--node', id, '--log-level', 'warn'], join(dir, `${id}.log`))));
   const log = (id: string): string => readFileSync(join(dir, `${id}.log`), 'utf8').split('\n').slice(-20).join('\n');
 
-  const admin = async (i: number, path: string): Promise<{ status: number; json: unknown }> => {
-    const r = await agent.call<{ status: number; body: string }>('get', { url: `http://${topo.nodeHosts[i]}:${ADMIN_PORT}${path}`, timeoutMs: 2000 });
-    let json: unknown = null;
-    try {
-      json = JSON.parse(r.body);
-    } catch {
-      /* not JSON */
-    }
-    return { status: r.status, json };
-  };
-  const until = async (what: string, ms: number, cond: () => Promise<boolean>): Promise<number> => {
-    const t0 = Date.now();
-    while (Date.now() - t0 < ms) {
-      if (await cond().catch(() => false)) return Date.now() - t0;
-      await sleep(50);
-    }
-    throw new Error(`timed out after ${ms} ms: ${what}\n${ids.map((id) => `--- ${id}\n${log(id)}`).join('\n')}`);
-  };
+  const admin = (i: number, path: string): Promise<{ status: number; json: unknown }> => agent.getJson(`http://${topo.nodeHosts[i]}:${ADMIN_PORT}${path}`);
+  const until = (what: string, ms: number, cond: () => Promise<boolean>): Promise<number> => pollUntil(what, ms, cond, () => ids.map((id) => `--- ${id}\n${log(id)}`).join('\n'));
   const allAlive = async (among: number[]): Promise<boolean> => {
     for (const i of among) {
       const v = (await admin(i, '/api/cluster')).json as { nodes: Array<{ id: string; state: string }> };

@@ -1,10 +1,11 @@
 /**
  * Metrics of membership and configuration through etcd. The node registers them whether or not
  * discovery is configured (all zero without it), so that dashboards and alerts need no special
- * case and docs/metrics.md lists them.
+ * case and docs/metrics.md lists them. One set per node, made by src/node/members.ts and handed
+ * to the etcd session.
  */
-import { Counter, Gauge, type Registry } from 'prom-client';
-import { takeOverName } from '../../metrics.js';
+import type { Counter, Gauge, Registry } from 'prom-client';
+import { counter, gauge } from '../../metrics.js';
 
 /** Where an etcd operation failed. */
 export type DiscoveryOp = 'session' | 'lease' | 'watch' | 'get' | 'put' | 'revoke';
@@ -20,18 +21,15 @@ export class DiscoveryMetrics {
   readonly configRefusals: Counter;
 
   constructor(registry: Registry) {
-    const registers = [registry];
-    const name = (n: string): string => takeOverName(registry, n);
-    this.degraded = new Gauge({
-      name: name('tandem_discovery_degraded'),
+    this.degraded = gauge(registry, {
+      name: 'tandem_discovery_degraded',
       help: '1 while etcd cannot be reached (the node serves with the membership and config it has); 0 when connected or not configured.',
-      registers,
     });
-    this.members = new Gauge({ name: name('tandem_discovery_members'), help: 'Member records this node sees in etcd (self included).', registers });
-    this.sessions = new Counter({ name: name('tandem_discovery_sessions_total'), help: 'etcd sessions established (lease granted, members read, watch started): 1 plus the reconnects.', registers });
-    this.errors = new Counter({ name: name('tandem_discovery_errors_total'), help: 'Failed etcd operations, by operation.', labelNames: ['op'], registers });
-    this.badRecords = new Counter({ name: name('tandem_discovery_bad_records_total'), help: 'Values under the etcd prefix refused as malformed, by kind.', labelNames: ['kind'], registers });
-    this.configRevision = new Gauge({ name: name('tandem_config_revision'), help: 'Revision of the pushed config (tandem config push) this node runs; 0 while it runs its file\'s services.', registers });
-    this.configRefusals = new Counter({ name: name('tandem_config_refusals_total'), help: 'Pushed configs this node refused (validation failed here; the running config stays).', registers });
+    this.members = gauge(registry, { name: 'tandem_discovery_members', help: 'Member records this node sees in etcd (self included).' });
+    this.sessions = counter(registry, { name: 'tandem_discovery_sessions_total', help: 'etcd sessions established (lease granted, members read, watch started): 1 plus the reconnects.' });
+    this.errors = counter(registry, { name: 'tandem_discovery_errors_total', help: 'Failed etcd operations, by operation.', labelNames: ['op'] });
+    this.badRecords = counter(registry, { name: 'tandem_discovery_bad_records_total', help: 'Values under the etcd prefix refused as malformed, by kind.', labelNames: ['kind'] });
+    this.configRevision = gauge(registry, { name: 'tandem_config_revision', help: 'Revision of the pushed config (tandem config push) this node runs; 0 while it runs its file\'s services.' });
+    this.configRefusals = counter(registry, { name: 'tandem_config_refusals_total', help: 'Pushed configs this node refused (validation failed here; the running config stays).' });
   }
 }

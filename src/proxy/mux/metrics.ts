@@ -1,6 +1,9 @@
-/** Prometheus metrics of the peer multiplexer, made once per registry. */
-import { Counter, Gauge, type Registry } from 'prom-client';
-import { perRegistry } from '../../metrics.js';
+/**
+ * Prometheus metrics of the peer multiplexer: one set per node, made by the composition root
+ * (src/node/node.ts) and handed to each of the node's muxes (labelled by channel).
+ */
+import type { Counter, Gauge, Registry } from 'prom-client';
+import { counter, gauge } from '../../metrics.js';
 
 export interface MuxMetrics {
   /** Streams opened: out = to a peer, in = from a peer. */
@@ -11,26 +14,23 @@ export interface MuxMetrics {
   readonly errors: Counter<'channel' | 'reason'>;
 }
 
-export const muxMetrics = perRegistry((registry: Registry): MuxMetrics => {
-  const registers = [registry];
+/** The node's multiplexer metric set; call once per node (a second call takes the names over). */
+export function muxMetrics(registry: Registry): MuxMetrics {
   return {
-    streams: new Counter({
+    streams: counter(registry, {
       name: 'tandem_mux_streams_total',
       help: 'Streams opened on the multiplexed peer connections, by direction',
       labelNames: ['channel', 'direction'] as const,
-      registers,
     }),
-    connections: new Gauge({
+    connections: gauge(registry, {
       name: 'tandem_mux_connections',
       help: 'Open multiplexed peer connections, by direction',
       labelNames: ['channel', 'direction'] as const,
-      registers,
     }),
-    errors: new Counter({
+    errors: counter(registry, {
       name: 'tandem_mux_errors_total',
       help: 'Multiplexer frames, streams or dials refused or failed, by reason',
       labelNames: ['channel', 'reason'] as const,
-      registers,
     }),
   };
-});
+}

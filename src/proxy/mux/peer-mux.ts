@@ -10,10 +10,9 @@
  * anything reached the peer: for the caller, "refused before any byte", safe to send elsewhere.
  */
 import type { Duplex } from 'node:stream';
-import type { Registry } from 'prom-client';
 import { MuxConnection, type OpenHandler } from './connection.js';
 import { ResetCode } from './frame.js';
-import { muxMetrics, type MuxMetrics } from './metrics.js';
+import type { MuxMetrics } from './metrics.js';
 import type { MuxHandler, MuxStream } from './stream.js';
 
 export interface PeerMuxOptions {
@@ -25,13 +24,14 @@ export interface PeerMuxOptions {
   streamsPerConnection?: number;
   /** Longest wait for a dial; past it the waiting streams are lost. Default 3000. */
   dialTimeoutMs?: number;
-  registry?: Registry;
+  /** The node's multiplexer metrics (muxMetrics(), made once per node, shared by its muxes); none: not counted. */
+  metrics?: MuxMetrics;
   /** Metric label for the channel (one mux per channel). Default 'http'. */
   channel?: string;
 }
 
 export class PeerMux {
-  readonly #o: Required<Omit<PeerMuxOptions, 'registry'>>;
+  readonly #o: Required<Omit<PeerMuxOptions, 'metrics'>>;
   readonly #peers = new Map<string, MuxConnection[]>();
   readonly #accepted = new Set<MuxConnection>();
   readonly #m: MuxMetrics | null;
@@ -49,7 +49,7 @@ export class PeerMux {
       dialTimeoutMs: o.dialTimeoutMs ?? 3000,
       channel: o.channel ?? 'http',
     };
-    this.#m = o.registry === undefined ? null : muxMetrics(o.registry);
+    this.#m = o.metrics ?? null;
     this.#streamsOut = this.#m?.streams.labels(this.#o.channel, 'out') ?? null;
     this.#streamsIn = this.#m?.streams.labels(this.#o.channel, 'in') ?? null;
   }

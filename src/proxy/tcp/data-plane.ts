@@ -14,7 +14,7 @@
  */
 import type { Duplex } from 'node:stream';
 import type { ProxyContext } from '../context.js';
-import { tcpMetrics, type TcpMetrics } from './metrics.js';
+import type { TcpMetrics } from './metrics.js';
 import { halfOpen, readExactly } from './pipe.js';
 import { ReplayCache, type ReplayCacheOptions } from './replay.js';
 import { ForwardStatus } from './forward.js';
@@ -53,12 +53,13 @@ export class TcpDataPlane {
   #started = false;
   #stopped = false;
 
-  constructor(ctx: ProxyContext, lookup: (service: string) => TcpServiceProxy | undefined, opts: TcpDataPlaneOptions = {}) {
+  /** `metrics`: the node's TCP metric set, shared with its TCP services (made once per node). */
+  constructor(ctx: ProxyContext, lookup: (service: string) => TcpServiceProxy | undefined, metrics: TcpMetrics, opts: TcpDataPlaneOptions = {}) {
     this.#ctx = ctx;
     this.#lookup = lookup;
     this.#key = deriveForwardKey(ctx.secret);
     this.#replay = new ReplayCache(opts.replay);
-    this.#m = tcpMetrics(ctx.registry);
+    this.#m = metrics;
     this.#headerTimeoutMs = opts.headerTimeoutMs ?? 60_000;
     this.#headerRestMs = opts.headerRestMs ?? 5000;
   }

@@ -14,7 +14,7 @@
  */
 import type { Duplex } from 'node:stream';
 import type { ProxyContext } from '../context.js';
-import { tcpMetrics } from './metrics.js';
+import type { TcpMetrics } from './metrics.js';
 
 export interface PeerPoolOptions {
   /** Idle streams kept per peer when forwards are rare. Default 8; 0 disables pre-opening. */
@@ -250,10 +250,9 @@ export class PeerPool {
  * (src/node/services.ts) and handed to every TCP service: it keeps warm the peers that are
  * configured, not this node, and not seen dead.
  */
-export function tcpPeerPool(ctx: Pick<ProxyContext, 'nodes' | 'dataPlane' | 'registry'>, opts?: PeerPoolOptions): PeerPool {
+export function tcpPeerPool(ctx: Pick<ProxyContext, 'nodes' | 'dataPlane'>, m: TcpMetrics, opts?: PeerPoolOptions): PeerPool {
   const dp = ctx.dataPlane;
   const peers = () => ctx.nodes().map((n) => n.id).filter((id) => id !== dp.selfId && dp.stateOf(id) !== 'dead');
-  const m = tcpMetrics(ctx.registry);
   const pooled = m.peerStreams.labels({ event: 'take-pooled' });
   const dialled = m.peerStreams.labels({ event: 'take-dialled' });
   const dial = m.peerStreams.labels({ event: 'dial' });

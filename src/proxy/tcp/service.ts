@@ -30,7 +30,7 @@ import { SERVED, stop, type Attempt, type AttemptResult, type HopKind } from '..
 import { connectLocal, type LocalFailure } from './backend.js';
 import type { BufferPool } from './buffers.js';
 import { ForwardStatus, forwardToPeer, type ForwardStatusCode, type TcpFailure } from './forward.js';
-import { tcpMetrics, type TcpMetrics } from './metrics.js';
+import type { TcpMetrics } from './metrics.js';
 import type { PeerPool } from './peer-pool.js';
 import { pipeBoth, resetStream, type PipeHandle } from './pipe.js';
 import { encodeProxyHeader, type ProxyEndpoint } from './proxy-protocol.js';
@@ -45,6 +45,8 @@ export interface TcpServiceDeps {
   readonly peers: PeerPool;
   /** The node's read buffers for the byte pipes; each pipe makes its own when absent. */
   readonly buffers?: BufferPool;
+  /** The node's TCP metric set (tcpMetrics(), made once per node). */
+  readonly metrics: TcpMetrics;
 }
 
 interface Origin {
@@ -152,7 +154,7 @@ export class TcpServiceProxy implements ServiceProxy {
     this.#ctx = ctx;
     this.#cfg = cfg;
     this.#spec = specOf(cfg);
-    this.#c = new ServiceCounters(tcpMetrics(ctx.registry), cfg.name);
+    this.#c = new ServiceCounters(deps.metrics, cfg.name);
     this.#macKey = deriveForwardKey(ctx.secret);
     this.#peers = deps.peers;
     this.#buffers = deps.buffers;

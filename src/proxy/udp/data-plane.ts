@@ -26,7 +26,7 @@ import type { NodeConfig } from '../../config/schema.js';
 import { normalizeAddress } from '../../flowkey/index.js';
 import { EncapType, deriveUdpKey, encodeEncap, parseEncap, verifyEncap, type ClientAddress } from './encap.js';
 import { DatagramFreshness } from './replay.js';
-import { udpMetrics, type UdpMetrics } from './metrics.js';
+import type { UdpMetrics } from './metrics.js';
 
 /** The flow fields of a datagram between nodes. */
 export interface PlaneFlow {
@@ -61,13 +61,15 @@ export class UdpDataPlane {
   readonly #fresh: DatagramFreshness;
   #counter = 0n;
   readonly #metrics: UdpMetrics;
+  /** The node's UDP metric set (made once per node), which the node's UDP services count into too. */
+  readonly metrics: UdpMetrics;
   #socket: Socket | null = null;
   #nodesRef: readonly NodeConfig[] | null = null;
   #peers = new Map<string, Peer>();
   /** Counters for tests and the report; Prometheus has the same by reason. */
   readonly stats = { sent: 0, received: 0, rejected: 0 };
 
-  constructor(ctx: ProxyContext, lookup: (service: string) => PlaneReceiver | undefined) {
+  constructor(ctx: ProxyContext, lookup: (service: string) => PlaneReceiver | undefined, metrics: UdpMetrics) {
     this.#ctx = ctx;
     this.#lookup = lookup;
     this.#key = deriveUdpKey(ctx.secret);
@@ -76,7 +78,7 @@ export class UdpDataPlane {
     this.#incarnation = dp.incarnation;
     this.#peerIncarnation = dp.peerIncarnation.bind(dp);
     this.#fresh = new DatagramFreshness(dp.incarnation);
-    this.#metrics = udpMetrics(ctx.registry);
+    this.#metrics = this.metrics = metrics;
   }
 
   get selfId(): string {

@@ -1,12 +1,12 @@
 /**
- * Prometheus metrics of the UDP services, one set per registry (prom-client refuses a second
- * metric of the same name on a registry; a module-level WeakMap keeps one set per registry, and a
- * registry that goes away takes its set with it). Label values are bounded: `service` comes from
+ * Prometheus metrics of the UDP proxy: one set per node, made by the composition root
+ * (src/node/services.ts) and held by the node's UDP data plane, through which every UDP service
+ * of the node counts into it. Label values are bounded: `service` comes from
  * the config (or from an authenticated peer), `reason`, `direction` and `hop` from fixed sets.
  * The flow gauge is read at scrape time from the live proxies, so the hot path pays nothing.
  */
-import { Counter, Gauge, type Registry } from 'prom-client';
-import { perRegistry, takeOverName } from '../../metrics.js';
+import type { Counter, Registry } from 'prom-client';
+import { counter, gauge } from '../../metrics.js';
 
 export type Direction = 'in' | 'out';
 export type HopLabel = 'local' | 'forwarded';
@@ -34,6 +34,7 @@ export interface IncOnly {
   inc(n?: number): void;
 }
 
+/** The node's UDP metric set; make it once per node (a second one takes the names over). */
 export class UdpMetrics {
   readonly #sources = new Set<FlowCountSource>();
   readonly datagrams: Counter<'service' | 'direction' | 'hop'>;
@@ -42,43 +43,35 @@ export class UdpMetrics {
   readonly drops: Counter<'service' | 'reason'>;
 
   constructor(registry: Registry) {
-    const registers = [registry];
-    // A second copy of this module (a test that re-imports it) may have registered the names.
-    const fresh = (name: string): string => takeOverName(registry, name);
     const sources = this.#sources;
-    this.datagrams = new Counter({
-      name: fresh('tandem_udp_datagrams_total'),
+    this.datagrams = counter(registry, {
+      name: 'tandem_udp_datagrams_total',
       help: 'Client datagrams received (direction=in) and replies sent to clients (direction=out) by this ingress node; hop=local when this node owned the flow, forwarded when a peer did.',
       labelNames: ['service', 'direction', 'hop'],
-      registers,
     });
-    new Gauge({
-      name: fresh('tandem_udp_flows'),
+    gauge(registry, {
+      name: 'tandem_udp_flows',
       help: 'UDP flows this node serves as owner (one backend socket each).',
       labelNames: ['service'],
-      registers,
       collect() {
         this.reset();
         for (const s of sources) this.set({ service: s.service }, s.flowCount());
       },
     });
-    this.evictions = new Counter({
-      name: fresh('tandem_udp_flow_evictions_total'),
+    this.evictions = counter(registry, {
+      name: 'tandem_udp_flow_evictions_total',
       help: 'Backend sockets of UDP flows closed early: lru when maxFlows was reached, idle after flowIdleTimeoutMs.',
       labelNames: ['service', 'reason'],
-      registers,
     });
-    this.rejected = new Counter({
-      name: fresh('tandem_udp_rejected_total'),
+    this.rejected = counter(registry, {
+      name: 'tandem_udp_rejected_total',
       help: 'Datagrams refused on the UDP data-plane port: malformed, unknown-sender, source-mismatch, mac, stale (another incarnation of either end), replay, misrouted.',
       labelNames: ['reason'],
-      registers,
     });
-    this.drops = new Counter({
-      name: fresh('tandem_udp_drops_total'),
+    this.drops = counter(registry, {
+      name: 'tandem_udp_drops_total',
       help: 'Datagrams dropped by the UDP proxy, by service and reason: flow-key, unavailable, no-backend, unknown-service, too-large, pending-full, send-error, socket-error, stopped, error.',
       labelNames: ['service', 'reason'],
-      registers,
     });
   }
 
@@ -107,6 +100,3 @@ export class UdpMetrics {
     return this.datagrams.labels({ service, direction, hop });
   }
 }
-
-/** The registry's one UdpMetrics, created on first use. */
-export const udpMetrics = perRegistry((registry) => new UdpMetrics(registry));

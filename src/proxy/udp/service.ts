@@ -27,7 +27,7 @@ import { connectionKey, isFlowKeyAllowed, parseFlowKeySpec, quicSourceCid, toHex
 import { TandemError, ErrorCodes } from '../../errors.js';
 import type { ClientAddress } from './encap.js';
 import { FlowSockets, RecentClients, type UdpFlow } from './flows.js';
-import { udpMetrics, type DropReason, type IncOnly, type UdpMetrics } from './metrics.js';
+import type { DropReason, IncOnly, UdpMetrics } from './metrics.js';
 import type { PlaneReceiver, UdpDataPlane } from './data-plane.js';
 import { SERVED, stop, tryNext, type Attempt, type AttemptResult, type LoopResult } from '../hops.js';
 
@@ -75,7 +75,7 @@ export class UdpServiceProxy implements ServiceProxy, PlaneReceiver {
     this.name = cfg.name;
     this.#spec = udpSpec(cfg);
     this.#plane = plane;
-    this.#metrics = udpMetrics(ctx.registry);
+    this.#metrics = plane.metrics;
     this.#source.service = cfg.name;
     this.#count = {
       inLocal: this.#metrics.datagramCounter(cfg.name, 'in', 'local'),

@@ -19,6 +19,7 @@ import { Rendezvous } from '../../../src/cluster/rendezvous.js';
 import type { DataPlane, PeerState, ProxyContext } from '../../../src/proxy/context.js';
 import { Forwarder } from '../../../src/proxy/hops.js';
 import { PeerMux } from '../../../src/proxy/mux/peer-mux.js';
+import { muxMetrics } from '../../../src/proxy/mux/metrics.js';
 import { ResetCode } from '../../../src/proxy/mux/frame.js';
 import type { MuxHandler, MuxStream } from '../../../src/proxy/mux/stream.js';
 import { HttpServiceProxy } from '../../../src/proxy/http/service.js';
@@ -26,7 +27,8 @@ import { HttpOwnerSide } from '../../../src/proxy/http/owner.js';
 import { decodePeerHead, encodePeerHead, encodePrefix, PREFIX_BYTES } from '../../../src/proxy/http/peer-head.js';
 import { UpstreamPool } from '../../../src/upstream/pool.js';
 import { createSelector } from '../../../src/balancer/index.js';
-import { serviceConfig } from './harness.js';
+import { rawService } from './harness.js';
+import { validService } from '../../helpers/in-process-cluster.js';
 import { httpBackend, type Backend } from '../../helpers/backends.js';
 
 const BASE = 20010;
@@ -200,8 +202,8 @@ beforeEach(async () => {
   };
   forwarder = new Forwarder(router, dp);
   registry = new Registry();
-  mux = new PeerMux({ dial: (peer) => dp.dial(peer, 'http'), registry });
-  const cfg = serviceConfig('web', BASE, [backend.address], 'header:x-session');
+  mux = new PeerMux({ dial: (peer) => dp.dial(peer, 'http'), metrics: muxMetrics(registry) });
+  const cfg = validService(rawService('web', BASE, [backend.address], 'header:x-session'));
   const pool = new UpstreamPool(cfg.backends, createSelector('round-robin'));
   const ctx: ProxyContext = {
     self: { id: 'lb1', host: '127.0.0.1', peerPort: BASE + 9, adminPort: BASE + 8, weight: 1 },

@@ -8,7 +8,7 @@ import assert from 'node:assert/strict';
 import { createHash } from 'node:crypto';
 import net from 'node:net';
 import { Agent, request } from 'undici';
-import { FakeCluster, rank } from './harness.js';
+import { FakeCluster } from './harness.js';
 import { rawExchange, upgradeEcho, randomBody } from './clients.js';
 import { httpBackend, type Backend } from '../../helpers/backends.js';
 import { prng } from '../../helpers/prng.js';
@@ -49,7 +49,7 @@ async function get(node: string, session: string | null, extra: Record<string, s
 
 /** A session key whose primary is `primary` (per the harness's ranking). */
 function keyOwnedBy(primary: string, prefix = 'k'): string {
-  for (let i = 0; ; i++) if (rank(`${prefix}${i}`, IDS)[0] === primary) return `${prefix}${i}`;
+  for (let i = 0; ; i++) if (c.rank(`${prefix}${i}`)[0] === primary) return `${prefix}${i}`;
 }
 
 test('300 requests over 100 sessions to random nodes: one backend per session, Via from receiver to primary, entries identical', async () => {

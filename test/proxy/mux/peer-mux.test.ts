@@ -8,6 +8,7 @@ import net, { type Socket } from 'node:net';
 import { createHash } from 'node:crypto';
 import { Registry } from 'prom-client';
 import { PeerMux } from '../../../src/proxy/mux/peer-mux.js';
+import { muxMetrics } from '../../../src/proxy/mux/metrics.js';
 import { ResetCode, encodeFrame, FrameType } from '../../../src/proxy/mux/frame.js';
 import { INITIAL_WINDOW, type MuxHandler, type MuxStream } from '../../../src/proxy/mux/stream.js';
 import { prng } from '../../helpers/prng.js';
@@ -94,7 +95,7 @@ const digest = (bufs: Buffer[]) => createHash('sha256').update(Buffer.concat(buf
 test('1000 concurrent streams of random sizes come back intact and in order, per stream', async () => {
   const owner = echoOwner();
   const { port } = await ownerSide(owner);
-  const mux = new PeerMux({ dial: dialTo(port), registry: new Registry() });
+  const mux = new PeerMux({ dial: dialTo(port), metrics: muxMetrics(new Registry()) });
   const rnd = prng(7);
   const jobs: Promise<void>[] = [];
   for (let i = 0; i < 1000; i++) {
@@ -191,7 +192,7 @@ test('an acceptor that refuses answers REFUSED; the opener hears it on a later t
 
 test('a dial that fails marks the waiting streams UNREACHABLE (nothing was sent), never synchronously', async () => {
   const reg = new Registry();
-  const mux = new PeerMux({ dial: () => Promise.reject(new Error('ECONNREFUSED')), registry: reg });
+  const mux = new PeerMux({ dial: () => Promise.reject(new Error('ECONNREFUSED')), metrics: muxMetrics(reg) });
   const c = collector();
   let sync = true;
   const reset = c.reset.then((r) => (assert.equal(sync, false), r));
@@ -240,7 +241,7 @@ test('the connection breaking mid-stream resets its streams with CONNECTION_LOST
 test('garbage from an authenticated peer closes that connection only, counted; others keep working', async () => {
   const reg = new Registry();
   const owner = echoOwner();
-  const ownerWithMetrics = new PeerMux({ dial: () => Promise.reject(new Error('no')), registry: reg });
+  const ownerWithMetrics = new PeerMux({ dial: () => Promise.reject(new Error('no')), metrics: muxMetrics(reg) });
   ownerWithMetrics.onOpen((stream, head) => {
     stream.end(head);
     return { onData() {}, onEnd() {}, onReset() {}, onDrain() {} };

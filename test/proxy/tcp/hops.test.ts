@@ -151,7 +151,7 @@ test('tcp loop: a connection forwarded by a peer is served where it arrives, nev
   const s = await c.dialRaw('lb1', 'lb2');
   s.on('error', () => {});
   s.write(encodeForwardHeader(key, { service: 'svc', key: '127.0.0.46', clientAddress: '127.0.0.46', clientPort: 4000, localAddress: '127.0.0.1', localPort: PORT, ingress: 'lb1' }));
-  assert.deepEqual(await readExactly(s, 1, 5000), Buffer.from([ForwardStatus.OK]));
+  assert.deepEqual(await readExactly(s, 1, 20_000), Buffer.from([ForwardStatus.OK]));
   s.end('direct');
   const got = await new Promise<string>((resolve) => {
     let t = '';

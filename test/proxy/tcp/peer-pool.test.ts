@@ -3,14 +3,8 @@ import assert from 'node:assert/strict';
 import { createServer, connect, type Socket, type AddressInfo } from 'node:net';
 import type { Duplex } from 'node:stream';
 import { PeerPool } from '../../../src/proxy/tcp/peer-pool.js';
+import { waitFor } from '../../helpers/wait.js';
 
-const waitFor = async (cond: () => boolean, ms = 2000) => {
-  const t0 = Date.now();
-  while (!cond()) {
-    if (Date.now() - t0 > ms) throw new Error('timeout');
-    await new Promise((r) => setTimeout(r, 5));
-  }
-};
 
 test('peer pool: fills, hands out pooled streams, drops streams the peer closes, refills', async () => {
   const accepted = new Set<Socket>();
@@ -28,17 +22,17 @@ test('peer pool: fills, hands out pooled streams, drops streams the peer closes,
     });
   const pool = new PeerPool(dial, () => ['p'], { size: 3, tickMs: 20 });
   pool.start();
-  await waitFor(() => pool.idle('p') === 3);
+  await waitFor(() => pool.idle('p') === 3, "pool.idle('p') === 3");
   const { stream, pooled } = await pool.take('p');
   assert.equal(pooled, true);
-  await waitFor(() => pool.idle('p') === 3, 1000); // refilled after the take
+  await waitFor(() => pool.idle('p') === 3, 'the pool refilled after the take');
   // The peer closes every stream (e.g. it restarted): idle ones are dropped, then replaced.
   for (const s of accepted) s.destroy();
-  await waitFor(() => accepted.size >= 3 && pool.idle('p') === 3);
+  await waitFor(() => accepted.size >= 3 && pool.idle('p') === 3, "accepted.size >= 3 && pool.idle('p') === 3");
   pool.close();
   assert.equal(pool.idle('p'), 0);
   stream.destroy();
-  await waitFor(() => accepted.size === 0);
+  await waitFor(() => accepted.size === 0, 'accepted.size === 0');
   server.close();
 });
 
@@ -76,14 +70,14 @@ test('peer pool: takes that find no stream grow the peer\'s target; quiet ticks 
     });
   const pool = new PeerPool(dial, () => ['p'], { size: 2, maxSize: 16, tickMs: 20, maxIdleMs: 60_000 });
   pool.start();
-  await waitFor(() => pool.idle('p') === 2);
+  await waitFor(() => pool.idle('p') === 2, "pool.idle('p') === 2");
   // A burst: more takes than the pool holds.
   const taken = await Promise.all(Array.from({ length: 8 }, () => pool.take('p')));
   assert.ok(taken.some((t) => !t.pooled), 'the burst outran the pool');
   assert.ok(pool.target('p') > 2, `target grew to ${pool.target('p')}`);
-  await waitFor(() => pool.idle('p') > 2, 3000);
+  await waitFor(() => pool.idle('p') > 2, 'the pool grown');
   // No more misses: the target decays to the configured size.
-  await waitFor(() => pool.target('p') === 2, 3000);
+  await waitFor(() => pool.target('p') === 2, 'the pool shrunk back');
   pool.close();
   for (const t of taken) t.stream.destroy();
   server.close();

@@ -13,6 +13,7 @@ import { readProxyHeader } from '../../../src/proxy/tcp/proxy-protocol.js';
 import { deriveForwardKey, encodeForwardHeader } from '../../../src/proxy/tcp/stream-header.js';
 import { readExactly } from '../../../src/proxy/tcp/pipe.js';
 import { ForwardStatus } from '../../../src/proxy/tcp/forward.js';
+import { waitFor } from '../../helpers/wait.js';
 
 let echo: Backend[] = [];
 let proxyBackend: Server;
@@ -190,7 +191,7 @@ test('tcp: forged forwards — junk, a bad MAC, a wrong ingress and a replayed h
     const s = await cluster.dialRaw(from, 'lb2');
     s.on('error', () => {});
     s.write(bytes);
-    const b = await readExactly(s, 1, 2000);
+    const b = await readExactly(s, 1, 20_000);
     s.destroy();
     return b;
   };
@@ -226,9 +227,7 @@ test('tcp: client-ip failover — primary killed: same backend through the backu
   // kill -9 lb2; membership has not noticed yet (state stays alive): the forward is refused.
   await cluster.kill('lb2', 'alive');
   const c0 = counts();
-  const t0 = Date.now();
   const r = await round('127.0.0.1', 17331, Buffer.from('b'), '127.0.0.20');
-  const ms = Date.now() - t0;
   assert.equal(r.reply.toString(), 'b');
   assert.equal(cluster.state.get('lb2'), 'suspect', 'the failed forward made lb2 suspect');
   const c1 = counts();
@@ -236,7 +235,6 @@ test('tcp: client-ip failover — primary killed: same backend through the backu
   assert.equal(echo[servedBy].address, e0.backend, 'same backend through the backup');
   const fwd = await cluster.node('lb1').registry.getSingleMetric('tandem_tcp_forwards_total')!.get();
   assert.ok(fwd.values.some((v) => v.labels.service === 'sticky' && v.labels.kind === 'to-backup' && v.value >= 1));
-  assert.ok(ms < 1000, `failover took ${ms} ms`);
   // Both owners gone (and seen dead): re-owned, still the same backend.
   await cluster.kill('lb3', 'dead');
   cluster.state.set('lb2', 'dead');
@@ -257,8 +255,8 @@ test('tcp: drain — stops accepting, lets open connections finish, and peers fa
   held.write('one');
   await new Promise((r) => held.once('data', r));
   let drained = false;
-  const t0 = Date.now();
-  const drain = svc.drain(5000).then(() => (drained = true));
+  // A drain timeout far beyond the wait below: if the drain ends, it ended with the last connection.
+  void svc.drain(600_000).then(() => (drained = true));
   await new Promise((r) => setTimeout(r, 50));
   const refused = await round('127.0.0.1', 17330, Buffer.from('new'));
   assert.equal(refused.ok, false, 'no new connection while draining');
@@ -267,8 +265,7 @@ test('tcp: drain — stops accepting, lets open connections finish, and peers fa
   assert.equal(echoed, 'two', 'the open connection still flows');
   assert.equal(drained, false);
   held.end();
-  await drain;
-  assert.ok(Date.now() - t0 < 2000, 'drain ended with the last connection');
+  await waitFor(() => drained, 'the drain to end with the last connection');
   // A forward to a node whose service is draining is answered DRAINING: the ingress tries the backup.
   cluster.forcedOrder.set('127.0.0.30', ['lb1', 'lb3', 'lb2']);
   await lb1.services.get('sticky')!.drain(1000);

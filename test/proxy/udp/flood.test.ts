@@ -8,15 +8,20 @@
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { createSocket, type Socket } from 'node:dgram';
-import { startCluster, sleep, type TestCluster } from '../../helpers/cluster.js';
+import { startCluster, sleep, WAIT_FLOOR_MS, type TestCluster } from '../../helpers/cluster.js';
 import { udpBackend, type Backend } from '../../helpers/backends.js';
 
 const PORT = 17475;
 const RSS = 'tandem_process_process_resident_memory_bytes';
 const MAX_FLOWS = 5000;
 const FLOWS = 100_000;
-/** The flood stops here even if not all flows were sent (a slow machine): the test stays bounded. */
+/**
+ * Once more flows than the three nodes can hold were sent, the flood stops here even if not all
+ * were (a slow machine): the test stays bounded by count, and by time once eviction is exercised.
+ */
 const SEND_BUDGET_MS = 25_000;
+/** Flows the three nodes cannot all hold: past this, every node must have evicted. */
+const ENOUGH = 4 * MAX_FLOWS;
 let c: TestCluster;
 let backend: Backend;
 const sockets: Socket[] = [];
@@ -57,7 +62,7 @@ test('a flood of 100k distinct flows: backend sockets and table stay within maxF
   let sent = 0;
   let peak = [0, 0, 0];
   let nextPeek = 20_000;
-  while (sent < FLOWS && Date.now() - t0 < SEND_BUDGET_MS) {
+  while (sent < FLOWS && (sent < ENOUGH || Date.now() - t0 < SEND_BUDGET_MS)) {
     for (let k = 0; k < 500 && sent < FLOWS; k++, sent++) {
       const n = c.nodes[sent % 3];
       sockets[sent % sockets.length].send(packet(sent), PORT, n.host);
@@ -95,14 +100,13 @@ test('a flood of 100k distinct flows: backend sockets and table stay within maxF
   }
   t.diagnostic(`${sent} distinct flows sent in ${sendSec.toFixed(1)} s, ${received} received by the nodes (${Math.round(received / sendSec)} new flows/s), ${replies} replies; ${evictions} lru evictions`);
   for (const line of report) t.diagnostic(line);
-  assert.ok(sent >= 30_000, `only ${sent} flows sent within the budget`);
   // Every reply means its flow got a backend socket; all but the 3 × MAX_FLOWS still open were evicted.
   assert.ok(evictions >= replies - 3 * MAX_FLOWS, `evictions ${evictions} for ${replies} flows that got a reply`);
   // Still serving: a new flow gets its reply (late replies of flood flows may arrive first).
   const probe = sockets[0];
   const want = Buffer.concat([Buffer.from('b1:'), packet(FLOWS + 1)]);
   const got = new Promise<boolean>((resolve) => {
-    const timer = setTimeout(() => resolve(false), 3000);
+    const timer = setTimeout(() => resolve(false), WAIT_FLOOR_MS);
     probe.on('message', (m) => {
       if (m.equals(want)) {
         clearTimeout(timer);

@@ -1,22 +1,21 @@
 /**
- * In-process UDP "nodes" for the proxy tests: a real FlowRouter per node over one shared table
- * (instant replication), a fake membership view, real pools and real UDP sockets on
- * 127.0.0.1-3. The acceptance tests against real node processes are in cluster.test.ts.
+ * The UDP proxy's layer over the in-process cluster (test/helpers/in-process-cluster.ts): a real
+ * FlowRouter and rendezvous per node over one shared table (instant replication), the one
+ * membership view, real pools and real UDP sockets on 127.0.0.1-3. The acceptance tests against
+ * real node processes are in cluster.test.ts.
  */
 import { createHash } from 'node:crypto';
 import { createSocket, type Socket } from 'node:dgram';
-import { pino } from 'pino';
 import { Registry } from 'prom-client';
-import { FlowRouter } from '../../../src/cluster/router.js';
-import { compareVersion, type FlowEntry } from '../../../src/cluster/flow-entry.js';
-import { UpstreamPool } from '../../../src/upstream/pool.js';
-import { createSelector } from '../../../src/balancer/index.js';
-import type { NodeConfig, ServiceConfig } from '../../../src/config/schema.js';
-import type { DataPlane, PeerState, ProxyContext } from '../../../src/proxy/context.js';
+import type { FlowRouter } from '../../../src/cluster/router.js';
+import type { FlowEntry } from '../../../src/cluster/flow-entry.js';
+import type { ProxyContext } from '../../../src/proxy/context.js';
 import { UdpDataPlane } from '../../../src/proxy/udp/data-plane.js';
 import { UdpServiceProxy } from '../../../src/proxy/udp/service.js';
-import { Forwarder } from '../../../src/proxy/hops.js';
-import { PeerMux } from '../../../src/proxy/mux/peer-mux.js';
+import { UdpMetrics } from '../../../src/proxy/udp/metrics.js';
+import { InProcessCluster, type Membership } from '../../helpers/in-process-cluster.js';
+
+export { waitFor, metricValue } from '../../helpers/in-process-cluster.js';
 
 export const SECRET = 'udp-harness-secret-0123456789';
 
@@ -25,39 +24,9 @@ export function incarnationOf(id: string): Buffer {
   return createHash('sha256').update(id).digest().subarray(0, 8);
 }
 
-export function udpService(name: string, port: number, backends: readonly string[], extra: Partial<ServiceConfig> = {}): ServiceConfig {
-  return {
-    name,
-    protocol: 'udp',
-    port,
-    flowKey: 'connection',
-    policy: 'round-robin',
-    flowIdleTimeoutMs: 30_000,
-    maxFlows: 10_000,
-    maxConnections: 10_000,
-    quicCidLength: 8,
-    slowStartMs: 0,
-    accessLog: false,
-    timeouts: { connectMs: 3000, headerMs: 10_000, idleMs: 60_000, requestMs: 60_000 },
-    backends: backends.map((a) => {
-      const [host, port] = a.split(':');
-      return { address: a, host: host, port: Number(port), weight: 1 };
-    }),
-    healthCheck: { type: 'none', path: '/healthz', method: 'GET', expectStatus: '200-399', intervalMs: 1000, timeoutMs: 1000, rise: 2, fall: 3 },
-    routes: [],
-    rateLimit: null,
-    requestHeaders: null,
-    responseHeaders: null,
-    tls: null,
-    ...extra,
-  };
-}
-
-/** Owners by a string hash of key and node id (a stand-in for rendezvous, deterministic). */
-export function score(key: string, id: string): number {
-  let h = 0x811c9dc5;
-  for (const ch of key + '\0' + id) h = Math.imul(h ^ ch.charCodeAt(0), 0x01000193);
-  return h >>> 0;
+/** A udp service as written in a config file (the cluster validates it). */
+export function udpService(name: string, port: number, backends: readonly string[], extra: Record<string, unknown> = {}): Record<string, unknown> {
+  return { name, protocol: 'udp', port, flowKey: 'connection', flowIdleTimeoutMs: 30_000, maxFlows: 10_000, backends: backends.map((address) => ({ address })), ...extra };
 }
 
 export interface FakeNode {
@@ -70,10 +39,12 @@ export interface FakeNode {
 }
 
 export interface FakeCluster {
+  readonly cluster: InProcessCluster;
   readonly nodes: FakeNode[];
+  /** The one flow table (instant replication). */
   readonly table: Map<string, FlowEntry>;
   /** Membership as every node sees it. */
-  readonly states: Map<string, PeerState>;
+  readonly states: Membership;
   node(id: string): FakeNode;
   /** Stops a node's sockets (a crash, as far as UDP can tell). */
   crash(id: string): Promise<void>;
@@ -84,73 +55,28 @@ export interface FakeCluster {
  * `unresolved`: nodes whose host every *other* node sees as a name that does not resolve (a peer
  * the UDP data plane cannot send to).
  */
-export async function fakeCluster(opts: { ids: readonly string[]; peerBase: number; service: ServiceConfig; unresolved?: readonly string[] }): Promise<FakeCluster> {
-  const table = new Map<string, FlowEntry>();
-  const states = new Map<string, PeerState>(opts.ids.map((id) => [id, 'alive']));
-  const configs: NodeConfig[] = opts.ids.map((id, i) => ({ id, host: `127.0.0.${i + 1}`, peerPort: opts.peerBase + i, adminPort: 9000, weight: 1 }));
-  // Real versions are HLC values, far above the weak version 1 that router.lookup() creates with.
-  let clock = 1_000_000;
+export async function fakeCluster(opts: { ids: readonly string[]; peerBase: number; service: Record<string, unknown>; unresolved?: readonly string[] }): Promise<FakeCluster> {
+  const cluster = new InProcessCluster({ nodes: opts.ids, services: [opts.service], peerPort: (i) => opts.peerBase + i, secret: SECRET, replication: 'instant' });
+  const service = cluster.config.services[0];
+  const configs = cluster.config.cluster.nodes;
   const nodes: FakeNode[] = [];
   for (const self of configs) {
-    const rankAll = (key: string): string[] => [...opts.ids].sort((a, b) => score(key, b) - score(key, a) || (a < b ? -1 : 1));
-    const router = new FlowRouter({
-      selfId: self.id,
-      owners: (key, candidates) => {
-        const r = rankAll(key).filter((id) => candidates.includes(id));
-        return { primary: r[0], backup: r[1] ?? null };
-      },
-      rank: (_s, key) => rankAll(key),
-      candidates: () => opts.ids.filter((id) => id === self.id || states.get(id) !== 'dead'),
-      state: (id) => (id === self.id ? 'alive' : states.get(id) ?? 'dead'),
-      publish: () => undefined,
-      merge: (e) => {
-        const k = `${e.service}\0${e.key}`;
-        const old = table.get(k);
-        if (old && compareVersion(e, old) <= 0) return false;
-        table.set(k, e);
-        return true;
-      },
-      get: (s, k) => {
-        const e = table.get(`${s}\0${k}`);
-        return e && !e.ended ? e : undefined;
-      },
-      getAny: (s, k) => table.get(`${s}\0${k}`),
-      version: () => clock++,
-      now: Date.now,
-    });
-    const pool = new UpstreamPool(opts.service.backends, createSelector(opts.service.policy));
     const registry = new Registry();
-    const dataPlane: DataPlane = {
-      selfId: self.id,
-      stateOf: (id) => states.get(id) ?? 'dead',
-      markSuspect: () => undefined,
+    const dataPlane = cluster.dataPlane(self.id, {
       dial: () => Promise.reject(new Error('not used by udp')),
       onChannel: () => undefined,
       // What the control links would have agreed: every node's incarnation, known to all.
       incarnation: incarnationOf(self.id),
       peerIncarnation: (id) => (opts.ids.includes(id) ? incarnationOf(id) : null),
-    };
+    });
     const made: { proxy?: UdpServiceProxy } = {};
     const view = configs.map((n) => (n.id !== self.id && opts.unresolved?.includes(n.id) ? { ...n, host: `${n.id}.invalid` } : n));
-    const ctx: ProxyContext = {
-      self,
-      nodes: () => view,
-      router,
-      dataPlane,
-      forwarder: new Forwarder(router, dataPlane),
-      // The HTTP channel is not used by this protocol's tests: a mux that never dials.
-      httpMux: new PeerMux({ dial: () => Promise.reject(new Error('no http channel in this harness')) }),
-      secret: SECRET,
-      logger: pino({ level: 'silent' }),
-      registry,
-      pool: (name) => (name === opts.service.name ? pool : undefined),
-      service: (name) => (name === opts.service.name ? opts.service : undefined),
-    };
-    const plane = new UdpDataPlane(ctx, (name) => (name === opts.service.name ? made.proxy : undefined));
-    const proxy = (made.proxy = new UdpServiceProxy(ctx, opts.service, plane));
+    const ctx = cluster.context(self.id, { dataPlane, registry, nodes: () => view }, cluster.pools());
+    const plane = new UdpDataPlane(ctx, (name) => (name === service.name ? made.proxy : undefined), new UdpMetrics(registry));
+    const proxy = (made.proxy = new UdpServiceProxy(ctx, service, plane));
     await plane.start();
     await proxy.start();
-    nodes.push({ id: self.id, ctx, plane, proxy, registry, router });
+    nodes.push({ id: self.id, ctx, plane, proxy, registry, router: ctx.router });
   }
   const stopped = new Set<string>();
   const node = (id: string): FakeNode => {
@@ -166,9 +92,10 @@ export async function fakeCluster(opts: { ids: readonly string[]; peerBase: numb
     await n.plane.stop();
   };
   return {
+    cluster,
     nodes,
-    table,
-    states,
+    table: cluster.table(opts.ids[0]),
+    states: cluster.membership,
     node,
     crash,
     close: async () => {
@@ -202,25 +129,4 @@ export async function client(host = '127.0.0.1'): Promise<{ socket: Socket; port
     send: (to, data) => socket.send(data, to.port, to.host),
     close: () => new Promise((r) => socket.close(() => r())),
   };
-}
-
-export async function waitFor(cond: () => boolean, ms = 3000, what = 'condition'): Promise<void> {
-  const t0 = Date.now();
-  while (!cond()) {
-    if (Date.now() - t0 > ms) throw new Error(`timeout waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 5));
-  }
-}
-
-export async function metricValue(registry: Registry, name: string, labels: Record<string, string> = {}): Promise<number> {
-  const m = registry.getSingleMetric(name);
-  if (!m) return 0;
-  const data = await m.get();
-  let sum = 0;
-  for (const v of data.values) {
-    const metricName = (v as { metricName?: string }).metricName;
-    if (metricName && metricName !== name) continue;
-    if (Object.entries(labels).every(([k, x]) => String((v.labels as Record<string, unknown>)[k]) === x)) sum += v.value;
-  }
-  return sum;
 }

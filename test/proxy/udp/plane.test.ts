@@ -56,7 +56,7 @@ after(async () => {
 
 test('plane: an authenticated forward is served and the reply comes back encapsulated to the ingress node', async () => {
   await sendFrom(fake, datagram());
-  await waitFor(() => got.length === 1, 3000, 'encapsulated reply');
+  await waitFor(() => got.length === 1, 'encapsulated reply');
   const p = parseEncap(got[0])!;
   assert.ok(p && verifyEncap(KEY, p));
   assert.equal(p.type, EncapType.REPLY);
@@ -72,7 +72,7 @@ test('plane: an authenticated forward is served and the reply comes back encapsu
 test('plane: a replayed datagram is dropped and counted, the backend never sees it', async () => {
   const buf = datagram({}, 'once');
   await sendFrom(fake, buf);
-  await waitFor(() => backend.count() === 2, 3000, 'first copy');
+  await waitFor(() => backend.count() === 2, 'first copy');
   await sendFrom(fake, buf);
   await sendFrom(fake, buf);
   await waitFor(() => cluster.node('lb1').plane.stats.rejected >= 2);
@@ -97,7 +97,7 @@ test('plane: forged, unauthenticated or misdirected datagrams are dropped, each 
     await sendFrom(fake, datagram({}, 'old', OLD_LB1)); // stale: for an earlier incarnation of the receiver
     await sendFrom(fake, datagram({ type: EncapType.REPLY, ingress: 'lb3' })); // reply not for lb1
     await sendFrom(fake, datagram({ ingress: 'lb1' })); // forward claiming another ingress
-    await waitFor(() => cluster.node('lb1').plane.stats.rejected >= 12, 3000, 'rejections');
+    await waitFor(() => cluster.node('lb1').plane.stats.rejected >= 12, 'rejections');
   } finally {
     await new Promise<void>((r) => stranger.close(() => r()));
   }

@@ -32,6 +32,18 @@ export class AgentClient {
     return p;
   }
 
+  /** GET `url` from the agent's namespace (its 'get' command): the status and the body as JSON (null if it is none). */
+  async getJson(url: string, timeoutMs = 2000): Promise<{ status: number; json: unknown }> {
+    const r = await this.call<{ status: number; body: string }>('get', { url, timeoutMs });
+    let json: unknown = null;
+    try {
+      json = JSON.parse(r.body);
+    } catch {
+      /* not JSON */
+    }
+    return { status: r.status, json };
+  }
+
   #wait(id: number, ms: number): Promise<unknown> {
     return new Promise((resolve, reject) => {
       const timer = setTimeout(() => {
@@ -50,4 +62,18 @@ export class AgentClient {
       });
     });
   }
+}
+
+/**
+ * Polls `cond` every 50 ms (a throw counts as false) until it holds, for at most `ms`; returns the
+ * elapsed ms (for figures, never for an assertion). On timeout it throws with `context()` (the
+ * nodes' logs), so that a failure in a namespace says what the nodes saw.
+ */
+export async function pollUntil(what: string, ms: number, cond: () => Promise<boolean>, context: () => string): Promise<number> {
+  const t0 = Date.now();
+  while (Date.now() - t0 < ms) {
+    if (await cond().catch(() => false)) return Date.now() - t0;
+    await new Promise((r) => setTimeout(r, 50));
+  }
+  throw new Error(`timed out after ${ms} ms: ${what}\n${context()}`);
 }

@@ -20,23 +20,14 @@ import { Agent, request, type ClientRequest } from 'node:http';
 import { createSocket, type Socket as UdpSocket } from 'node:dgram';
 import type { Socket } from 'node:net';
 import { httpBackend, udpBackend, type Backend } from '../../helpers/backends.js';
+import { getText, type TextReply } from './http-get.js';
+import { serveCalls } from './agent-server.js';
 
 const backends: Backend[] = [];
 const adminAgent = new Agent({ keepAlive: false });
 
-function get(url: string, timeoutMs: number): Promise<{ status: number; body: string }> {
-  return new Promise((resolve, reject) => {
-    const req = request(url, { agent: adminAgent, timeout: timeoutMs }, (res) => {
-      let body = '';
-      res.setEncoding('utf8');
-      res.on('data', (d: string) => (body += d));
-      res.on('end', () => resolve({ status: res.statusCode ?? 0, body }));
-      res.on('error', reject);
-    });
-    req.on('timeout', () => req.destroy(new Error('timeout')));
-    req.on('error', reject);
-    req.end();
-  });
+function get(url: string, timeoutMs: number): Promise<TextReply> {
+  return getText(url, { agent: adminAgent, timeoutMs });
 }
 
 interface LoadArgs {
@@ -257,12 +248,4 @@ async function handle(cmd: string, args: Record<string, unknown>): Promise<unkno
   }
 }
 
-process.on('message', (m: { id: number; cmd: string; args: Record<string, unknown> }) => {
-  handle(m.cmd, m.args ?? {}).then(
-    (result) => process.send?.({ id: m.id, ok: true, result }),
-    (err: Error) => process.send?.({ id: m.id, ok: false, error: err.message }),
-  );
-});
-// The test process is our only reason to live.
-process.on('disconnect', () => process.exit(0));
-process.send?.({ id: 0, ok: true, result: 'ready' });
+serveCalls(handle);

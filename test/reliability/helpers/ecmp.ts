@@ -15,7 +15,7 @@ import { execFile, execFileSync, spawn, type ChildProcess } from 'node:child_pro
 import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
-import { spawnIn } from './netns.js';
+import { netnsUnavailable, spawnIn } from './netns.js';
 
 const run = promisify(execFile);
 
@@ -60,18 +60,7 @@ export function ecmpUnavailable(): string | null {
   if (process.platform !== 'linux') return `platform ${process.platform}`;
   if (process.getuid?.() !== 0) return 'not root';
   for (const cmd of ['ip', 'bird', 'birdc']) if (!commandExists(cmd)) return `${cmd} not found (apt-get install iproute2 bird2)`;
-  const probe = `tdeprobe${process.pid % 100000}`;
-  try {
-    ip(['netns', 'add', probe]);
-  } catch (err) {
-    return `ip netns add failed: ${(err as Error).message.split('\n')[0]}`;
-  }
-  try {
-    ip(['netns', 'del', probe]);
-  } catch {
-    /* best effort */
-  }
-  return null;
+  return netnsUnavailable();
 }
 
 function output(args: readonly string[]): string | null {

@@ -13,10 +13,11 @@
  * of that kind is retried once on another node (any HTTP client retries an idempotent request
  * after a reset).
  */
-import { Agent, request } from 'node:http';
+import { Agent } from 'node:http';
 import net from 'node:net';
 import { createSocket, type Socket as UdpSocket } from 'node:dgram';
 import type { Backend } from '../../helpers/backends.js';
+import { keyedGet } from './http-get.js';
 
 export interface MixedTargets {
   /** Session keys `${prefix}-0` … `${prefix}-${sessions - 1}`, or exactly `keys` when given. */
@@ -118,26 +119,7 @@ export async function idTcpBackend(id: string, host = '127.0.0.1'): Promise<Back
 }
 
 function httpGet(host: string, port: number, agent: Agent, key: string, timeoutMs: number): Promise<{ status: number; id: string | null }> {
-  return new Promise((resolve, reject) => {
-    const req = request({ host, port, path: `/m?k=${key}`, agent, headers: { 'x-session': key }, timeout: timeoutMs }, (res) => {
-      let body = '';
-      res.setEncoding('utf8');
-      res.on('data', (d: string) => (body += d));
-      res.on('end', () => {
-        let id: string | null = null;
-        try {
-          id = (JSON.parse(body) as { id: string }).id;
-        } catch {
-          /* an error page */
-        }
-        resolve({ status: res.statusCode ?? 0, id });
-      });
-      res.on('error', reject);
-    });
-    req.on('timeout', () => req.destroy(new Error('client timeout')));
-    req.on('error', reject);
-    req.end();
-  });
+  return keyedGet(host, port, `/m?k=${key}`, agent, key, timeoutMs);
 }
 
 function tcpOnce(host: string, port: number, localAddress: string | undefined, timeoutMs: number): Promise<string> {

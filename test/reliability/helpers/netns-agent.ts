@@ -5,8 +5,10 @@
  *
  * Messages: { id, cmd, args } → { id, ok, result } | { id, ok: false, error }.
  */
-import { Agent, request } from 'node:http';
+import { Agent } from 'node:http';
 import { httpBackend, udpBackend, type Backend } from '../../helpers/backends.js';
+import { getText } from './http-get.js';
+import { serveCalls } from './agent-server.js';
 import { MixedLoad, idTcpBackend, percentile, type MixedTargets, type ProtoFigures } from './mixed-load.js';
 
 const backends: Backend[] = [];
@@ -18,18 +20,7 @@ interface Reply {
 }
 
 function get(url: string, headers: Record<string, string>, timeoutMs: number): Promise<Reply> {
-  return new Promise((resolve, reject) => {
-    const req = request(url, { agent, headers, timeout: timeoutMs }, (res) => {
-      let body = '';
-      res.setEncoding('utf8');
-      res.on('data', (d: string) => (body += d));
-      res.on('end', () => resolve({ status: res.statusCode ?? 0, body }));
-      res.on('error', reject);
-    });
-    req.on('timeout', () => req.destroy(new Error('timeout')));
-    req.on('error', reject);
-    req.end();
-  });
+  return getText(url, { agent, headers, timeoutMs });
 }
 
 interface LoadArgs {
@@ -167,12 +158,4 @@ async function handle(cmd: string, args: Record<string, unknown>): Promise<unkno
   }
 }
 
-process.on('message', (m: { id: number; cmd: string; args: Record<string, unknown> }) => {
-  handle(m.cmd, m.args ?? {}).then(
-    (result) => process.send?.({ id: m.id, ok: true, result }),
-    (err: Error) => process.send?.({ id: m.id, ok: false, error: err.message }),
-  );
-});
-// The test process is our only reason to live.
-process.on('disconnect', () => process.exit(0));
-process.send?.({ id: 0, ok: true, result: 'ready' });
+serveCalls(handle);
