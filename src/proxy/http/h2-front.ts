@@ -12,7 +12,8 @@
  *  - SETTINGS_MAX_CONCURRENT_STREAMS 100: further streams are refused (RST_STREAM);
  *  - SETTINGS_MAX_HEADER_LIST_SIZE 32 KB and 128 fields: a larger head (an HPACK bomb, whose
  *    decoded size is what counts) is refused with RST_STREAM ENHANCE_YOUR_CALM before it is
- *    buffered further;
+ *    buffered further — once the client acknowledged the setting: before that nghttp2 applies only
+ *    its own ceiling and maxSessionMemory, so h2-stream.ts checks the size again (431);
  *  - maxSessionInvalidFrames 100, maxSessionRejectedStreams 100: past them the session ends;
  *  - maxOutstandingPings / maxOutstandingSettings 10 (ours, unanswered), maxSessionMemory 10 MB;
  *  - nghttp2 (1.57+, bundled since Node 20.9) caps stream resets per second, and (1.61+, Node
@@ -25,15 +26,12 @@ import type { TLSSocket } from 'node:tls';
 import type { Logger } from 'pino';
 import type { Registry } from 'prom-client';
 import { normalizeAddress } from '../../flowkey/index.js';
-import { MAX_HEADER_SIZE } from './client.js';
+import { H2_MAX_HEADER_LIST_SIZE, H2_MAX_HEADER_PAIRS } from './h2-head.js';
 import { H2Session, type H2SessionFront, type H2Timeouts } from './h2-session.js';
 import type { H2StreamHost } from './h2-stream.js';
 import { H2Metrics } from './h2-metrics.js';
 
 export const H2_MAX_CONCURRENT_STREAMS = 100;
-/** RFC 9113 section 6.5.2 size (each field counts 32 bytes more than its name and value). */
-export const H2_MAX_HEADER_LIST_SIZE = 2 * MAX_HEADER_SIZE;
-export const H2_MAX_HEADER_PAIRS = 128;
 
 /** node:http2 takes maxOutstandingSettings (Node 20+) though @types/node does not list it. */
 const OPTIONS: ServerOptions & { readonly maxOutstandingSettings: number } = {

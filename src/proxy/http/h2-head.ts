@@ -18,6 +18,17 @@
  */
 import type { OutgoingHttpHeaders } from 'node:http2';
 
+/** A request's header list at most this (RFC 9113 section 6.5.2 size: name, value and 32 bytes per field); twice the HTTP/1.1 head limit. */
+export const H2_MAX_HEADER_LIST_SIZE = 32 * 1024;
+export const H2_MAX_HEADER_PAIRS = 128;
+
+/** The RFC 9113 section 6.5.2 size of a flat raw header list. */
+export function headerListSize(raw: readonly string[]): number {
+  let n = 0;
+  for (let i = 0; i < raw.length; i++) n += raw[i].length;
+  return n + 16 * raw.length;
+}
+
 /** A client's HTTP/2 request head, as the engine takes it. */
 export interface H2RequestHead {
   readonly method: string;

@@ -13,12 +13,13 @@ export type H2AbuseKind =
   | 'settings-flood' // SETTINGS frames over the budget
   | 'ping-flood' // PING frames over the budget
   | 'refused-streams' // streams node:http2 refused before tandem saw them (header list too large, HPACK bomb, over the concurrency limit), over the budget
+  | 'oversized-headers' // heads over the header list limit (HPACK bombs) answered 431, over the budget
   | 'flood' // nghttp2 detected a flood (frames answered faster than the client reads them, empty frames) and ended the session
   | 'continuation-flood' // a header block in too many CONTINUATION frames, ended by nghttp2 (CVE-2024-27316 class)
   | 'protocol-error' // the session ended on a protocol error of the client (bad preface, invalid frames)
   | 'stream-timeout'; // a stream whose request did not arrive within requestMs (answered 408)
 
-export const H2_ABUSE_KINDS: readonly H2AbuseKind[] = ['rapid-reset', 'settings-flood', 'ping-flood', 'refused-streams', 'flood', 'continuation-flood', 'protocol-error', 'stream-timeout'];
+export const H2_ABUSE_KINDS: readonly H2AbuseKind[] = ['rapid-reset', 'settings-flood', 'ping-flood', 'refused-streams', 'oversized-headers', 'flood', 'continuation-flood', 'protocol-error', 'stream-timeout'];
 
 const made = perRegistry((registry: Registry) => ({
   sessions: counter(registry, {

@@ -14,7 +14,10 @@
  *  - streams node:http2 refused before tandem saw them (too large a header list — HPACK bombs —,
  *    over the concurrency limit, malformed), found as the gap between the last stream id nghttp2
  *    processed and the streams that reached tandem;
- *  - SETTINGS and PING frames (each answered with an ACK: a flood costs writes; CVE-2019-9512/9515).
+ *  - SETTINGS and PING frames (each answered with an ACK: a flood costs writes; CVE-2019-9512/9515);
+ *  - heads over the header list limit that node:http2 let through (sent before the client
+ *    acknowledged SETTINGS_MAX_HEADER_LIST_SIZE: HPACK bombs right after the preface), each
+ *    answered 431.
  * Timeouts (the service's, swept with its other limits): a stream whose request does not arrive
  * within requestMs is answered 408 (and counted); a session without streams is closed after
  * headerMs if it never completed a request, else after idleMs.
@@ -23,6 +26,7 @@ import { constants, type ServerHttp2Session, type ServerHttp2Stream } from 'node
 import type { Logger } from 'pino';
 import { H2Stream, type H2StreamHost, type H2StreamOwner } from './h2-stream.js';
 import type { H2AbuseKind, H2Metrics } from './h2-metrics.js';
+import { ErrorCodes, TandemError } from '../../errors.js';
 
 const { NGHTTP2_ENHANCE_YOUR_CALM } = constants;
 
@@ -32,6 +36,8 @@ export const BUDGETS = {
   resets: { burst: 100, perSecond: 20 },
   /** Streams refused by node:http2 before tandem saw them. */
   refused: { burst: 50, perSecond: 5 },
+  /** Heads over the header list limit (HPACK bombs sent before the SETTINGS ACK), each answered 431. */
+  oversized: { burst: 10, perSecond: 1 },
   settings: { burst: 20, perSecond: 2 },
   pings: { burst: 20, perSecond: 2 },
 } as const;
@@ -93,6 +99,7 @@ export class H2Session implements H2StreamOwner {
   readonly #refused: Budget;
   readonly #settings: Budget;
   readonly #pings: Budget;
+  readonly #oversized: Budget;
 
   constructor(front: H2SessionFront, session: ServerHttp2Session, ip: string, port: number) {
     this.#front = front;
@@ -106,6 +113,7 @@ export class H2Session implements H2StreamOwner {
     // The client's first SETTINGS (the connection preface) is not a flood.
     this.#settings = new Budget(BUDGETS.settings.burst + 1, BUDGETS.settings.perSecond, now);
     this.#pings = new Budget(BUDGETS.pings.burst, BUDGETS.pings.perSecond, now);
+    this.#oversized = new Budget(BUDGETS.oversized.burst, BUDGETS.oversized.perSecond, now);
     session.on('stream', this.#onStream);
     session.on('remoteSettings', this.#onSettings);
     session.on('ping', this.#onPing);
@@ -119,6 +127,8 @@ export class H2Session implements H2StreamOwner {
   }
 
   readonly #onStream = (stream: ServerHttp2Stream, _headers: unknown, _flags: number, raw: string[]): void => {
+    // First: a stream reset by the client is destroyed with an error, emitted a tick later.
+    stream.on('error', noop);
     this.#seen++;
     const host = this.#front.host;
     this.#lastActive = host.now;
@@ -164,6 +174,10 @@ export class H2Session implements H2StreamOwner {
     if (!this.#resets.take(this.#front.host.now)) this.#abuse('rapid-reset');
   }
 
+  oversized(): void {
+    if (!this.#oversized.take(this.#front.host.now)) this.#abuse('oversized-headers');
+  }
+
   // ---- limits ------------------------------------------------------------------------------
 
   /** The abuser gets GOAWAY (ENHANCE_YOUR_CALM) and the connection ends; others are not touched. */
@@ -172,7 +186,14 @@ export class H2Session implements H2StreamOwner {
     this.#over = true;
     this.#front.metrics.abuse(kind);
     this.#front.logger.debug({ service: this.#front.service, client: this.ip, kind }, 'http2 session closed for abuse');
-    this.session.destroy(undefined, NGHTTP2_ENHANCE_YOUR_CALM);
+    // GOAWAY now, the end a turn later: destroyed inside nghttp2's read of the flood (these
+    // handlers run there), the session would drop the GOAWAY with its other pending frames.
+    const session = this.session;
+    session.goaway(NGHTTP2_ENHANCE_YOUR_CALM);
+    setImmediate(() => {
+      // An error, or node:http2 reads the code as the error (destroy(error = NO_ERROR, code)).
+      session.destroy(new TandemError(ErrorCodes.LIMIT_EXCEEDED, `http2 ${kind}`), NGHTTP2_ENHANCE_YOUR_CALM);
+    });
   }
 
   /** Graceful end (the node drains): GOAWAY, the open streams finish. */
@@ -209,8 +230,12 @@ export class H2Session implements H2StreamOwner {
 
 /** nghttp2's verdicts on a client's input (nghttp2.h error codes), as abuse kinds; null when not the client's doing. */
 export function classifySessionError(err: { code?: string; errno?: number }): H2AbuseKind | null {
+  // node:http2's own bound (maxSessionInvalidFrames).
+  if (err.code === 'ERR_HTTP2_TOO_MANY_INVALID_FRAMES') return 'protocol-error';
   if (err.code !== 'ERR_HTTP2_ERROR') return null;
   switch (err.errno) {
+    case -902: // NGHTTP2_ERR_CALLBACK_FAILURE: node:http2 refused more streams than maxSessionRejectedStreams
+      return 'refused-streams';
     case -904: // NGHTTP2_ERR_FLOODED
       return 'flood';
     case -905: // NGHTTP2_ERR_TOO_MANY_CONTINUATIONS (nghttp2 1.61, CVE-2024-27316 class)

@@ -19,7 +19,7 @@ import { constants, type ServerHttp2Stream } from 'node:http2';
 import { acquireParser, releaseParser, SKIP_BODY, type HttpParser, type ParserSink } from './parser.js';
 import { Exchange, type Downstream, type ExchangeHost } from './exchange.js';
 import type { HttpErrorKind } from './errors.js';
-import { firstValues, h2RequestHead, h2ResponseHeaders, type H2RequestHead } from './h2-head.js';
+import { firstValues, h2RequestHead, h2ResponseHeaders, headerListSize, H2_MAX_HEADER_LIST_SIZE, type H2RequestHead } from './h2-head.js';
 
 /** The response head the engine writes for a client is at most this (a backend's head is limited to 32 KB; tandem adds Via). */
 const RESPONSE_HEAD_MAX = 64 * 1024;
@@ -42,6 +42,8 @@ export interface H2StreamOwner {
   streamClosed(s: H2Stream): void;
   /** The client reset the stream before its response was complete. */
   clientReset(): void;
+  /** A head over the header list limit (answered 431). */
+  oversized(): void;
 }
 
 export class H2Stream implements Downstream, ParserSink {
@@ -70,9 +72,17 @@ export class H2Stream implements Downstream, ParserSink {
     ex.clientPort = port;
     stream.on('close', this.#onClose);
     stream.on('error', noop);
-    const head = h2RequestHead(raw);
     const ended = stream.endAfterHeaders;
-    const kind = head.problem !== null ? 'bad-request' : host.prepareH2(ex, head, !ended);
+    let kind: HttpErrorKind | null;
+    // nghttp2 holds SETTINGS_MAX_HEADER_LIST_SIZE only once the client acknowledged it: a head
+    // sent before (an HPACK bomb right after the preface) is measured here.
+    if (headerListSize(raw) > H2_MAX_HEADER_LIST_SIZE) {
+      kind = 'header-too-large';
+      owner.oversized();
+    } else {
+      const head = h2RequestHead(raw);
+      kind = head.problem !== null ? 'bad-request' : host.prepareH2(ex, head, !ended);
+    }
     if (kind !== null) {
       // Refused before routing: answered in its turn; what the client still sends is dropped.
       ex.reject = kind;

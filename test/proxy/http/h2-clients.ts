@@ -101,9 +101,9 @@ export function hpackIndexed(name: string, value: string): Buffer {
   return Buffer.concat([Buffer.from([0x40]), hpackString(name), hpackString(value)]);
 }
 
-/** A GET request's header block: static-table :method GET (2), :scheme https (7), :path / (4), and :authority. */
+/** A GET request's header block: static-table :method GET (2), :scheme https (7), :path / (4), and :authority (not indexed). */
 export function getBlock(authority: string, extra: Buffer[] = []): Buffer {
-  return Buffer.concat([Buffer.from([0x82, 0x87, 0x84]), Buffer.concat([Buffer.from([0x41]), hpackString(authority)]), ...extra]);
+  return Buffer.concat([Buffer.from([0x82, 0x87, 0x84]), Buffer.concat([Buffer.from([0x01]), hpackString(authority)]), ...extra]);
 }
 
 /** A raw TLS connection with ALPN h2 that has sent the preface and an empty SETTINGS; collects what the server sends. */
@@ -131,6 +131,8 @@ export function rawH2(servername: string, host: string, port: number): Promise<R
         const f: RawH2['frames'][number] = { type, flags: buf[4], stream: buf.readUInt32BE(5) & 0x7fffffff };
         if (type === FRAME.GOAWAY) f.code = buf.readUInt32BE(13);
         if (type === FRAME.RST_STREAM) f.code = buf.readUInt32BE(9);
+        // The server's SETTINGS are acknowledged, as any client must (RFC 9113 section 6.5.3).
+        if (type === FRAME.SETTINGS && (f.flags & FLAG.ACK) === 0 && !socket.destroyed) socket.write(frame(FRAME.SETTINGS, FLAG.ACK, 0));
         frames.push(f);
         buf = buf.subarray(9 + len);
       }
