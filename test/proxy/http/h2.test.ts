@@ -151,6 +151,9 @@ test('a large response body over h2 is intact (chunked from the backend, DATA fr
   assert.equal(r.headers['transfer-encoding'], undefined);
   assert.equal(r.body.length, bytes);
   assert.equal(sha(r.body), sha(Buffer.alloc(bytes, 0x61)));
+  // The backend connection that relayed it (its reads paused whenever the client's side was full)
+  // is the warmest in the pool: the next requests of the flow get it, and must be answered.
+  for (let i = 0; i < 3; i++) assert.equal((await h2Request(s, { ':method': 'GET', ':path': `/next/${i}`, 'x-session': 'big' }, undefined, 15_000)).status, 200);
 });
 
 test('many concurrent streams on one connection: every answer complete, affinity per session', async () => {
