@@ -28,7 +28,9 @@ import { H2Stream, type H2StreamHost, type H2StreamOwner } from './h2-stream.js'
 import type { H2AbuseKind, H2Metrics } from './h2-metrics.js';
 import { ErrorCodes, TandemError } from '../../errors.js';
 
-const { NGHTTP2_ENHANCE_YOUR_CALM } = constants;
+const { NGHTTP2_ENHANCE_YOUR_CALM, NGHTTP2_CANCEL } = constants;
+/** After GOAWAY for abuse: the connection ends when the GOAWAY is written, at the latest after this. */
+const GOAWAY_GRACE_MS = 1000;
 
 /** Per-session budgets: a burst, refilled at a rate per second (legitimate clients stay far below). */
 export const BUDGETS = {
@@ -186,14 +188,20 @@ export class H2Session implements H2StreamOwner {
     this.#over = true;
     this.#front.metrics.abuse(kind);
     this.#front.logger.debug({ service: this.#front.service, client: this.ip, kind }, 'http2 session closed for abuse');
-    // GOAWAY now, the end a turn later: destroyed inside nghttp2's read of the flood (these
-    // handlers run there), the session would drop the GOAWAY with its other pending frames.
+    // GOAWAY, the open streams reset, and a graceful close, which node:http2 completes once what
+    // is pending (the GOAWAY) is written: destroyed at once — these handlers run inside nghttp2's
+    // read of the flood — the session would drop the GOAWAY with its other pending frames. A
+    // client that does not read is cut after GOAWAY_GRACE_MS.
     const session = this.session;
     session.goaway(NGHTTP2_ENHANCE_YOUR_CALM);
-    setImmediate(() => {
+    for (const s of this.#streams) s.close(NGHTTP2_CANCEL);
+    session.close();
+    const hard = setTimeout(() => {
       // An error, or node:http2 reads the code as the error (destroy(error = NO_ERROR, code)).
       session.destroy(new TandemError(ErrorCodes.LIMIT_EXCEEDED, `http2 ${kind}`), NGHTTP2_ENHANCE_YOUR_CALM);
-    });
+    }, GOAWAY_GRACE_MS);
+    hard.unref();
+    session.once('close', () => clearTimeout(hard));
   }
 
   /** Graceful end (the node drains): GOAWAY, the open streams finish. */

@@ -178,9 +178,9 @@ export class H2Stream implements Downstream, ParserSink {
     ex.fail('request-timeout');
   }
 
-  /** The stream ends now (session ending, linger over). */
-  close(): void {
-    this.#reset(NGHTTP2_NO_ERROR);
+  /** The stream ends now (linger over: NO_ERROR; the session cut for abuse: CANCEL). */
+  close(code: number = NGHTTP2_NO_ERROR): void {
+    this.#reset(code);
   }
 
   #feed(buf: Buffer): void {
