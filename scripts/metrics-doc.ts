@@ -1,5 +1,6 @@
 /**
- * Generates docs/metrics.md from a live single-node tandem with one service of each protocol, so
+ * Generates docs/metrics.md from a live single-node tandem with one service of each protocol (and an
+ * https one), so
  * the list is the truth rather than a copy of it. `node --import tsx scripts/metrics-doc.ts`
  * rewrites the file; test/docs/metrics-doc.test.ts fails when the file is out of date.
  */
@@ -8,6 +9,8 @@ import { pathToFileURL } from 'node:url';
 import { pino } from 'pino';
 import { validateConfig } from '../src/config/load.js';
 import { TandemNode } from '../src/node/node.js';
+
+const FIXTURE = (f: string): string => new URL(`../test/tls/fixtures/${f}`, import.meta.url).pathname;
 
 export async function metricsDoc(): Promise<string> {
   const config = validateConfig({
@@ -19,6 +22,8 @@ export async function metricsDoc(): Promise<string> {
     },
     services: [
       { name: 'web', protocol: 'http', port: 18392, backends: [{ address: '127.0.0.1:1' }], healthCheck: { type: 'none' } },
+      // HTTPS (TLS termination, HTTP/2 to clients), with a test certificate.
+      { name: 'webs', protocol: 'http', port: 18395, backends: [{ address: '127.0.0.1:1' }], healthCheck: { type: 'none' }, tls: { certificates: [{ cert: FIXTURE('a.crt'), key: FIXTURE('a.key') }] } },
       { name: 'tcp', protocol: 'tcp', port: 18393, backends: [{ address: '127.0.0.1:1' }], healthCheck: { type: 'none' } },
       { name: 'udp', protocol: 'udp', port: 18394, backends: [{ address: '127.0.0.1:1' }] },
     ],

@@ -323,6 +323,12 @@ class BackendConnection implements ParserSink, Upstream {
     const reusable = p.keepAlive && this.#requestEnded && !this.#untilClose && !this.#closed;
     const close = this.#framing === Framing.CLOSE || ex.mustClose;
     this.#reused = true;
+    // The last body bytes may have filled the client's buffer (a paused read): a connection that
+    // goes back to the pool reads again, or the next request on it would never see its response.
+    if (this.#responsePaused) {
+      this.#responsePaused = false;
+      this.#socket.resume();
+    }
     if (reusable) this.#pool.idle(this, this.#addr);
     else this.destroy();
     ex.respondEnd(close);

@@ -18,6 +18,7 @@ import { listenAddresses, listenStream } from '../listen-addresses.js';
 import type { ServiceConfig, ServiceTlsConfig } from '../../config/schema.js';
 import type { EpochSecretSource } from '../../cluster/ticket-key-share.js';
 import { TlsListener } from '../../tls/listener.js';
+import type { TLSSocket } from 'node:tls';
 import { CertificateStore } from '../../tls/store.js';
 import type { UpstreamPool } from '../../upstream/pool.js';
 import type { FlowEntry } from '../../cluster/flow-entry.js';
@@ -39,6 +40,9 @@ import { ServiceMetrics } from './metrics.js';
 import type { HttpErrorKind } from './errors.js';
 import { Routing, type Lane } from './routing.js';
 import { RouteMetrics } from './route-metrics.js';
+import { H2Front } from './h2-front.js';
+import type { H2StreamHost } from './h2-stream.js';
+import type { H2RequestHead } from './h2-head.js';
 import { normalizeHost, normalizeTarget } from '../../routes/normalize.js';
 import type { MatchRequest } from '../../routes/matcher.js';
 import { applyHeaderRules, rawHeader, redirectLocation } from '../../routes/header-rules.js';
@@ -50,7 +54,7 @@ const ACME_CHALLENGE_PREFIX = '/.well-known/acme-challenge/';
 
 type Result = AttemptResult<HttpErrorKind>;
 
-export class HttpServiceProxy implements ServiceProxy, ClientHost, OwnerHost, ForwardHost {
+export class HttpServiceProxy implements ServiceProxy, ClientHost, OwnerHost, ForwardHost, H2StreamHost {
   readonly name: string;
   readonly #ctx: ProxyContext;
   #cfg: ServiceConfig;
@@ -67,6 +71,8 @@ export class HttpServiceProxy implements ServiceProxy, ClientHost, OwnerHost, Fo
   #server: Server | null = null;
   /** TLS termination in front of the connection handler, when the service has `tls:`. */
   #tls: TlsListener | null = null;
+  /** HTTP/2 to clients (h2-front.ts): the TLS connections that negotiated h2. */
+  #h2: H2Front | null = null;
   /** The store the node's ACME manager feeds (detached on stop). */
   #acmeStore: CertificateStore | null = null;
   /** The Forwarded/X-Forwarded-Proto value this listener's requests carry. */
@@ -145,17 +151,24 @@ export class HttpServiceProxy implements ServiceProxy, ClientHost, OwnerHost, Fo
     mux.dialTimeoutMs = Math.min(mux.dialTimeoutMs, this.#cfg.timeouts.connectMs);
     const tls = this.#cfg.tls;
     if (tls) {
+      const h2 = (this.#h2 = new H2Front({
+        service: this.name,
+        host: this,
+        registry: this.#ctx.registry,
+        logger: this.#ctx.logger,
+        opened: (socket, ip, port) => this.#opened(socket, ip, port),
+      }));
       this.#tls = new TlsListener({
         service: this.name,
         clusterName: this.#tlsCtx().clusterName,
-        tls: servedTls(tls),
+        tls,
         store: this.#certificateStore(tls),
         tickets: this.#tickets(tls),
         registry: this.#ctx.registry,
         logger: this.#ctx.logger,
         handshakeTimeoutMs: this.#cfg.timeouts.headerMs,
-        // HTTP/2 is not served yet: servedTls offers only http/1.1, so every connection is HTTP/1.1.
-        onSecure: (socket) => this.#onConnection(socket),
+        // ALPN as the config says (h2 first by default: the server's preference wins).
+        onSecure: (socket, alpn) => (alpn === 'h2' ? h2.accept(socket) : this.accept(socket)),
       });
       this.#proto = 'https';
     }
@@ -184,7 +197,7 @@ export class HttpServiceProxy implements ServiceProxy, ClientHost, OwnerHost, Fo
     if (this.#server) this.#server.maxConnections = cfg.maxConnections;
     this.#backends.update(cfg.backends.map((b) => b.address));
     if (this.#tls !== null && cfg.tls) {
-      this.#tls.update(servedTls(cfg.tls), this.#tickets(cfg.tls));
+      this.#tls.update(cfg.tls, this.#tickets(cfg.tls));
       // A refused set (unreadable, mismatched) keeps the previous certificates; the listener logs why.
       this.#tls.reloadCertificates(cfg.tls.certificates);
     }
@@ -223,9 +236,11 @@ export class HttpServiceProxy implements ServiceProxy, ClientHost, OwnerHost, Fo
     server.close();
     const deadline = Date.now() + timeoutMs;
     // Idle keep-alive connections close now; busy ones after their response (Connection: close).
+    // HTTP/2 sessions get GOAWAY: their open streams finish, no new one starts.
+    this.#h2?.drain();
     for (;;) {
       for (const c of this.#conns) c.closeIfIdle();
-      if ((this.#conns.size === 0 && this.#inflight === 0 && this.tunnels.size === 0) || Date.now() >= deadline) break;
+      if ((this.#conns.size === 0 && this.#inflight === 0 && this.tunnels.size === 0 && (this.#h2?.size ?? 0) === 0) || Date.now() >= deadline) break;
       await new Promise((r) => setTimeout(r, 20));
     }
     await this.stop();
@@ -238,6 +253,7 @@ export class HttpServiceProxy implements ServiceProxy, ClientHost, OwnerHost, Fo
     const server = this.#server;
     this.#server = null;
     this.#tls?.close();
+    this.#h2?.close();
     if (this.#acmeStore !== null) this.#tlsCtx().acme?.detach(this.#acmeStore);
     this.#acmeStore = null;
     if (server) {
@@ -264,15 +280,20 @@ export class HttpServiceProxy implements ServiceProxy, ClientHost, OwnerHost, Fo
     const port = socket.remotePort ?? 0;
     const conn = new ClientConnection(this, socket, ip, port);
     this.#conns.add(conn);
+    this.#opened(socket, ip, port);
+  }
+
+  /**
+   * `connection` flow keys (the service's or a route's) end with the connection: replicate a
+   * tombstone for each (a no-op for a route this connection never used).
+   */
+  #opened(socket: Socket | TLSSocket, ip: string, port: number): void {
     const ended = this.#routing.connectionKeyed;
-    if (ended.length > 0) {
-      // `connection` flow keys (the service's or a route's) end with the connection: replicate a
-      // tombstone for each (a no-op for a route this connection never used).
-      const key = connectionKey(ip, port);
-      socket.once('close', () => {
-        for (const service of ended) this.#ctx.router.end(service, key);
-      });
-    }
+    if (ended.length === 0) return;
+    const key = connectionKey(ip, port);
+    socket.once('close', () => {
+      for (const service of ended) this.#ctx.router.end(service, key);
+    });
   }
 
   closed(conn: ClientConnection): void {
@@ -297,9 +318,31 @@ export class HttpServiceProxy implements ServiceProxy, ClientHost, OwnerHost, Fo
     if (minor === 0 && head.chunked) return 'bad-request';
     // RFC 9112 section 3.2: exactly one Host in HTTP/1.1, at most one before.
     if (head.hostCount > 1 || (head.hostCount === 0 && minor === 1)) return 'bad-request';
-    const lane = this.#routing.routed ? this.#route(p) : this.#routing.fallback;
-    ex.body = requestBody(head);
     ex.upgrade = p.upgrade;
+    return this.#prepareRouted(ex, p.headers, head, conn.ip, conn.port);
+  }
+
+  /**
+   * An HTTP/2 stream's head (h2-stream.ts): the same checks, route, key and head for the next hop
+   * as an HTTP/1.1 request's. The next hop speaks HTTP/1.1: a body of unknown length goes chunked.
+   */
+  prepareH2(ex: Exchange, h: H2RequestHead, bodyUnknownLength: boolean): HttpErrorKind | null {
+    ex.method = h.method;
+    ex.url = h.path;
+    ex.version = '2';
+    ex.via = this.#via;
+    // RFC 9113 section 8.5: CONNECT opens a tunnel, which tandem does not do (as on HTTP/1.1).
+    if (ex.method === 'CONNECT') return 'method-not-allowed';
+    if (!isTargetAllowed(ex.method, ex.url)) return 'bad-request';
+    const head = (ex.head = scanRequest(h.fields, this.#flowHeader, this.#flowCookie));
+    if (head.contentLength < 0 && bodyUnknownLength) head.chunked = true;
+    return this.#prepareRouted(ex, h.fields, head, ex.clientIp, ex.clientPort);
+  }
+
+  /** Route, answers of this node, flow key and the head for the next hop (HTTP/1.1 and HTTP/2 alike). */
+  #prepareRouted(ex: Exchange, fields: readonly string[], head: RequestHead, ip: string, port: number): HttpErrorKind | null {
+    const lane = this.#routing.routed ? this.#route(ex, fields) : this.#routing.fallback;
+    ex.body = requestBody(head);
     if (ex.upgrade && ex.body !== Body.NONE) return 'bad-request';
     // HTTP-01 (RFC 8555 section 8.3): a token the tier's ACME order waits on is answered by
     // whichever node the validator reaches; any other path under the prefix goes to the backend,
@@ -311,30 +354,30 @@ export class HttpServiceProxy implements ServiceProxy, ClientHost, OwnerHost, Fo
     // Answered by this node in the exchange's turn (serve): no route, over the limit, a redirect.
     if (lane === null) return null;
     ex.lane = lane;
-    if (lane.limitKey !== null && !this.#admit(ex, lane, conn.ip, p.headers)) return null;
+    if (lane.limitKey !== null && !this.#admit(ex, lane, ip, fields)) return null;
     if (lane.redirect !== null) {
-      ex.location = redirectLocation(lane.redirect.to, rawHeader(p.headers, 'host') ?? '', ex.url);
+      ex.location = redirectLocation(lane.redirect.to, rawHeader(fields, 'host') ?? '', ex.url);
       return null;
     }
-    const key = lane.sameKey ? this.#key(this.#spec, conn.ip, conn.port, head) : this.#key(lane.spec, conn.ip, conn.port, scanRequest(p.headers, lane.flowHeader, lane.flowCookie));
+    const key = lane.sameKey ? this.#key(this.#spec, ip, port, head) : this.#key(lane.spec, ip, port, scanRequest(fields, lane.flowHeader, lane.flowCookie));
     if (key === null) return 'bad-request';
     ex.key = key;
-    let fields = lane.requestHeaders === null ? p.headers : applyHeaderRules(p.headers, lane.requestHeaders);
+    let out = lane.requestHeaders === null ? fields : applyHeaderRules(fields, lane.requestHeaders);
     // RFC 9112 section 3.2: the head goes on as HTTP/1.1, which needs a Host; an HTTP/1.0 client
     // may have sent none — then it is empty, as for a target without an authority.
-    if (head.hostCount === 0) fields = [...fields, 'Host', ''];
-    ex.text = writeRequestHead(ex.method, ex.url, fields, head, viaEntry(ex.version, this.#selfId), conn.ip, this.#selfId, ex.upgrade, this.#proto);
+    if (head.hostCount === 0) out = [...out, 'Host', ''];
+    ex.text = writeRequestHead(ex.method, ex.url, out, head, viaEntry(ex.version, this.#selfId), ip, this.#selfId, ex.upgrade, this.#proto);
     return null;
   }
 
   /** The route of a client request: normalised host (an absolute-form target's authority wins) and path. */
-  #route(p: HttpParser): Lane | null {
-    const t = normalizeTarget(p.url);
+  #route(ex: Exchange, fields: readonly string[]): Lane | null {
+    const t = normalizeTarget(ex.url);
     const req = this.#req;
-    req.raw = p.headers;
-    req.host = t.host ?? normalizeHost(rawHeader(p.headers, 'host'));
+    req.raw = fields;
+    req.host = t.host ?? normalizeHost(rawHeader(fields, 'host'));
     req.path = t.path;
-    req.method = p.method;
+    req.method = ex.method;
     const lane = this.#routing.choose(req);
     req.raw = EMPTY_FIELDS;
     return lane;
@@ -553,6 +596,7 @@ export class HttpServiceProxy implements ServiceProxy, ClientHost, OwnerHost, Fo
     const now = performance.now();
     const ct = this.#clientTimeouts;
     for (const c of this.#conns) c.sweep(now, ct);
+    this.#h2?.sweep(now, ct);
     this.#backends.sweep(now, this.#backendTimeouts);
     const t = this.#cfg.timeouts;
     for (const f of this.#forwards) f.sweep(now, t.requestMs + PEER_TIMEOUT_MARGIN_MS, t.idleMs + PEER_TIMEOUT_MARGIN_MS);
@@ -577,11 +621,6 @@ class MatchReq implements MatchRequest {
   header(name: string): string | undefined {
     return rawHeader(this.raw, name);
   }
-}
-
-/** The TLS settings served: ALPN without h2, which this listener does not speak yet (docs/tls.md). */
-function servedTls(tls: ServiceTlsConfig): ServiceTlsConfig {
-  return { ...tls, alpn: ['http/1.1'] };
 }
 
 function clientTimeouts(cfg: ServiceConfig): ClientTimeouts {

@@ -2,7 +2,7 @@
  * HTTPS on an http service, with 3 real node processes and real clients (curl, openssl s_client):
  * the certificate per server name on every node, affinity by header across nodes, the protocol
  * told to the backend, TLS sessions that resume on every node with `sessionTickets: cluster` and
- * only where issued with `node`, and a certificate replaced + SIGHUP served without dropping an
+ * only where issued with `node`, ALPN (h2 preferred, docs/http.md "HTTP/2"), and a certificate replaced + SIGHUP served without dropping an
  * open keep-alive connection.
  */
 import { test, before, after } from 'node:test';
@@ -83,12 +83,14 @@ test('affinity by header holds across nodes; the backend is told the request cam
   assert.equal(seen.size, 1, `one backend for the session, got ${[...seen].join(', ')}`);
 });
 
-test('a client that offers h2 is served HTTP/1.1 (HTTP/2 is not wired yet; ALPN offers http/1.1 only)', async () => {
+test('ALPN: h2 when the client offers it (the server prefers it), http/1.1 otherwise', async () => {
   const r = await curl('b.test', PORT, c.nodes[2].host, { http2: true });
   assert.equal(r.status, 200);
-  assert.equal(r.httpVersion, '1.1');
-  const s = await sClient(c.nodes[2].host, PORT, { servername: 'b.test', alpn: 'h2,http/1.1' });
-  assert.equal(s.alpn, 'http/1.1');
+  assert.equal(r.httpVersion, '2');
+  const s = await sClient(c.nodes[2].host, PORT, { servername: 'b.test', alpn: 'http/1.1,h2' });
+  assert.equal(s.alpn, 'h2');
+  const old = await sClient(c.nodes[2].host, PORT, { servername: 'b.test', alpn: 'http/1.1' });
+  assert.equal(old.alpn, 'http/1.1');
 });
 
 test('plain HTTP on the TLS port gets 400 plain-http, and the node serves HTTPS on', async () => {

@@ -1,0 +1,112 @@
+/**
+ * kill -9 of a flow's primary under HTTP/2 load (h2load, 20 connections × 10 streams, 5 s) sent to
+ * a node that forwards to the primary: no request that had not yet received a response byte fails
+ * (such a request goes to the backup, which sends it to the same backend); the only casualties
+ * allowed are streams whose response had started, which are cut (RST_STREAM), never answered with
+ * an error. Figures are printed (t.diagnostic), never asserted as rates.
+ */
+import { test, before, after } from 'node:test';
+import assert from 'node:assert/strict';
+import { copyFileSync, mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { startCluster, sleep, waitUntil, type TestCluster } from '../../helpers/cluster.js';
+import { httpBackend, type Backend } from '../../helpers/backends.js';
+import { run } from '../../tls/clients.js';
+import { h2Request, h2Session } from './h2-clients.js';
+
+const FIXTURES = new URL('../../tls/fixtures/', import.meta.url).pathname;
+const PORT = 29310;
+const KEY = 'h2load-session';
+let c: TestCluster;
+let backends: Backend[];
+let dir: string;
+
+before(async () => {
+  dir = mkdtempSync(join(tmpdir(), 'tandem-h2-kill-'));
+  for (const f of ['a.crt', 'a.key']) copyFileSync(join(FIXTURES, f), join(dir, f));
+  backends = await Promise.all(['alpha', 'beta', 'gamma'].map((id) => httpBackend(id)));
+  c = await startCluster({
+    basePort: 29300,
+    services: [
+      {
+        name: 'web',
+        port: PORT,
+        protocol: 'http',
+        flowKey: 'header:x-session',
+        backends: backends.map((b) => ({ address: b.address })),
+        healthCheck: { type: 'none' },
+        tls: { certificates: [{ cert: join(dir, 'a.crt'), key: join(dir, 'a.key') }] },
+      },
+    ],
+  });
+});
+
+after(async () => {
+  await c?.stop();
+  await Promise.all((backends ?? []).map((b) => b.close()));
+  if (dir) rmSync(dir, { recursive: true, force: true });
+});
+
+interface H2LoadFigures {
+  total: number;
+  succeeded: number;
+  failed: number;
+  errored: number;
+  timeout: number;
+  status5xx: number;
+  raw: string;
+}
+
+function parseH2Load(out: string): H2LoadFigures {
+  const req = /requests: (\d+) total, \d+ started, (\d+) done, (\d+) succeeded, (\d+) failed, (\d+) errored, (\d+) timeout/.exec(out);
+  const codes = /status codes: \d+ 2xx, \d+ 3xx, \d+ 4xx, (\d+) 5xx/.exec(out);
+  if (req === null || codes === null) throw new Error(`h2load output not understood:\n${out}`);
+  return { total: Number(req[2]), succeeded: Number(req[3]), failed: Number(req[4]), errored: Number(req[5]), timeout: Number(req[6]), status5xx: Number(codes[1]), raw: out };
+}
+
+test('kill -9 of the primary under h2load: no request without a response byte fails; affinity kept', async (t) => {
+  // Learn the flow's owners from a first request, then send the load to the third node: every
+  // request is forwarded to the primary over the peer hop.
+  const probe = await h2Session('a.test', c.nodes[0].host, PORT);
+  const first = await h2Request(probe, { ':method': 'GET', ':path': '/probe', 'x-session': KEY });
+  probe.close();
+  assert.equal(first.status, 200);
+  const backendId = (JSON.parse(first.body.toString()) as { id: string }).id;
+  const flow = await c.flow('lb1', 'web', KEY);
+  assert.ok(flow !== null && flow.backup !== null);
+  const ingress = c.nodes.find((n) => n.id !== flow.primary && n.id !== flow.backup)!;
+  const counts = () => backends.map((b) => b.count());
+  const before = counts();
+  const errorsBefore = await ingressErrors(ingress.id);
+
+  const load = run('h2load', ['-c', '20', '-m', '10', '-D', '5', '-H', `x-session: ${KEY}`, '--connect-to', `${ingress.host}:${PORT}`, `https://a.test:${PORT}/load`], { timeoutMs: 60_000 });
+  await sleep(1500);
+  await c.kill(flow.primary);
+  const r = await load;
+  const f = parseH2Load(r.stdout);
+  t.diagnostic(`h2load against ${ingress.id}, primary ${flow.primary} killed after 1.5 s: ${f.total} done, ${f.succeeded} succeeded, ${f.failed} failed, ${f.errored} errored (cut mid-response), ${f.timeout} timeout, ${f.status5xx} answered 5xx`);
+
+  // Every failed request is a stream cut after its response began (errored): none was answered
+  // with an error, which is what a request failing before any response byte would get.
+  assert.equal(f.status5xx, 0, r.stdout);
+  assert.equal(f.timeout, 0, r.stdout);
+  assert.equal(f.failed, f.errored, r.stdout);
+  assert.ok(f.succeeded > 0);
+  const errors = (await ingressErrors(ingress.id)) - errorsBefore;
+  assert.equal(errors, 0, 'the ingress answered no request with an error');
+  // Affinity: the backup served the flow from the same backend.
+  const after = counts();
+  backends.forEach((b, i) => {
+    if (b.id !== backendId) assert.equal(after[i] - before[i], 0, `backend ${b.id} got none of the flow's requests`);
+  });
+  await waitUntil(async () => (await c.flow(ingress.id, 'web', KEY))?.primary === flow.backup, 20_000, 'the backup promoted');
+  const s = await h2Session('a.test', ingress.host, PORT);
+  const again = await h2Request(s, { ':method': 'GET', ':path': '/after', 'x-session': KEY });
+  s.close();
+  assert.equal((JSON.parse(again.body.toString()) as { id: string }).id, backendId);
+});
+
+async function ingressErrors(id: string): Promise<number> {
+  return c.metric(id, 'tandem_http_errors_total', { service: 'web' });
+}
