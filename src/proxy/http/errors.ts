@@ -3,8 +3,6 @@
  * `tandem-error` code header, so that a user (or a script) can tell a tandem error from a backend's
  * own 502; nothing in them leaks internals (no addresses, no stack, no upstream error text).
  */
-import { ErrorCodes, type ErrorCode } from '../../errors.js';
-
 export type HttpErrorKind =
   | 'bad-request'
   | 'header-too-large'
@@ -24,31 +22,26 @@ interface ErrorSpec {
   readonly status: number;
   readonly reason: string;
   readonly text: string;
-  readonly code: ErrorCode;
 }
 
 const SPECS: Readonly<Record<HttpErrorKind, ErrorSpec>> = {
-  'bad-request': { status: 400, reason: 'Bad Request', text: 'malformed request', code: ErrorCodes.BAD_REQUEST },
-  'header-too-large': { status: 431, reason: 'Request Header Fields Too Large', text: 'request header fields too large', code: ErrorCodes.LIMIT_EXCEEDED },
-  'request-timeout': { status: 408, reason: 'Request Timeout', text: 'request not received in time', code: ErrorCodes.LIMIT_EXCEEDED },
-  'method-not-allowed': { status: 405, reason: 'Method Not Allowed', text: 'method not allowed', code: ErrorCodes.BAD_REQUEST },
-  'no-backend': { status: 503, reason: 'Service Unavailable', text: 'no backend available', code: ErrorCodes.NO_BACKEND },
-  'backend-failed': { status: 502, reason: 'Bad Gateway', text: 'backend failed', code: ErrorCodes.BACKEND_FAILED },
-  'backend-timeout': { status: 504, reason: 'Gateway Timeout', text: 'backend timed out', code: ErrorCodes.BACKEND_TIMEOUT },
-  'peer-unavailable': { status: 502, reason: 'Bad Gateway', text: 'no load-balancer node could serve the request', code: ErrorCodes.PEER_UNAVAILABLE },
-  'version-not-supported': { status: 505, reason: 'HTTP Version Not Supported', text: 'only HTTP/1.0 and HTTP/1.1 are served', code: ErrorCodes.BAD_REQUEST },
-  internal: { status: 500, reason: 'Internal Server Error', text: 'internal error', code: ErrorCodes.BACKEND_FAILED },
-  'no-route': { status: 404, reason: 'Not Found', text: 'no route for this request', code: ErrorCodes.NO_BACKEND },
-  'rate-limited': { status: 429, reason: 'Too Many Requests', text: 'rate limit exceeded', code: ErrorCodes.LIMIT_EXCEEDED },
-  'unknown-service': { status: 503, reason: 'Service Unavailable', text: 'service not configured on this node', code: ErrorCodes.NO_BACKEND },
+  'bad-request': { status: 400, reason: 'Bad Request', text: 'malformed request' },
+  'header-too-large': { status: 431, reason: 'Request Header Fields Too Large', text: 'request header fields too large' },
+  'request-timeout': { status: 408, reason: 'Request Timeout', text: 'request not received in time' },
+  'method-not-allowed': { status: 405, reason: 'Method Not Allowed', text: 'method not allowed' },
+  'no-backend': { status: 503, reason: 'Service Unavailable', text: 'no backend available' },
+  'backend-failed': { status: 502, reason: 'Bad Gateway', text: 'backend failed' },
+  'backend-timeout': { status: 504, reason: 'Gateway Timeout', text: 'backend timed out' },
+  'peer-unavailable': { status: 502, reason: 'Bad Gateway', text: 'no load-balancer node could serve the request' },
+  'version-not-supported': { status: 505, reason: 'HTTP Version Not Supported', text: 'only HTTP/1.0 and HTTP/1.1 are served' },
+  internal: { status: 500, reason: 'Internal Server Error', text: 'internal error' },
+  'no-route': { status: 404, reason: 'Not Found', text: 'no route for this request' },
+  'rate-limited': { status: 429, reason: 'Too Many Requests', text: 'rate limit exceeded' },
+  'unknown-service': { status: 503, reason: 'Service Unavailable', text: 'service not configured on this node' },
 };
 
 export function errorStatus(kind: HttpErrorKind): number {
   return SPECS[kind].status;
-}
-
-export function errorCode(kind: HttpErrorKind): ErrorCode {
-  return SPECS[kind].code;
 }
 
 const BODIES = new Map<HttpErrorKind, Buffer>();
