@@ -26,7 +26,7 @@ import { NodeMetrics } from './metrics.js';
 import { Services } from './services.js';
 import { EventLog } from './events.js';
 import { loadConfigFile, ConfigError, formatIssue } from '../config/load.js';
-import { CONTROL_SERVICE, drainEntry, isControl, parseDrain } from './drain.js';
+import { BackendDrains, CONTROL_SERVICE, isControl } from './drain.js';
 import type { PeerState } from '../proxy/context.js';
 import type { PeerStats } from '../cluster/cluster.js';
 import type { RouterStats } from '../cluster/router.js';
@@ -80,6 +80,8 @@ export class TandemNode implements NodeControl {
   #started = false;
   /** When the table is re-protected: deaths, returns, removals, hand-over (reprotection.ts). */
   readonly #reprotection: Reprotection;
+  /** Backend drain states, replicated through the table (drain.ts). */
+  readonly #drains: BackendDrains;
   /** Refreshes, expiry and the rate of communications, once serving (upkeep.ts). */
   readonly #upkeep: Upkeep;
   readonly startedAt = Date.now();
@@ -164,7 +166,7 @@ export class TandemNode implements NodeControl {
       if (state === 'dead') this.membership.peerDead(id);
     });
     this.cluster.on('remote-entries', (entries: readonly FlowEntry[]) => {
-      for (const e of entries) if (isControl(e)) this.#applyDrain(e);
+      for (const e of entries) if (isControl(e)) this.#drains.apply(e);
     });
     this.services = new Services({
       self,
@@ -181,6 +183,15 @@ export class TandemNode implements NodeControl {
       pool: (name) => this.services.pool(name),
       limiter: (name) => this.rateLimits.limiter(name),
     }, (service, address, healthy) => this.events.add('health', `${service} ${address} ${healthy ? 'up' : 'down'}`, { service, address, healthy }));
+    this.#drains = new BackendDrains({
+      selfId,
+      table: this.table,
+      publish: (e) => this.cluster.publish(e),
+      version: () => this.hlc.now(),
+      backend: (service, address) => this.services.pool(service)?.get(address),
+      events: this.events,
+      logger: this.logger,
+    });
     this.admin = new AdminServer({ host: self.host, port: self.adminPort, token: config.cluster.adminToken, logger: this.logger.child({ component: 'admin' }) });
     registerAdminRoutes(this, this.admin);
     registerDashboard(this, this.admin);
@@ -274,7 +285,7 @@ export class TandemNode implements NodeControl {
     this.#tls.applyTicketKeys(this.#config);
     this.rateLimits.apply(this.#config);
     await this.services.apply(this.#config);
-    for (const e of this.table.entries(CONTROL_SERVICE)) this.#applyDrain(e);
+    this.#drains.applyAll();
     this.#started = true;
     this.membership.serving();
     this.#upkeep.start(this.#config.services);
@@ -297,7 +308,7 @@ export class TandemNode implements NodeControl {
     this.rateLimits.apply(this.#config);
     await this.#tls.applyAcme(this.#config);
     await this.services.apply(this.#config);
-    for (const e of this.table.entries(CONTROL_SERVICE)) this.#applyDrain(e);
+    this.#drains.applyAll();
     this.logger.info({ services: next.services.length, nodesChanged: changedNodes }, 'config reloaded');
     this.events.add('reload', `config reloaded: ${next.services.length} services`);
     if (changedDiscovery) this.logger.warn('cluster.discovery changed: it takes effect when the node restarts');
@@ -369,15 +380,7 @@ export class TandemNode implements NodeControl {
    * Returns false when the service or backend is unknown here.
    */
   setDraining(service: string, address: string, draining: boolean): boolean {
-    const pool = this.services.pool(service);
-    if (!pool?.get(address)) return false;
-    const e = drainEntry(service, address, draining, this.hlc.now(), this.id, Date.now());
-    this.table.merge(e);
-    this.cluster.publish(e);
-    this.#applyDrain(e);
-    this.logger.info({ service, backend: address, draining }, draining ? 'backend draining' : 'backend undrained');
-    this.events.add('drain', `${service} ${address} ${draining ? 'draining' : 'undrained'}`, { service, address, draining });
-    return true;
+    return this.#drains.set(service, address, draining);
   }
 
   /** A summary of this node for `tandem status` and the dashboard. */
@@ -406,16 +409,6 @@ export class TandemNode implements NodeControl {
   /** Flow entries (not control entries). */
   *flows(): IterableIterator<FlowEntry> {
     for (const e of this.table.entries()) if (!isControl(e)) yield e;
-  }
-
-  #applyDrain(e: FlowEntry): void {
-    const d = parseDrain(e);
-    if (!d) return;
-    const b = this.services.pool(d.service)?.get(d.address);
-    if (b && b.draining !== d.draining) {
-      b.draining = d.draining;
-      if (e.writer !== this.id) this.events.add('drain', `${d.service} ${d.address} ${d.draining ? 'draining' : 'undrained'} (by ${e.writer})`, { ...d });
-    }
   }
 
   /** Re-protect every entry as if this node were dead, and replicate the result. */

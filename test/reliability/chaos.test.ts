@@ -24,6 +24,7 @@ import { prng } from '../helpers/prng.js';
 import { assertNodesSound, assertStarted } from './helpers/metrics.js';
 import { bindUdp } from './helpers/peer.js';
 import { keyedGet } from './helpers/http-get.js';
+import { idTcpBackend } from './helpers/mixed-load.js';
 
 const BASE = 17800;
 const HTTP_PORT = BASE + 5;
@@ -60,37 +61,6 @@ after(async () => {
   await c?.stop();
   await Promise.all(backends.map((b) => b.close()));
 });
-
-/**
- * A TCP backend that answers "<id>:<bytes>", so that a client knows which backend it reached, and
- * ends its side after the client's FIN (helpers' tcpBackend with a data callback stays half-open,
- * which would keep every connection flow alive and hide whether ends are replicated).
- */
-async function idTcpBackend(id: string): Promise<Backend> {
-  let count = 0;
-  const sockets = new Set<net.Socket>();
-  const server = net.createServer({ allowHalfOpen: true }, (s) => {
-    count++;
-    sockets.add(s);
-    s.on('close', () => sockets.delete(s));
-    s.on('error', () => undefined);
-    s.on('data', (d: Buffer) => s.write(Buffer.concat([Buffer.from(`${id}:`), d])));
-    s.on('end', () => s.end());
-  });
-  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', () => resolve()));
-  const port = (server.address() as net.AddressInfo).port;
-  return {
-    id,
-    host: '127.0.0.1',
-    port,
-    address: `127.0.0.1:${port}`,
-    count: () => count,
-    close: () => {
-      for (const s of sockets) s.destroy();
-      return new Promise<void>((resolve) => server.close(() => resolve()));
-    },
-  };
-}
 
 /** Which nodes clients may use, and a per-node epoch bumped at each kill (to classify failures). */
 class Tier {

@@ -27,7 +27,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { ChildProcess } from 'node:child_process';
 import { stringify } from 'yaml';
-import { TEST_SECRET, TEST_TOKEN, sleep } from '../helpers/cluster.js';
+import { TEST_SECRET, TEST_TOKEN, sleep, type FlowView } from '../helpers/cluster.js';
 import { createTopology, destroyTopology, impairUnavailable, spawnIn, type ImpairRule, type Topology } from './helpers/netns.js';
 import { AgentClient } from './helpers/agent-client.js';
 import type { MixedResult } from './helpers/netns-agent.js';
@@ -48,14 +48,8 @@ const BIN = new URL('../../bin/tandem.js', import.meta.url).pathname;
 const AGENT = new URL('./helpers/netns-agent.ts', import.meta.url).pathname;
 const IDS = ['lb1', 'lb2', 'lb3'];
 
-interface Flow {
-  key: string;
-  primary: string;
-  backup: string | null;
-  backend: string | null;
-  version: number;
-  writer: string;
-}
+/** A flow as the admin API lists it. */
+type Flow = FlowView;
 interface LoadOut {
   http: MixedResult[string];
   tcp: MixedResult[string];

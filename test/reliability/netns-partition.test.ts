@@ -15,7 +15,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { ChildProcess } from 'node:child_process';
 import { stringify } from 'yaml';
-import { TEST_SECRET, TEST_TOKEN, sleep } from '../helpers/cluster.js';
+import { TEST_SECRET, TEST_TOKEN, sleep, type FlowView } from '../helpers/cluster.js';
 import { createTopology, destroyTopology, netnsUnavailable, setLink, spawnIn, type Topology } from './helpers/netns.js';
 import { AgentClient, pollUntil } from './helpers/agent-client.js';
 
@@ -26,14 +26,8 @@ const ADMIN_PORT = 17890;
 const BIN = new URL('../../bin/tandem.js', import.meta.url).pathname;
 const AGENT = new URL('./helpers/netns-agent.ts', import.meta.url).pathname;
 
-interface Flow {
-  key: string;
-  primary: string;
-  backup: string | null;
-  backend: string | null;
-  version: number;
-  writer: string;
-}
+/** A flow as the admin API lists it. */
+type Flow = FlowView;
 interface LoadResult {
   requests: number;
   failures: number;

@@ -7,9 +7,10 @@ import net from 'node:net';
 import { createHash } from 'node:crypto';
 import { Readable } from 'node:stream';
 import { Agent, request } from 'undici';
+import { WAIT_FLOOR_MS } from '../../helpers/wait.js';
 
 /** Sends `data` on a fresh connection and collects what comes back until the server closes. */
-export function rawExchange(host: string, port: number, data: string | Buffer, timeoutMs = 5000): Promise<{ text: string; closed: boolean; ms: number }> {
+export function rawExchange(host: string, port: number, data: string | Buffer, timeoutMs = 20_000): Promise<{ text: string; closed: boolean; ms: number }> {
   return new Promise((resolve) => {
     const t0 = Date.now();
     const s = net.connect({ host, port });
@@ -62,7 +63,7 @@ export function upgradeEcho(host: string, port: number, headers: Record<string, 
     const timer = setTimeout(() => {
       s.destroy();
       reject(new Error(`upgrade echo timed out; head=${JSON.stringify(head || buf)}`));
-    }, 5000);
+    }, WAIT_FLOOR_MS);
     const next = (): void => {
       if (i < messages.length) s.write(messages[i]);
       else {
