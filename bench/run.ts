@@ -122,7 +122,7 @@ async function main(): Promise<number> {
   const needs = new Set(selected.flatMap((s) => s.needs));
   const net = selected.length > 0;
   const miss = missingTools(tools, {
-    haproxy: needs.has('haproxy'), nginx: net, stream: net, wrk: needs.has('wrk'), iperf3: needs.has('iperf3'), taskset: net && opts.pin, perl: net,
+    haproxy: needs.has('haproxy'), nginx: net, stream: net, wrk: needs.has('wrk'), iperf3: needs.has('iperf3'), h2load: needs.has('h2load'), taskset: net && opts.pin, perl: net,
   });
   if (miss.length) {
     process.stderr.write(missingMessage(miss));

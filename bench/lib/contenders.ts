@@ -6,6 +6,7 @@ import { renderConfig } from './templates.js';
 import { startService, waitForTcp, waitForHttp, runCommand, type Proc } from './procs.js';
 import { BACKEND, BACKEND_HOST, HAPROXY, NAIVE, NGINX, PEER_HOST } from './ports.js';
 import type { ToolSet } from './tools.js';
+import { benchCert } from './cert.js';
 
 export type Started = { ok: true; procs: Proc[] } | { ok: false; reason: string; procs: Proc[] };
 
@@ -58,6 +59,7 @@ export async function startHaproxy(dir: string, tools: ToolSet): Promise<Started
     ...peerVars(sub), HTTP_PORT: HAPROXY.http, TCP_CONN_PORT: HAPROXY.tcpConn, TCP_BULK_PORT: HAPROXY.tcpBulk,
     HTTP_CHAIN_PORT: HAPROXY.httpChain, HTTP_HOP2_PORT: HAPROXY.httpHop2,
     TCP_BULK_CHAIN_PORT: HAPROXY.tcpBulkChain, TCP_BULK_HOP2_PORT: HAPROXY.tcpBulkHop2,
+    H2_PORT: HAPROXY.h2, TLS_PEM: benchCert(dir).pem,
   });
   const check = await runCommand(tools.haproxy, ['-c', '-q', '-f', conf], { cpu: 'none', timeoutMs: 10_000 });
   if (check.code !== 0) return { ok: false, reason: `haproxy -c: ${(check.stderr || check.stdout).trim().slice(0, 300)}`, procs: [] };
@@ -78,6 +80,7 @@ export async function startNginxPeer(dir: string, tools: ToolSet): Promise<Start
   const conf = renderConfig('nginx.conf', sub, {
     ...peerVars(sub), LOAD_STREAM: tools.nginxStreamLoad ?? '',
     HTTP_PORT: NGINX.http, TCP_CONN_PORT: NGINX.tcpConn, TCP_BULK_PORT: NGINX.tcpBulk, UDP_PORT: NGINX.udp,
+    H2_PORT: NGINX.h2, TLS_CERT: benchCert(dir).cert, TLS_KEY: benchCert(dir).key,
   });
   const p = startService('nginx', tools.nginx, nginxArgs(conf, sub), { cpu: 'proxy', logFile: join(sub, 'nginx.log') });
   try {

@@ -14,10 +14,12 @@ export const BACKEND = {
 export const HAPROXY = {
   http: 18100, tcpConn: 18101, tcpBulk: 18102,
   httpChain: 18103, httpHop2: 18104, tcpBulkChain: 18105, tcpBulkHop2: 18106,
+  /** HTTPS with HTTP/2 (ALPN h2), the h2-tls scenario. */
+  h2: 18107,
 } as const;
 /** The naive Node proxy (node:http + undici Pool), HTTP only. */
 export const NAIVE = { http: 18130 } as const;
-export const NGINX = { http: 18110, tcpConn: 18111, tcpBulk: 18112, udp: 18113 } as const;
+export const NGINX = { http: 18110, tcpConn: 18111, tcpBulk: 18112, udp: 18113, h2: 18114 } as const;
 
 /** tandem: a 2-node cluster; both nodes use the same ports on their own host address. */
 export const TANDEM = {
@@ -31,6 +33,7 @@ export const TANDEM = {
   tcpConn: 18121,
   tcpBulk: 18122,
   udp: 18123,
+  h2: 18124,
 } as const;
 
 /** The node every tandem measurement sends its traffic to. */

@@ -8,6 +8,7 @@ import type { RouteKey, TandemHandle } from './tandem.js';
 import { ROOT } from './tandem.js';
 import { runCommand, stopProc } from './procs.js';
 import { parseWrk, wrkArgs } from './wrk.js';
+import { h2loadArgs, parseH2Load } from './h2load.js';
 import type { MetricDef } from './collect.js';
 import { BACKEND, BACKEND_HOST, DEFAULT_CLIENT, HAPROXY, NAIVE, NGINX, PEER_HOST, TANDEM, TANDEM_INGRESS } from './ports.js';
 
@@ -26,7 +27,7 @@ export interface Scenario {
   id: string;
   title: string;
   short: string;
-  needs: Array<'wrk' | 'iperf3' | 'haproxy' | 'nginx' | 'stream'>;
+  needs: Array<'wrk' | 'iperf3' | 'h2load' | 'haproxy' | 'nginx' | 'stream'>;
   metrics: MetricSpec[];
   notes: string[];
   plan(ctx: PlanCtx): Record<ContenderId, Plan>;
@@ -34,7 +35,7 @@ export interface Scenario {
 }
 
 /** A port per contender; a string instead of a port: why that contender does not apply (n/a). */
-interface Ports { route: RouteKey; tandem: number; naive: number | string; haproxy: number | string; haproxy2: number | string; nginx: number; direct: number }
+interface Ports { route: RouteKey; tandem: number; naive: number | string; haproxy: number | string; haproxy2: number | string; nginx: number; direct: number | string }
 
 const NAIVE_HTTP_ONLY = 'the naive Node proxy is an HTTP proxy';
 const CHAIN_SCENARIOS = 'HAProxy chained is measured in the HTTP scenarios and TCP bulk';
@@ -63,7 +64,7 @@ function plans(ctx: PlanCtx, p: Ports): Record<ContenderId, Plan> {
     haproxy: peer(ctx.haproxy, p.haproxy),
     haproxy2: peer(ctx.haproxy, p.haproxy2),
     nginx: peer(ctx.nginx, p.nginx),
-    direct: run(BACKEND_HOST, p.direct, []),
+    direct: typeof p.direct === 'string' ? { kind: 'n/a', reason: p.direct } : run(BACKEND_HOST, p.direct, []),
   };
 }
 
@@ -118,6 +119,11 @@ async function nodeLoadgen(script: string, t: Target, o: RunOpts, extra: string[
 }
 
 const NO_UDP = 'HAProxy 2.6 (Debian 12) does not proxy UDP';
+const H2_ONLY_TLS = 'measured for the HTTPS proxies only (HAProxy, NGINX, tandem)';
+const H2_NO_DIRECT = 'the backend speaks HTTP/1.1 in clear';
+/** HTTP/2 load: the issue's figures (20 connections × 10 streams). */
+export const H2_CLIENTS = 20;
+export const H2_STREAMS = 10;
 
 const ms = (x: unknown, k: string) => Number((x as Record<string, unknown> | undefined)?.[k] ?? NaN);
 
@@ -155,6 +161,39 @@ export const SCENARIOS: Scenario[] = [
       route: 'http', tandem: TANDEM.http, naive: NAIVE.http, haproxy: HAPROXY.http, haproxy2: HAPROXY.httpChain, nginx: NGINX.http, direct: BACKEND.http,
     }),
     measure: wrkScenario(true),
+  },
+  {
+    id: 'h2-tls',
+    title: 'HTTP/2 over TLS, small requests',
+    short: 'HTTP/2 TLS',
+    needs: ['h2load', 'haproxy', 'nginx'],
+    metrics: [
+      { key: 'rps', metric: 'requests/s', unit: 'req/s', better: 'higher', headline: true },
+      { key: 'mean', metric: 'mean request time', unit: 'ms', better: 'lower' },
+      ...cpuRows('µs/req', 'request'),
+    ],
+    notes: [
+      `h2load -t1 -c${H2_CLIENTS} -m${H2_STREAMS} (HTTPS, ALPN h2, the same ECDSA P-256 certificate for all), GET / answered by the backend nginx over HTTP/1.1 keep-alive; h2load gives the mean request time, not percentiles.`,
+    ],
+    plan: (ctx) => plans(ctx, {
+      route: 'http', tandem: TANDEM.h2, naive: H2_ONLY_TLS, haproxy: HAPROXY.h2, haproxy2: H2_ONLY_TLS, nginx: NGINX.h2, direct: H2_NO_DIRECT,
+    }),
+    async measure(t, o) {
+      const args = h2loadArgs({ url: `https://${t.host}:${t.port}/`, clients: H2_CLIENTS, streams: H2_STREAMS, durationSec: o.durationSec, headers: [`x-bench: ${t.header}`] });
+      o.window.begin();
+      const r = await runCommand(o.tools.h2load ?? 'h2load', args, { cpu: 'load', timeoutMs: (o.durationSec + 20) * 1000 });
+      o.window.end();
+      const h = parseH2Load(r.stdout);
+      if (h.succeeded === 0) throw new Error(`h2load: no request succeeded (${r.stdout.trim().split('\n').slice(-6).join(' ').slice(0, 300)})`);
+      const bad = h.requests - h.succeeded;
+      if (bad > h.requests / 2) throw new Error(`${bad} of ${h.requests} requests failed (${JSON.stringify(h.status)})`);
+      return {
+        figures: { rps: h.requestsPerSec, mean: h.meanMs },
+        raw: h,
+        warning: bad > h.requests * 0.01 ? `${bad} of ${h.requests} requests failed (${JSON.stringify(h.status)})` : undefined,
+        work: h.succeeded,
+      };
+    },
   },
   {
     id: 'tcp-bulk',

@@ -7,6 +7,7 @@ import { createSocket } from 'node:dgram';
 import { renderConfig } from './templates.js';
 import { startService, waitForHttp, tailLog, sleep, type Proc } from './procs.js';
 import { BACKEND, BACKEND_HOST, CLIENT_CANDIDATES, TANDEM, TANDEM_INGRESS } from './ports.js';
+import { benchCert } from './cert.js';
 
 export const ROOT = new URL('../../', import.meta.url).pathname;
 
@@ -58,6 +59,7 @@ export async function startTandem(dir: string, readyTimeoutMs: number, o: Tandem
     PEER_PORT: TANDEM.peerPort, ADMIN_PORT: TANDEM.adminPort, HTTP_PORT: TANDEM.http, TCP_CONN_PORT: TANDEM.tcpConn,
     TCP_BULK_PORT: TANDEM.tcpBulk, UDP_PORT: TANDEM.udp, BACKEND_HOST, BACKEND_HTTP_PORT: BACKEND.http,
     BACKEND_IPERF_PORT: BACKEND.iperf, BACKEND_UDP_PORT: BACKEND.udp,
+    H2_PORT: TANDEM.h2, TLS_CERT: benchCert(dir).cert, TLS_KEY: benchCert(dir).key,
   });
   const env = { ...process.env, NODE_ENV: 'production' };
   const prof = (id: string) => (o.profileDir ? ['--cpu-prof', `--cpu-prof-dir=${o.profileDir}`, `--cpu-prof-name=${id}.cpuprofile`] : []);

@@ -3,13 +3,15 @@ import { existsSync } from 'node:fs';
 import { delimiter, join } from 'node:path';
 import { spawnSync } from 'node:child_process';
 
-export const INSTALL_HINT = 'apt-get install haproxy nginx libnginx-mod-stream wrk iperf3 util-linux perl-base';
+export const INSTALL_HINT = 'apt-get install haproxy nginx libnginx-mod-stream wrk iperf3 nghttp2-client openssl util-linux perl-base';
 
 export interface ToolSet {
   haproxy?: string;
   nginx?: string;
   wrk?: string;
   iperf3?: string;
+  /** nghttp2's HTTP/2 load generator (the h2-tls scenario). */
+  h2load?: string;
   taskset?: string;
   perl?: string;
   /** `load_module …;` line when nginx's stream module is dynamic, '' when built in. */
@@ -54,6 +56,7 @@ export function findTools(): ToolSet {
   t.nginx = which('nginx');
   t.wrk = which('wrk');
   t.iperf3 = which('iperf3');
+  t.h2load = which('h2load');
   t.taskset = which('taskset');
   t.perl = which('perl');
   if (t.nginx) t.nginxStreamLoad = nginxStream(t.nginx);
@@ -61,17 +64,19 @@ export function findTools(): ToolSet {
   if (t.nginx) t.versions.nginx = firstLine(t.nginx, ['-v']);
   if (t.wrk) t.versions.wrk = firstLine(t.wrk, ['-v']);
   if (t.iperf3) t.versions.iperf3 = firstLine(t.iperf3, ['-v']);
+  if (t.h2load) t.versions.h2load = firstLine(t.h2load, ['--version']);
   return t;
 }
 
 /** Names of what is missing for the scenarios that will run (empty when all is there). */
-export function missingTools(t: ToolSet, need: { haproxy: boolean; nginx: boolean; stream: boolean; wrk: boolean; iperf3: boolean; taskset: boolean; perl: boolean }): string[] {
+export function missingTools(t: ToolSet, need: { haproxy: boolean; nginx: boolean; stream: boolean; wrk: boolean; iperf3: boolean; h2load?: boolean; taskset: boolean; perl: boolean }): string[] {
   const miss: string[] = [];
   if (need.haproxy && !t.haproxy) miss.push('haproxy');
   if (need.nginx && !t.nginx) miss.push('nginx');
   if (need.stream && t.nginx && t.nginxStreamLoad === undefined) miss.push('nginx stream module (libnginx-mod-stream)');
   if (need.wrk && !t.wrk) miss.push('wrk');
   if (need.iperf3 && !t.iperf3) miss.push('iperf3');
+  if (need.h2load === true && !t.h2load) miss.push('h2load (nghttp2-client)');
   if (need.taskset && !t.taskset) miss.push('taskset (util-linux)');
   if (need.perl && !t.perl) miss.push('perl (perl-base)');
   return miss;
