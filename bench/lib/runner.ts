@@ -29,7 +29,7 @@ const monoUs = () => Number(process.hrtime.bigint() / 1000n);
 
 function routeNote(t: TandemHandle, s: Scenario, plan: Record<ContenderId, Plan>): string[] {
   if (t.status !== 'ok') return [];
-  const key = s.id.startsWith('http') ? 'http' : s.id === 'tcp-bulk' ? 'tcpBulk' : s.id === 'tcp-connrate' ? 'tcpConn' : 'udp';
+  const key = s.id.startsWith('http') || s.id.startsWith('h2') ? 'http' : s.id === 'tcp-bulk' ? 'tcpBulk' : s.id === 'tcp-connrate' ? 'tcpConn' : 'udp';
   const route = t.routes[key];
   const what = key === 'http' ? 'x-bench header' : 'client address';
   const parts: string[] = [];

@@ -110,3 +110,34 @@ test('kill -9 of the primary under h2load: no request without a response byte fa
 async function ingressErrors(id: string): Promise<number> {
   return c.metric(id, 'tandem_http_errors_total', { service: 'web' });
 }
+
+test('SIGTERM drains HTTP/2: the client gets GOAWAY, a stream in flight is answered, the node exits', async () => {
+  // The node that received the load above (not killed) is drained now.
+  const alive = c.nodes.filter((n) => n.process !== null);
+  const n = alive[0];
+  const s = await h2Session('a.test', n.host, PORT);
+  let goaway = -1;
+  s.on('goaway', (code: number) => (goaway = code));
+  s.on('error', () => {});
+  const body = Buffer.alloc(10, 0x62);
+  const answered = new Promise<{ status: number; bytes: number }>((resolve, reject) => {
+    const req = s.request({ ':method': 'POST', ':path': '/inflight', 'x-session': 'drain', 'content-length': String(body.length) }, { endStream: false });
+    req.write(body.subarray(0, 5));
+    let text = '';
+    let status = 0;
+    req.on('response', (h) => (status = Number(h[':status'])));
+    req.on('data', (d: Buffer) => (text += d.toString()));
+    req.on('end', () => resolve({ status, bytes: (JSON.parse(text) as { bytes: number }).bytes }));
+    req.on('error', reject);
+    // The rest of the body once the GOAWAY came: the stream started before it must still be served.
+    void waitUntil(() => goaway >= 0, 20_000, 'GOAWAY').then(() => req.end(body.subarray(5)), reject);
+  });
+  const exited = new Promise<void>((resolve) => n.process!.once('exit', () => resolve()));
+  n.process!.kill('SIGTERM');
+  const r = await answered;
+  assert.equal(goaway, 0, 'GOAWAY NO_ERROR');
+  assert.equal(r.status, 200);
+  assert.equal(r.bytes, 10);
+  await exited;
+  s.destroy();
+});

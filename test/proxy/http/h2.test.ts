@@ -3,7 +3,8 @@
  * node:http2): the right certificate per name and HTTP/2 on every node, HTTP/1.1 beside it, affinity
  * by header across nodes and protocols (an h2 and an HTTP/1.1 request of one session reach one
  * backend), request bodies intact (known and unknown length, a few MB, checksummed), a large
- * response, many concurrent streams on one connection, tandem's own errors as HTTP/2 answers.
+ * response, many concurrent streams on one connection, routes (host, path, header rules, rate
+ * limits, redirects) and tandem's own errors as HTTP/2 answers.
  */
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
@@ -43,7 +44,11 @@ before(async () => {
         backends: backends.map((b) => ({ address: b.address })),
         healthCheck: { type: 'none' },
         tls: { certificates },
-        routes: [{ name: 'old', match: { pathPrefix: '/old/' }, redirect: { to: 'https://{host}/new', status: 301 } }],
+        routes: [
+          { name: 'old', match: { pathPrefix: '/old/' }, redirect: { to: 'https://{host}/new', status: 301 } },
+          { name: 'bee', match: { host: 'b.test', pathPrefix: '/bee/' }, backends: [{ address: backends[2].address }], responseHeaders: { set: { 'x-route': 'bee' } } },
+          { name: 'limited', match: { pathPrefix: '/limited/' }, backends: [{ address: backends[0].address }], rateLimit: { requestsPerSecond: 1, burst: 2, key: 'client-ip' } },
+        ],
       },
     ],
   });
@@ -195,4 +200,25 @@ test("tandem's own answers reach an h2 client as HTTP/2 responses: a route's red
   assert.equal(connect.status, 405);
   assert.equal(connect.headers['tandem-error'], 'method-not-allowed');
   assert.ok((await c.metric('lb1', 'tandem_http_errors_total', { service: 'web', code: 'method-not-allowed' })) >= 1);
+});
+
+test('routes over h2: :authority and path pick the route (its backend, its header rules), a rate limit answers 429 with Retry-After', async () => {
+  const s = await session('b.test', c.nodes[1].host);
+  const bee = await h2Request(s, { ':method': 'GET', ':path': '/bee/x', 'x-session': 'route-1' });
+  assert.equal(bee.status, 200);
+  assert.equal((JSON.parse(bee.body.toString()) as Echo).id, 'gamma');
+  assert.equal(bee.headers['x-route'], 'bee');
+  const a = await session('a.test', c.nodes[1].host);
+  const other = await h2Request(a, { ':method': 'GET', ':path': '/bee/x', 'x-session': 'route-1' });
+  assert.equal(other.headers['x-route'], undefined, 'another host: the default route');
+  const statuses: number[] = [];
+  let limited: Awaited<ReturnType<typeof h2Request>> | undefined;
+  for (let i = 0; i < 20; i++) {
+    const r = await h2Request(a, { ':method': 'GET', ':path': `/limited/${i}` });
+    statuses.push(r.status);
+    if (r.status === 429) limited ??= r;
+  }
+  assert.ok(limited !== undefined, `a 429 among ${statuses.join(',')}`);
+  assert.equal(limited.headers['tandem-error'], 'rate-limited');
+  assert.ok(Number(limited.headers['retry-after']) >= 1);
 });
