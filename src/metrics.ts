@@ -31,9 +31,10 @@ export function histogram<L extends string = string>(registry: Registry, spec: S
 }
 
 /**
- * @deprecated Only src/proxy/http and src/tls still use it, until the node creates their metrics
- * once and hands them down like every other module's. `create` runs once per registry; later
- * calls with the same registry get the same object.
+ * @deprecated Only src/proxy/http and src/tls still use it (their metrics are made with the
+ * helpers above, but memoised per registry instead of being made by the composition root and
+ * handed down like every other module's). `create` runs once per registry; later calls with the
+ * same registry get the same object.
  */
 export function perRegistry<T>(create: (registry: Registry) => T): (registry: Registry) => T {
   const made = new WeakMap<Registry, T>();
@@ -45,13 +46,4 @@ export function perRegistry<T>(create: (registry: Registry) => T): (registry: Re
     }
     return m;
   };
-}
-
-/**
- * @deprecated Use `counter`, `gauge` or `histogram`, which take the name over themselves (only
- * src/tls still uses it). The name, after removing a metric of that name already on the registry.
- */
-export function takeOverName(registry: Registry, name: string): string {
-  takeOver(registry, name);
-  return name;
 }

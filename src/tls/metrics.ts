@@ -3,8 +3,8 @@
  * set and cached, so a handshake costs a map probe, not a label hash. Every label value comes from
  * a fixed set (service names are configured).
  */
-import { Counter, Gauge, type Registry } from 'prom-client';
-import { perRegistry, takeOverName } from '../metrics.js';
+import type { Counter, Registry } from 'prom-client';
+import { counter, gauge, perRegistry } from '../metrics.js';
 
 /** Why a connection to a TLS port never became a secure connection. */
 export type HandshakeFailure =
@@ -24,44 +24,36 @@ export type HandshakeFailure =
 export type SniResult = 'exact' | 'wildcard' | 'default' | 'none';
 
 const tlsMetrics = perRegistry((registry: Registry) => {
-  const registers = [registry];
-  const fresh = (name: string): string => takeOverName(registry, name);
   return {
-    handshakes: new Counter({
-      name: fresh('tandem_tls_handshakes_total'),
+    handshakes: counter(registry, {
+      name: 'tandem_tls_handshakes_total',
       help: 'Completed TLS handshakes, by TLS version (1.2, 1.3), negotiated ALPN (h2, http/1.1, none) and session (new, resumed).',
       labelNames: ['service', 'version', 'alpn', 'session'],
-      registers,
     }),
-    failures: new Counter({
-      name: fresh('tandem_tls_handshake_failures_total'),
+    failures: counter(registry, {
+      name: 'tandem_tls_handshake_failures_total',
       help: 'Connections to a TLS port that never became secure, or that were closed for a refused renegotiation, by reason.',
       labelNames: ['service', 'reason'],
-      registers,
     }),
-    serverNames: new Counter({
-      name: fresh('tandem_tls_server_names_total'),
+    serverNames: counter(registry, {
+      name: 'tandem_tls_server_names_total',
       help: 'ClientHellos by how their server name picked the certificate: exact, wildcard, default (a name no certificate covers), none (no SNI).',
       labelNames: ['service', 'result'],
-      registers,
     }),
-    fragmented: new Counter({
-      name: fresh('tandem_tls_client_hellos_fragmented_total'),
+    fragmented: counter(registry, {
+      name: 'tandem_tls_client_hellos_fragmented_total',
       help: 'ClientHellos that spanned more than one TLS record.',
       labelNames: ['service'],
-      registers,
     }),
-    expiry: new Gauge({
-      name: fresh('tandem_tls_certificate_expiry_timestamp_seconds'),
+    expiry: gauge(registry, {
+      name: 'tandem_tls_certificate_expiry_timestamp_seconds',
       help: 'When each served certificate expires (its notAfter, Unix seconds); certificate is its position in the list.',
       labelNames: ['service', 'certificate'],
-      registers,
     }),
-    reloads: new Counter({
-      name: fresh('tandem_tls_certificate_reloads_total'),
+    reloads: counter(registry, {
+      name: 'tandem_tls_certificate_reloads_total',
       help: 'Certificate reloads, by result: applied (files changed), unchanged, refused (a file unreadable, mismatched or invalid: the old set stays).',
       labelNames: ['service', 'result'],
-      registers,
     }),
   };
 });

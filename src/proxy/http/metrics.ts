@@ -8,8 +8,8 @@
  * State is kept per registry and service name, so that a proxy rebuilt by a reload (same service)
  * continues the same series, and several nodes in one process (tests) keep theirs apart.
  */
-import { Counter, type Metric, type MetricValueWithName, type Registry } from 'prom-client';
-import { perRegistry } from '../../metrics.js';
+import { type Counter, type Metric, type MetricValueWithName, type Registry } from 'prom-client';
+import { counter, perRegistry } from '../../metrics.js';
 import type { HttpErrorKind } from './errors.js';
 
 export type ServedBy = 'local' | 'primary' | 'backup';
@@ -122,11 +122,9 @@ class DurationHistogram {
   }
 }
 
-/** An existing metric of that name on the registry (another proxy made it), or a new one. */
-function counter<L extends string>(registry: Registry, name: string, help: string, labelNames: readonly L[], collect: () => void): Counter<L> {
-  const found = registry.getSingleMetric(name);
-  if (found) return found as Counter<L>;
-  return new Counter<L>({ name, help, labelNames, registers: [registry], collect });
+/** A counter read at scrape time: `collect` moves the plain numbers the hot path keeps into it. */
+function collected<L extends string>(registry: Registry, name: string, help: string, labelNames: readonly L[], collect: () => void): Counter<L> {
+  return counter<L>(registry, { name, help, labelNames, collect });
 }
 
 const metricsFor = perRegistry((registry: Registry): PromMetrics => {
@@ -136,11 +134,11 @@ const metricsFor = perRegistry((registry: Registry): PromMetrics => {
   };
   if (registry.getSingleMetric(DURATION) === undefined) registry.registerMetric(new DurationHistogram(states) as unknown as Metric);
   return {
-    requests: counter(registry, 'tandem_http_requests_total', 'Client requests answered, by who served them (local, or forwarded to the primary or the backup).', ['service', 'code_class', 'hop'], flush),
-    peerRequests: counter(registry, 'tandem_http_peer_requests_total', 'Requests forwarded here by a peer and served here.', ['service', 'code_class'], flush),
-    forwards: counter(registry, 'tandem_http_forwards_total', 'Routing decisions: served locally, forwarded to the primary or backup, flows re-owned.', ['service', 'kind'], flush),
-    failovers: counter(registry, 'tandem_http_failovers_total', 'Forwards to a peer that failed before any response byte (the request went on to the next owner or failed).', ['service'], flush),
-    errors: counter(registry, 'tandem_http_errors_total', 'Error responses written by tandem, by tandem-error code.', ['service', 'code'], () => undefined),
+    requests: collected(registry, 'tandem_http_requests_total', 'Client requests answered, by who served them (local, or forwarded to the primary or the backup).', ['service', 'code_class', 'hop'], flush),
+    peerRequests: collected(registry, 'tandem_http_peer_requests_total', 'Requests forwarded here by a peer and served here.', ['service', 'code_class'], flush),
+    forwards: collected(registry, 'tandem_http_forwards_total', 'Routing decisions: served locally, forwarded to the primary or backup, flows re-owned.', ['service', 'kind'], flush),
+    failovers: collected(registry, 'tandem_http_failovers_total', 'Forwards to a peer that failed before any response byte (the request went on to the next owner or failed).', ['service'], flush),
+    errors: collected(registry, 'tandem_http_errors_total', 'Error responses written by tandem, by tandem-error code.', ['service', 'code'], () => undefined),
     states,
   };
 });

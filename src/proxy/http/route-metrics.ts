@@ -2,7 +2,8 @@
  * Per route outcomes at the ingress (docs/metrics.md): routed, no-route, rate-limited, redirected.
  * Children are looked up once per (route, outcome) and cached, not per request.
  */
-import { Counter, type Registry } from 'prom-client';
+import type { Counter, Registry } from 'prom-client';
+import { counter } from '../../metrics.js';
 
 export type RouteOutcome = 'routed' | 'no-route' | 'rate-limited' | 'redirected';
 
@@ -21,11 +22,10 @@ export class RouteMetrics {
     const found = registry.getSingleMetric(NAME) as Counter<'service' | 'route' | 'outcome'> | undefined;
     this.#counter =
       found ??
-      new Counter({
+      counter(registry, {
         name: NAME,
         help: 'Requests by the route they took at the receiving node (route "" is the default route), and what the node did with them',
         labelNames: ['service', 'route', 'outcome'],
-        registers: [registry],
       });
     this.#service = service;
   }
