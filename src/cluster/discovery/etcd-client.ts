@@ -8,6 +8,8 @@
  * across endpoints stays as it is.
  */
 import { readFileSync } from 'node:fs';
+import { isIP } from 'node:net';
+import { ErrorCodes, TandemError } from '../../errors.js';
 import type { Etcd3, IOptions } from 'etcd3';
 
 export interface EtcdClientSettings {
@@ -38,6 +40,18 @@ export interface ClientTuning {
   readonly watchBackoffMaxMs?: number;
 }
 
+/** Node 26 throws ERR_INVALID_ARG_VALUE for an IP address as TLS servername (Node 20–24 warn, DEP0123). */
+const IP_SERVERNAME_REFUSED = Number(process.versions.node.split('.')[0]) >= 26;
+
+/** The host of an endpoint URL ("https://10.0.0.1:2379" → "10.0.0.1"; "[::1]" → "::1"). */
+function endpointHost(endpoint: string): string {
+  try {
+    return new URL(endpoint.includes('://') ? endpoint : `https://${endpoint}`).hostname.replace(/^\[|\]$/g, '');
+  } catch {
+    return endpoint;
+  }
+}
+
 /**
  * Reads the TLS files now (a missing file throws here, at start, not at the first call). The
  * library (with gRPC) is loaded on first use: a node without discovery never pays for it.
@@ -58,6 +72,16 @@ export async function createEtcdClient(s: EtcdClientSettings, t: ClientTuning = 
   if (s.auth !== null) options.auth = { username: s.auth.username, password: s.auth.password };
   const tls = s.tls;
   if (tls !== null && (tls.ca !== null || tls.cert !== null)) {
+    const refused = IP_SERVERNAME_REFUSED ? s.endpoints.filter((e) => isIP(endpointHost(e)) !== 0) : [];
+    if (refused.length > 0) {
+      // gRPC (@grpc/grpc-js 1.14) sets the endpoint's host as the TLS server name, and Node 26
+      // refuses an IP address there (RFC 6066 section 3; DEP0123): the connection would fail on
+      // every try. Said once, clearly, instead.
+      throw new TandemError(
+        ErrorCodes.CONFIG_INVALID,
+        `etcd over TLS on Node ${process.versions.node}: give the endpoint${refused.length > 1 ? 's' : ''} ${refused.join(', ')} by host name (a name in the server certificate), not by IP address: gRPC sends the host as the TLS server name, which Node 26 refuses to be an IP address`,
+      );
+    }
     // grpc wants a root certificate whenever a client certificate is given; null means the
     // system's roots.
     const credentials: { rootCertificate: Buffer; privateKey?: Buffer; certChain?: Buffer } = {
