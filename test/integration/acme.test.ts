@@ -10,7 +10,7 @@ import { join } from 'node:path';
 import { statSync, readdirSync } from 'node:fs';
 import { connect as tlsConnect } from 'node:tls';
 import { createServer, type Server } from 'node:http';
-import type { AddressInfo } from 'node:net';
+import { createServer as createTcpServer, type AddressInfo, type Socket } from 'node:net';
 import { TestCluster, TEST_SECRET, sleep } from '../helpers/cluster.js';
 import { Pebble, havePebble } from '../helpers/pebble.js';
 import { Rendezvous } from '../../src/cluster/rendezvous.js';
@@ -252,6 +252,49 @@ describe('ACME against pebble', { skip: havePebble() ? false : 'pebble or dnsmas
     } finally {
       await h.stop();
       await new Promise((r) => backend.close(r));
+    }
+  });
+  it('an ACME server that accepts and never answers: each attempt ends at the request timeout, retries are bounded, every node serves its fallback', async (t) => {
+    // The slowest ACME server there is: it takes the TCP connection and never says a word.
+    const held = new Set<Socket>();
+    const hole = createTcpServer((s) => {
+      held.add(s);
+      s.on('error', () => undefined);
+    });
+    await new Promise<void>((r) => hole.listen(27011, '127.0.0.61', r));
+    const h = new TestCluster({
+      basePort: 27400,
+      services: [{
+        name: 'web', protocol: 'http', port: 27490, backends: [{ address: '127.0.0.1:27999' }], healthCheck: { type: 'none' },
+        tls: { acme: { directory: 'https://127.0.0.61:27011/dir', email: 'ops@acme.test', domains: ['e.acme.test'], caFile: pebble.caFile, challengePort: 27480 } },
+      }],
+      logLevel: 'info',
+    });
+    try {
+      h.writeConfig();
+      await Promise.all(['lb1', 'lb2', 'lb3'].map((id) => h.start(id)));
+      const t0 = Date.now();
+      const failed = await waitFor('an attempt that timed out', async () => {
+        for (const id of ['lb1', 'lb2', 'lb3']) {
+          const c = (await certs(h, id))[0];
+          if (c.attempts >= 1 && c.lastError) return c;
+        }
+        return null;
+      }, 60_000);
+      const elapsed = Date.now() - t0;
+      assert.match(failed.lastError ?? '', /no response from the ACME server within \d+ ms/);
+      t.diagnostic(`first failed attempt after ${elapsed} ms (attempts ${failed.attempts}): ${failed.lastError}`);
+      // One attempt per request timeout (10 s) at most, then the back-off (5 s doubling): bounded.
+      assert.ok(failed.attempts <= 1 + Math.ceil(elapsed / 5000), `${failed.attempts} attempts in ${elapsed} ms`);
+      for (const id of ['lb1', 'lb2', 'lb3']) {
+        assert.equal((await h.get(id, '/healthz')).status, 200, `${id} keeps serving`);
+        assert.deepEqual(((await h.get(id, '/readyz')).body as { selfSignedCertificate?: string[] }).selfSignedCertificate, ['web'], `${id} says it is on its fallback`);
+        assert.match(await servedFingerprint(HOSTS[id], 27490, 'e.acme.test'), /^[0-9a-f]{64}$/, `${id} still completes handshakes`);
+      }
+    } finally {
+      await h.stop();
+      for (const s of held) s.destroy();
+      await new Promise((r) => hole.close(r));
     }
   });
 });
