@@ -80,6 +80,21 @@ function cpuRows(unit: string, per: string): MetricSpec[] {
   ];
 }
 
+/** Requests (or handshakes) per second, p50, p99 and CPU: what a wrk scenario reports. */
+function wrkMetrics(rps: string, per: string): MetricSpec[] {
+  return [
+    { key: 'rps', metric: rps, unit: 'req/s', better: 'higher', headline: true },
+    { key: 'p50', metric: 'p50 latency', unit: 'ms', better: 'lower' },
+    { key: 'p99', metric: 'p99 latency', unit: 'ms', better: 'lower' },
+    ...cpuRows('µs/req', per),
+  ];
+}
+
+/** Every contender's HTTPS listener (one certificate on all, bench/lib/tls-cert.ts). */
+const HTTPS_PORTS: Ports = {
+  route: 'http', tandem: TANDEM.https, naive: NAIVE_CLEARTEXT, haproxy: HAPROXY.https, haproxy2: CHAIN_HTTP, nginx: NGINX.https, direct: 'the backend speaks cleartext',
+};
+
 /** HTTP/2: connections and concurrent streams per connection (the issue's h2load figure). */
 const H2_CONNECTIONS = 20;
 const H2_STREAMS = 10;
@@ -134,12 +149,7 @@ export const SCENARIOS: Scenario[] = [
     title: 'HTTP keep-alive, small requests',
     short: 'HTTP keep-alive',
     needs: ['wrk', 'haproxy', 'nginx'],
-    metrics: [
-      { key: 'rps', metric: 'requests/s', unit: 'req/s', better: 'higher', headline: true },
-      { key: 'p50', metric: 'p50 latency', unit: 'ms', better: 'lower' },
-      { key: 'p99', metric: 'p99 latency', unit: 'ms', better: 'lower' },
-      ...cpuRows('µs/req', 'request'),
-    ],
+    metrics: wrkMetrics('requests/s', 'request'),
     notes: [`wrk -t1 -c${KEEPALIVE_CONNECTIONS} --latency, GET / answered by the backend nginx \`return 200\`.`],
     plan: (ctx) => plans(ctx, {
       route: 'http', tandem: TANDEM.http, naive: NAIVE.http, haproxy: HAPROXY.http, haproxy2: HAPROXY.httpChain, nginx: NGINX.http, direct: BACKEND.http,
@@ -151,12 +161,7 @@ export const SCENARIOS: Scenario[] = [
     title: 'HTTP, new connection per request',
     short: 'HTTP conn/request',
     needs: ['wrk', 'haproxy', 'nginx'],
-    metrics: [
-      { key: 'rps', metric: 'requests/s', unit: 'req/s', better: 'higher', headline: true },
-      { key: 'p50', metric: 'p50 latency', unit: 'ms', better: 'lower' },
-      { key: 'p99', metric: 'p99 latency', unit: 'ms', better: 'lower' },
-      ...cpuRows('µs/req', 'request'),
-    ],
+    metrics: wrkMetrics('requests/s', 'request'),
     notes: ["wrk -t1 -c32 -H 'Connection: close': every request on a new client connection (backend connections stay pooled)."],
     plan: (ctx) => plans(ctx, {
       route: 'http', tandem: TANDEM.http, naive: NAIVE.http, haproxy: HAPROXY.http, haproxy2: HAPROXY.httpChain, nginx: NGINX.http, direct: BACKEND.http,
@@ -168,16 +173,9 @@ export const SCENARIOS: Scenario[] = [
     title: 'HTTPS keep-alive, small requests (TLS 1.3, ECDSA P-256)',
     short: 'HTTPS keep-alive',
     needs: ['wrk', 'haproxy', 'nginx'],
-    metrics: [
-      { key: 'rps', metric: 'requests/s', unit: 'req/s', better: 'higher', headline: true },
-      { key: 'p50', metric: 'p50 latency', unit: 'ms', better: 'lower' },
-      { key: 'p99', metric: 'p99 latency', unit: 'ms', better: 'lower' },
-      ...cpuRows('µs/req', 'request'),
-    ],
+    metrics: wrkMetrics('requests/s', 'request'),
     notes: [`wrk -t1 -c${KEEPALIVE_CONNECTIONS} over TLS (no ALPN: HTTP/1.1), the same certificate on every contender; the backend stays cleartext.`],
-    plan: (ctx) => plans(ctx, {
-      route: 'http', tandem: TANDEM.https, naive: NAIVE_CLEARTEXT, haproxy: HAPROXY.https, haproxy2: CHAIN_HTTP, nginx: NGINX.https, direct: 'the backend speaks cleartext',
-    }),
+    plan: (ctx) => plans(ctx, HTTPS_PORTS),
     measure: wrkScenario(false, 'https'),
   },
   {
@@ -185,16 +183,9 @@ export const SCENARIOS: Scenario[] = [
     title: 'HTTPS, a full TLS handshake per request (ECDSA P-256)',
     short: 'TLS handshakes',
     needs: ['wrk', 'haproxy', 'nginx'],
-    metrics: [
-      { key: 'rps', metric: 'full handshakes/s', unit: 'req/s', better: 'higher', headline: true },
-      { key: 'p50', metric: 'p50 latency', unit: 'ms', better: 'lower' },
-      { key: 'p99', metric: 'p99 latency', unit: 'ms', better: 'lower' },
-      ...cpuRows('µs/req', 'handshake'),
-    ],
+    metrics: wrkMetrics('full handshakes/s', 'handshake'),
     notes: ["wrk -t1 -c32 -H 'Connection: close' over TLS: wrk resumes no session, so every request is a new connection with a full handshake (TLS 1.3, X25519, ECDSA P-256)."],
-    plan: (ctx) => plans(ctx, {
-      route: 'http', tandem: TANDEM.https, naive: NAIVE_CLEARTEXT, haproxy: HAPROXY.https, haproxy2: CHAIN_HTTP, nginx: NGINX.https, direct: 'the backend speaks cleartext',
-    }),
+    plan: (ctx) => plans(ctx, HTTPS_PORTS),
     measure: wrkScenario(true, 'https'),
   },
   {
@@ -208,9 +199,7 @@ export const SCENARIOS: Scenario[] = [
       ...cpuRows('µs/req', 'request'),
     ],
     notes: [`h2load -c${H2_CONNECTIONS} -m${H2_STREAMS} over TLS with ALPN h2 (the same certificate everywhere); every contender speaks HTTP/1.1 to the backend.`],
-    plan: (ctx) => plans(ctx, {
-      route: 'http', tandem: TANDEM.https, naive: NAIVE_CLEARTEXT, haproxy: HAPROXY.https, haproxy2: CHAIN_HTTP, nginx: NGINX.https, direct: 'the backend speaks cleartext HTTP/1.1',
-    }),
+    plan: (ctx) => plans(ctx, HTTPS_PORTS),
     measure: async (t, o) => {
       const args = ['-c', String(H2_CONNECTIONS), '-m', String(H2_STREAMS), '-D', String(o.durationSec), '-H', `x-bench: ${t.header}`, `https://${t.host}:${t.port}/`];
       o.window.begin();
