@@ -7,24 +7,20 @@
  */
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { copyFileSync, mkdtempSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
 import { startCluster, sleep, waitUntil, type TestCluster } from '../../helpers/cluster.js';
 import { httpBackend, type Backend } from '../../helpers/backends.js';
 import { run } from '../../tls/clients.js';
 import { h2Request, h2Session } from './h2-clients.js';
+import { copyCertificates, type CopiedCertificates } from '../../helpers/tls-fixtures.js';
 
-const FIXTURES = new URL('../../tls/fixtures/', import.meta.url).pathname;
 const PORT = 29310;
 const KEY = 'h2load-session';
 let c: TestCluster;
 let backends: Backend[];
-let dir: string;
+let certs: CopiedCertificates | undefined;
 
 before(async () => {
-  dir = mkdtempSync(join(tmpdir(), 'tandem-h2-kill-'));
-  for (const f of ['a.crt', 'a.key']) copyFileSync(join(FIXTURES, f), join(dir, f));
+  certs = copyCertificates('tandem-h2-kill-', ['a']);
   backends = await Promise.all(['alpha', 'beta', 'gamma'].map((id) => httpBackend(id)));
   c = await startCluster({
     basePort: 29300,
@@ -36,7 +32,7 @@ before(async () => {
         flowKey: 'header:x-session',
         backends: backends.map((b) => ({ address: b.address })),
         healthCheck: { type: 'none' },
-        tls: { certificates: [{ cert: join(dir, 'a.crt'), key: join(dir, 'a.key') }] },
+        tls: { certificates: certs.pairs },
       },
     ],
   });
@@ -45,7 +41,7 @@ before(async () => {
 after(async () => {
   await c?.stop();
   await Promise.all((backends ?? []).map((b) => b.close()));
-  if (dir) rmSync(dir, { recursive: true, force: true });
+  certs?.remove();
 });
 
 interface H2LoadFigures {

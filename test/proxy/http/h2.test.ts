@@ -8,30 +8,23 @@
  */
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { copyFileSync, mkdtempSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
 import { createHash, randomBytes } from 'node:crypto';
 import type { ClientHttp2Session } from 'node:http2';
 import { startCluster, type TestCluster } from '../../helpers/cluster.js';
 import { httpBackend, type Backend } from '../../helpers/backends.js';
 import { curl, run } from '../../tls/clients.js';
 import { h2Request, h2Session } from './h2-clients.js';
+import { copyCertificates, type CopiedCertificates } from '../../helpers/tls-fixtures.js';
 
-const FIXTURES = new URL('../../tls/fixtures/', import.meta.url).pathname;
 const PORT = 29110;
 let c: TestCluster;
 let backends: Backend[];
-let dir: string;
+let certs: CopiedCertificates | undefined;
 const sessions: ClientHttp2Session[] = [];
 
 before(async () => {
-  dir = mkdtempSync(join(tmpdir(), 'tandem-h2-'));
-  for (const f of ['a.crt', 'a.key', 'b.crt', 'b.key']) copyFileSync(join(FIXTURES, f), join(dir, f));
-  const certificates = [
-    { cert: join(dir, 'a.crt'), key: join(dir, 'a.key') },
-    { cert: join(dir, 'b.crt'), key: join(dir, 'b.key') },
-  ];
+  certs = copyCertificates('tandem-h2-', ['a', 'b']);
+  const certificates = certs.pairs;
   backends = await Promise.all(['alpha', 'beta', 'gamma'].map((id) => httpBackend(id)));
   c = await startCluster({
     basePort: 29100,
@@ -58,7 +51,7 @@ after(async () => {
   for (const s of sessions) s.destroy();
   await c?.stop();
   await Promise.all((backends ?? []).map((b) => b.close()));
-  if (dir) rmSync(dir, { recursive: true, force: true });
+  certs?.remove();
 });
 
 async function session(name: string, host: string): Promise<ClientHttp2Session> {

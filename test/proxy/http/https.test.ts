@@ -7,16 +7,15 @@
  */
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { copyFileSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { copyFileSync, readFileSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
 import { connect as tlsConnect, type TLSSocket } from 'node:tls';
 import { X509Certificate } from 'node:crypto';
 import { startCluster, waitUntil, type TestCluster } from '../../helpers/cluster.js';
 import { httpBackend, type Backend } from '../../helpers/backends.js';
 import { curl, run, sClient } from '../../tls/clients.js';
+import { TLS_FIXTURES, copyCertificates } from '../../helpers/tls-fixtures.js';
 
-const FIXTURES = new URL('../../tls/fixtures/', import.meta.url).pathname;
 const PORT = 29010;
 const NODE_PORT = 29011;
 let c: TestCluster;
@@ -24,12 +23,9 @@ let backends: Backend[];
 let dir: string;
 
 before(async () => {
-  dir = mkdtempSync(join(tmpdir(), 'tandem-https-'));
-  for (const f of ['a.crt', 'a.key', 'b.crt', 'b.key']) copyFileSync(join(FIXTURES, f), join(dir, f));
-  const certificates = [
-    { cert: join(dir, 'a.crt'), key: join(dir, 'a.key') },
-    { cert: join(dir, 'b.crt'), key: join(dir, 'b.key') },
-  ];
+  const certs = copyCertificates('tandem-https-', ['a', 'b']);
+  dir = certs.dir;
+  const certificates = certs.pairs;
   backends = await Promise.all(['alpha', 'beta', 'gamma'].map((id) => httpBackend(id)));
   const common = { protocol: 'http', flowKey: 'header:x-session', backends: backends.map((b) => ({ address: b.address })), healthCheck: { type: 'none' } };
   c = await startCluster({
@@ -150,9 +146,9 @@ test('a replaced certificate is served after SIGHUP; an open keep-alive connecti
   const sock = tlsConnect({ host: n.host, port: PORT, servername: 'a.test', rejectUnauthorized: false, ALPNProtocols: ['http/1.1'] });
   await new Promise<void>((resolve, reject) => sock.once('secureConnect', resolve).once('error', reject));
   assert.match(await request(sock), /^HTTP\/1\.1 200/);
-  const fingerprint = (f: string) => new X509Certificate(readFileSync(join(FIXTURES, f))).fingerprint256.replaceAll(':', '');
-  copyFileSync(join(FIXTURES, 'a2.crt'), join(dir, 'a.crt'));
-  copyFileSync(join(FIXTURES, 'a2.key'), join(dir, 'a.key'));
+  const fingerprint = (f: string) => new X509Certificate(readFileSync(join(TLS_FIXTURES, f))).fingerprint256.replaceAll(':', '');
+  copyFileSync(join(TLS_FIXTURES, 'a2.crt'), join(dir, 'a.crt'));
+  copyFileSync(join(TLS_FIXTURES, 'a2.key'), join(dir, 'a.key'));
   c.node(n.id).process?.kill('SIGHUP');
   const want = fingerprint('a2.crt');
   let got = '';
@@ -168,7 +164,7 @@ test('a replaced certificate is served after SIGHUP; an open keep-alive connecti
 
 test('a mismatched certificate and key are refused whole on reload; the running certificate stays', async () => {
   const n = c.nodes[0];
-  copyFileSync(join(FIXTURES, 'b.key'), join(dir, 'a.key'));
+  copyFileSync(join(TLS_FIXTURES, 'b.key'), join(dir, 'a.key'));
   const r = await c.post(n.id, '/api/reload', {});
   assert.equal(r.status, 422);
   assert.match(JSON.stringify(r.body), /services\[0\]\.tls\.certificates\[0\]\.key: does not match the certificate/);
@@ -176,5 +172,5 @@ test('a mismatched certificate and key are refused whole on reload; the running 
   assert.equal(s.session, 'New');
   assert.equal(s.subject, 'a.test');
   assert.equal((await curl('a.test', PORT, n.host)).status, 200);
-  copyFileSync(join(FIXTURES, 'a2.key'), join(dir, 'a.key'));
+  copyFileSync(join(TLS_FIXTURES, 'a2.key'), join(dir, 'a.key'));
 });
