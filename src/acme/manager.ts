@@ -262,18 +262,15 @@ export class AcmeManager {
       this.#adopt(id, h, null);
     } catch (err) {
       const e = err as Error & { code?: string };
-      // acme-client's retry interceptor reads error.response.config, so a request that got no
-      // response at all (timeout, connection lost) surfaces as this TypeError: say what it means.
-      const noResponse = e instanceof TypeError && /reading 'config'/.test(e.message);
-      const kind = noResponse || (e.code !== undefined && /^(E[A-Z]+|ERR_)/.test(e.code)) ? 'network' : /unusable|account key/.test(e.message) ? 'local' : 'acme';
+      const kind = e.code !== undefined && /^(E[A-Z]+|ERR_)/.test(e.code) ? 'network' : /unusable|account key/.test(e.message) ? 'local' : 'acme';
       s.attempts++;
-      s.lastError = noResponse ? `no response from the ACME server within ${this.#t.requestTimeoutMs} ms (request timed out or connection lost)` : e.message;
+      s.lastError = e.message;
       const delay = Math.min(this.#t.retryMaxMs, this.#t.retryBaseMs * 2 ** Math.min(s.attempts - 1, 20)) * (0.5 + Math.random() / 2);
       s.nextAttemptAt = this.#now() + delay;
       this.#m.orders.inc({ certificate: id, result: 'failed' });
       this.#m.errors.inc({ certificate: id, kind });
       // acme-client puts the server's problem document (type, detail) in the message.
-      log.error({ kind, problem: s.lastError, code: e.code, attempts: s.attempts, retryInMs: Math.round(delay) }, 'ACME order failed; the current certificate stays');
+      log.error({ kind, problem: e.message, code: e.code, attempts: s.attempts, retryInMs: Math.round(delay) }, 'ACME order failed; the current certificate stays');
       for (const t of tokens) {
         this.challenges.remove(t);
         this.#broadcast({ kind: 'challenge-done', token: t });

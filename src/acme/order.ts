@@ -36,12 +36,23 @@ export interface AcmeTransport {
 }
 
 let configured = '';
+let requestTimeoutMs = 0;
+
+/** A request to the ACME server that got no response at all (timeout, connection lost). */
+export class AcmeNoResponseError extends Error {
+  readonly code = 'ETIMEDOUT';
+  constructor(timeoutMs: number, options?: { cause?: unknown }) {
+    super(`no response from the ACME server within ${timeoutMs} ms (request timed out or connection lost)`, options);
+    this.name = 'AcmeNoResponseError';
+  }
+}
 
 /** Set acme-client's shared HTTP client (idempotent for the same settings). */
 export function configureTransport(t: AcmeTransport): void {
   const sig = JSON.stringify(t);
   if (sig === configured) return;
   configured = sig;
+  requestTimeoutMs = t.requestTimeoutMs;
   const extra = t.caFiles.map((f) => readFileSync(f, 'utf8'));
   acme.axios.defaults.timeout = t.requestTimeoutMs;
   acme.axios.defaults.httpsAgent = new Agent({ ca: [...rootCertificates, ...extra], keepAlive: true, maxSockets: 4 });
@@ -59,7 +70,7 @@ export async function order(req: OrderRequest, hooks: ChallengeHooks): Promise<I
   // Polling of authorizations and the order: bounded (about 30 s worst case).
   const client = new acme.Client({ directoryUrl: req.directory, accountKey: req.accountKey, backoffAttempts: 8, backoffMin: 500, backoffMax: 5000 });
   const [key, csr] = await acme.crypto.createCsr({ commonName: req.domains[0], altNames: [...req.domains] }, await acme.crypto.createPrivateEcdsaKey('P-256'));
-  const cert = await client.auto({
+  const cert = await autoOrder(client, {
     csr,
     email: req.email,
     termsOfServiceAgreed: true,
@@ -71,6 +82,19 @@ export async function order(req: OrderRequest, hooks: ChallengeHooks): Promise<I
     challengeRemoveFn: async (_authz, challenge) => hooks.remove(challenge.token),
   });
   return { cert, key: key.toString() };
+}
+
+/**
+ * client.auto(), with one translation: acme-client's retry interceptor reads
+ * error.response.config, so a request that got no response surfaces as that TypeError.
+ */
+async function autoOrder(client: acme.Client, opts: Parameters<acme.Client['auto']>[0]): Promise<string> {
+  try {
+    return await client.auto(opts);
+  } catch (err) {
+    if (err instanceof TypeError && /reading 'config'/.test(err.message)) throw new AcmeNoResponseError(requestTimeoutMs, { cause: err });
+    throw err;
+  }
 }
 
 /** The certificate's issuer CN, validity and names (acme-client's parser). */
