@@ -66,6 +66,10 @@ export interface PeerStats {
   /** Entries in the retransmission log the peer has not acknowledged. */
   readonly pendingEntries: number;
   readonly connected: boolean;
+  /** Since any peer that sends its view last heard this one (peer-view.ts); null if none did. */
+  readonly witnessedAgoMs: number | null;
+  /** A linked peer that hears this one now, through which it can be reached; null if none. */
+  readonly witness: string | null;
 }
 
 export interface ClusterStats {
@@ -76,6 +80,8 @@ export interface ClusterStats {
 
 export interface ClusterEvents {
   'peer-state': [id: string, state: PeerState, prev: PeerState];
+  /** A control link silent for failureTimeoutMs was closed; the peer may still be suspect (witnessed), not dead. */
+  'peer-unreachable': [id: string];
   ready: [];
   /** Entries from a peer that changed the local table (after the merge). */
   'remote-entries': [entries: FlowEntry[], from: string];
@@ -161,6 +167,13 @@ export class Cluster extends EventEmitter<ClusterEvents> {
         const h = this.#controlHandlers.get(frame.type);
         if (h !== undefined) h(link.peerId, frame.payload);
         else if (!EXTENSION_FRAME_TYPES.has(frame.type)) this.#replicator.handleFrame(link, frame);
+      },
+      onUnreachable: (id) => {
+        try {
+          this.emit('peer-unreachable', id);
+        } catch (err) {
+          log.error({ err }, "a 'peer-unreachable' listener threw");
+        }
       },
       onStateChange: (id, state, prev) => {
         try {
@@ -262,6 +275,21 @@ export class Cluster extends EventEmitter<ClusterEvents> {
     return this.#membership.linkUp(id);
   }
 
+  /**
+   * The next hop toward `target` for a claim (claims.ts): the target while its control link is up,
+   * else a peer that hears it; null when neither. Only peers that speak views (peer-view.ts).
+   */
+  claimVia(target: string): string | null {
+    if (this.claimDirect(target)) return target;
+    const w = this.#membership.witnessOf(target);
+    return w !== null && this.#membership.speaksViews(w) ? w : null;
+  }
+
+  /** Whether `peer` can be sent a claim straight away: linked, and it speaks views. */
+  claimDirect(peer: string): boolean {
+    return this.#membership.linkUp(peer) && this.#membership.speaksViews(peer);
+  }
+
   /** Nodes not seen dead (alive or suspect), self included: the routing candidates. */
   alive(): ReadonlySet<string> {
     const out = new Set<string>();
@@ -337,6 +365,8 @@ export class Cluster extends EventEmitter<ClusterEvents> {
         replicationLagMs: r.replicationLagMs,
         pendingEntries: r.pendingEntries,
         connected: this.#membership.link(id) !== null,
+        witnessedAgoMs: this.#membership.witnessedAgoMs(id),
+        witness: this.#membership.witnessOf(id),
       });
     }
     return { self: this.#selfId, ready: this.ready, peers };

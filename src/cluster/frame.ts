@@ -40,6 +40,9 @@ export const FrameType = {
   TLS_TICKET_KEYS: 0x17,
   RATE_COUNTS: 0x18,
   ACME_STATE: 0x19,
+  // Control link, the primary's choice of a new flow's backend, relayed once (claims.ts).
+  CLAIM: 0x1a,
+  CLAIM_REPLY: 0x1b,
 } as const;
 export type FrameTypeCode = (typeof FrameType)[keyof typeof FrameType];
 
@@ -55,9 +58,11 @@ export const CONTROL_FRAME_TYPES: ReadonlySet<number> = new Set([
   FrameType.TLS_TICKET_KEYS,
   FrameType.RATE_COUNTS,
   FrameType.ACME_STATE,
+  FrameType.CLAIM,
+  FrameType.CLAIM_REPLY,
 ]);
 /** Control frames owned by a handler registered with Cluster.onControlFrame(); ignored when none is. */
-export const EXTENSION_FRAME_TYPES: ReadonlySet<number> = new Set([FrameType.TLS_TICKET_KEYS, FrameType.RATE_COUNTS, FrameType.ACME_STATE]);
+export const EXTENSION_FRAME_TYPES: ReadonlySet<number> = new Set([FrameType.TLS_TICKET_KEYS, FrameType.RATE_COUNTS, FrameType.ACME_STATE, FrameType.CLAIM, FrameType.CLAIM_REPLY]);
 
 export interface Frame {
   readonly type: number;

@@ -14,7 +14,10 @@
  *             replication traffic is as good a sign of life as a heartbeat);
  *   suspect — neither alive nor dead: one beat missed, the link just dropped, or markSuspect()
  *             was called (a failed data-plane forward) and no frame arrived since;
- *   dead    — silent for failureTimeoutMs, or never heard from since this process started.
+ *   dead    — silent for failureTimeoutMs, or never heard from since this process started, and
+ *             no peer that sends us its view heard it within failureTimeoutMs either (witnesses,
+ *             peer-view.ts): a node that another hears is running, whatever this link says, and
+ *             stays suspect, so that a partial partition does not split the tier's views.
  * A link silent for failureTimeoutMs is also closed, so a half-open TCP connection (peer host
  * gone without a FIN/RST) gets redialled.
  */
@@ -25,10 +28,10 @@ import { ErrorCodes, TandemError } from '../errors.js';
 import type { ClusterMetrics } from './cluster-metrics.js';
 import type { ClusterSettings, ClusterTuning, PeerState } from './cluster-options.js';
 import { ControlLink } from './control-link.js';
-import { FrameType, encodeFrame, type Frame } from './frame.js';
+import { FrameType, type Frame } from './frame.js';
+import { Witnesses, decodeView, encodeViewHeartbeat, type ViewItem } from './peer-view.js';
 import type { PeerTransport } from './peer-transport.js';
 
-const HEARTBEAT_FRAME = encodeFrame(FrameType.HEARTBEAT);
 
 export interface MembershipOptions {
   readonly settings: ClusterSettings;
@@ -42,6 +45,11 @@ export interface MembershipOptions {
   /** Every control frame except heartbeats. */
   readonly onFrame: (link: ControlLink, frame: Frame) => void;
   readonly onStateChange: (id: string, state: PeerState, prev: PeerState) => void;
+  /**
+   * A link silent for failureTimeoutMs was closed: the peer cannot be reached from here, though a
+   * witness may still hear it (then it stays suspect). Attempts in flight to it will not finish.
+   */
+  readonly onUnreachable?: (id: string) => void;
 }
 
 interface Peer {
@@ -58,6 +66,8 @@ interface Peer {
   dialing: boolean;
   attempt: number;
   retry: NodeJS.Timeout | null;
+  /** performance.now() when this node's view last went out on the link. */
+  viewSentAt: number;
 }
 
 export class Membership {
@@ -65,6 +75,7 @@ export class Membership {
   readonly #peers = new Map<string, Peer>();
   readonly #suspectAfterMs: number;
   readonly #tickMs: number;
+  readonly #witnesses = new Witnesses();
   #tick: NodeJS.Timeout | null = null;
   #lastTick = 0;
   #stopped = true;
@@ -82,7 +93,7 @@ export class Membership {
    */
   addPeer(id: string): void {
     if (id === this.#o.selfId || this.#peers.has(id)) return;
-    const p: Peer = { id, dials: this.#o.selfId < id, state: 'dead', lastHeard: -Infinity, suspectedAt: -Infinity, link: null, removed: false, dialing: false, attempt: 0, retry: null };
+    const p: Peer = { id, dials: this.#o.selfId < id, state: 'dead', lastHeard: -Infinity, suspectedAt: -Infinity, link: null, removed: false, dialing: false, attempt: 0, retry: null, viewSentAt: -Infinity };
     this.#peers.set(id, p);
     this.#o.metrics.setPeerState(id, 'dead');
     if (!this.#stopped && p.dials) this.#dial(p);
@@ -97,6 +108,7 @@ export class Membership {
     if (p.retry !== null) clearTimeout(p.retry);
     p.retry = null;
     p.link?.close();
+    this.#witnesses.forget(id);
     this.#o.metrics.forgetPeer(id);
   }
 
@@ -152,6 +164,26 @@ export class Membership {
     return performance.now() - p.lastHeard;
   }
 
+  /**
+   * A peer that heard `id` within 1.5 heartbeats and whose own link from here is up: the way to
+   * reach a node that this one cannot hear (claims.ts); null when there is none.
+   */
+  witnessOf(id: string): string | null {
+    const w = this.#witnesses.witness(id, performance.now(), this.#suspectAfterMs);
+    return w !== null && this.linkUp(w) && this.#peers.get(w)?.state === 'alive' ? w : null;
+  }
+
+  /** Milliseconds since any witness heard `id`; null when none did. */
+  witnessedAgoMs(id: string): number | null {
+    const s = this.#witnesses.silence(id, performance.now());
+    return s === Infinity ? null : s;
+  }
+
+  /** Whether the peer sent a view: it runs a version that knows the frames built on one. */
+  speaksViews(id: string): boolean {
+    return this.#witnesses.sentView(id);
+  }
+
   link(id: string): ControlLink | null {
     return this.#peers.get(id)?.link ?? null;
   }
@@ -192,6 +224,11 @@ export class Membership {
   #onFrame(p: Peer, link: ControlLink, f: Frame): void {
     if (p.link !== link) return;
     p.lastHeard = link.lastReceived;
+    if (f.type === FrameType.HEARTBEAT) {
+      // Malformed → FRAME_MALFORMED, which drops the link like any bad frame.
+      const view = decodeView(f.payload);
+      if (view !== null) this.#witnesses.record(p.id, view, p.lastHeard);
+    }
     if (p.state !== 'alive') this.#evaluate(p);
     if (f.type !== FrameType.HEARTBEAT) this.#o.onFrame(link, f);
   }
@@ -245,30 +282,45 @@ export class Membership {
     // comes after the pending frames were read.
     const late = now - this.#lastTick > this.#tickMs + hb;
     this.#lastTick = now;
+    // One view per tick, sent to every peer due one; it is also the heartbeat. Sent every beat,
+    // busy link or not: a witness's report must stay fresh while replication keeps the link busy.
+    let beat: Buffer | null = null;
+    const send = (p: Peer, link: ControlLink): void => {
+      beat ??= encodeViewHeartbeat(this.#view(now));
+      link.send(beat);
+      p.viewSentAt = now;
+    };
     for (const p of this.#peers.values()) {
       const link = p.link;
       if (late) {
-        if (link !== null) link.send(HEARTBEAT_FRAME);
+        if (link !== null) send(p, link);
         continue;
       }
       if (link !== null) {
         if (now - link.lastReceived > this.#o.settings.failureTimeoutMs) {
           this.#o.logger.info({ peer: p.id }, 'closing a silent control link');
           link.close(); // evaluates and schedules the redial via #onClose
+          this.#o.onUnreachable?.(p.id);
           continue;
         }
         // 0.9: the tick is hb/2, so a beat due "now" is not pushed a whole tick later.
-        if (now - link.lastSent >= 0.9 * hb) link.send(HEARTBEAT_FRAME);
+        if (now - p.viewSentAt >= 0.9 * hb) send(p, link);
       }
       this.#evaluate(p, now);
     }
+  }
+
+  #view(now: number): ViewItem[] {
+    const out: ViewItem[] = [];
+    for (const p of this.#peers.values()) out.push({ id: p.id, silenceMs: p.lastHeard === -Infinity ? null : now - p.lastHeard });
+    return out;
   }
 
   #evaluate(p: Peer, now = performance.now()): void {
     const silence = now - p.lastHeard;
     let next: PeerState;
     if (p.link !== null && silence <= this.#suspectAfterMs && p.lastHeard > p.suspectedAt) next = 'alive';
-    else if (silence > this.#o.settings.failureTimeoutMs) next = 'dead';
+    else if (silence > this.#o.settings.failureTimeoutMs && this.#witnesses.silence(p.id, now) > this.#o.settings.failureTimeoutMs) next = 'dead';
     else next = 'suspect';
     if (next === p.state) return;
     const prev = p.state;

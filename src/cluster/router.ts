@@ -157,6 +157,20 @@ export class FlowRouter {
     return { entry: next, backend };
   }
 
+  /**
+   * A claim reached this node as the flow's primary (claims.ts): the entry with its backend,
+   * chosen now as assign() would if the flow has none — unless this node's own entry names another
+   * primary, which decides instead (null). Null too when no backend is available.
+   */
+  decide(service: string, key: string, usable: (address: string) => boolean, choose: (key: string) => string | null): FlowEntry | null {
+    const found = this.#d.get(service, key);
+    if (found !== undefined && found.backend !== null && usable(found.backend)) return found;
+    const entry = found ?? this.lookup(service, key);
+    if (entry.primary !== this.#d.selfId) return null;
+    const r = this.assign(entry, usable, choose);
+    return r.backend === null ? null : r.entry;
+  }
+
   /** The flow was served here just now; its refresh goes out with the next batch. */
   active(entry: FlowEntry): void {
     let m = this.#active.get(entry.service);

@@ -37,6 +37,8 @@ import { NodeTls } from './tls-wiring.js';
 import { NodeRanking } from './ranking.js';
 import { Reprotection } from './reprotection.js';
 import { Upkeep } from './upkeep.js';
+import { newClaims } from './claims-wiring.js';
+import type { FlowClaims } from '../cluster/claims.js';
 
 export interface NodeOptions {
   readonly logger?: Logger;
@@ -84,6 +86,7 @@ export class TandemNode implements NodeControl {
   readonly #drains: BackendDrains;
   /** Refreshes, expiry and the rate of communications, once serving (upkeep.ts). */
   readonly #upkeep: Upkeep;
+  readonly #claims: FlowClaims;
   readonly startedAt = Date.now();
 
   constructor(config: Config, selfId: string, opts: NodeOptions = {}) {
@@ -157,13 +160,17 @@ export class TandemNode implements NodeControl {
       flows: () => this.flows(),
     });
     this.#upkeep = new Upkeep(this.router, this.table);
-    this.forwarder = new Forwarder(this.router, this.cluster);
+    this.#claims = newClaims({ selfId, cluster: this.cluster, router: this.router, table: this.table, hlc: this.hlc, pool: (name) => this.services.pool(name), registry: this.registry, timeoutMs: config.cluster.failureTimeoutMs });
+    this.forwarder = new Forwarder(this.router, this.cluster, this.#claims);
     this.httpMux = new PeerMux({ dial: (peer) => this.cluster.dial(peer, 'http'), metrics: muxMetrics(this.registry), channel: 'http' });
     this.cluster.onChannel('http', (socket, peer) => this.httpMux.accept(socket, peer));
     this.cluster.on('peer-state', (id: string, state: PeerState, prev: PeerState) => {
       this.#onPeerState(id, state, prev);
       // After the death handling: a peer that left etcd (or the file) is dropped once dead.
-      if (state === 'dead') this.membership.peerDead(id);
+      if (state === 'dead') {
+        this.#claims.peerDead(id);
+        this.membership.peerDead(id);
+      }
     });
     this.cluster.on('remote-entries', (entries: readonly FlowEntry[]) => {
       for (const e of entries) if (isControl(e)) this.#drains.apply(e);
@@ -422,6 +429,7 @@ export class TandemNode implements NodeControl {
     this.rateLimits.stop();
     await this.#tls.stop();
     this.forwarder.close();
+    this.#claims.close();
     this.httpMux.close();
     await this.cluster.stop();
     await this.membership.stop(true);

@@ -28,6 +28,9 @@ export interface DataPlane {
   /** Peer state changes (the Cluster is an EventEmitter); optional so that test doubles may omit it. */
   on?(event: 'peer-state', listener: (id: string, state: PeerState, prev: PeerState) => void): unknown;
   off?(event: 'peer-state', listener: (id: string, state: PeerState, prev: PeerState) => void): unknown;
+  /** A peer silent for the failure timeout whose link was closed, though a witness may still hear it. */
+  on?(event: 'peer-unreachable', listener: (id: string) => void): unknown;
+  off?(event: 'peer-unreachable', listener: (id: string) => void): unknown;
   /** Accept authenticated streams of a channel from peers. */
   onChannel(channel: DataChannel, handler: (socket: Duplex, peerId: string, session: { key: Buffer }) => void): void;
   /**

@@ -27,6 +27,16 @@ export interface PeerSignals {
   markSuspect(id: string): void;
   on?(event: 'peer-state', listener: (id: string, state: PeerState, prev: PeerState) => void): unknown;
   off?(event: 'peer-state', listener: (id: string, state: PeerState, prev: PeerState) => void): unknown;
+  on?(event: 'peer-unreachable', listener: (id: string) => void): unknown;
+  off?(event: 'peer-unreachable', listener: (id: string) => void): unknown;
+}
+
+/**
+ * What the loop asks before it serves a flow here (src/cluster/claims.ts): null to serve now, or a
+ * wait for the flow's primary to say which backend it has.
+ */
+export interface ClaimGate {
+  before(entry: FlowEntry): Promise<void> | null;
 }
 
 /** How a communication reached the node that served it; a metrics label shared by all protocols. */
@@ -89,19 +99,28 @@ export class Forwarder {
   readonly #dp: PeerSignals;
   /** Peer attempts in flight, by peer id. */
   readonly #inflight = new Map<string, Set<Attempt>>();
+  readonly #claims: ClaimGate | null;
   readonly #onPeerState = (id: string, state: PeerState): void => {
-    if (state !== 'dead') return;
-    const set = this.#inflight.get(id);
-    if (set === undefined || set.size === 0) return;
-    const reason = new TandemError(ErrorCodes.PEER_UNAVAILABLE, `peer ${id} declared dead`);
-    for (const a of [...set]) a.onAbort?.(reason);
+    if (state === 'dead') this.#abort(id, 'declared dead');
   };
+  // Silent for the failure timeout but heard by a witness: suspect, not dead, yet nothing sent to
+  // it directly will be answered (a one-way cut). Its attempts fail over now, as for a death.
+  readonly #onUnreachable = (id: string): void => this.#abort(id, 'unreachable from here');
   #closed = false;
 
-  constructor(router: FlowRouter, dataPlane: PeerSignals) {
+  constructor(router: FlowRouter, dataPlane: PeerSignals, claims: ClaimGate | null = null) {
     this.#router = router;
     this.#dp = dataPlane;
+    this.#claims = claims;
     dataPlane.on?.('peer-state', this.#onPeerState);
+    dataPlane.on?.('peer-unreachable', this.#onUnreachable);
+  }
+
+  #abort(id: string, why: string): void {
+    const set = this.#inflight.get(id);
+    if (set === undefined || set.size === 0) return;
+    const reason = new TandemError(ErrorCodes.PEER_UNAVAILABLE, `peer ${id} ${why}`);
+    for (const a of [...set]) a.onAbort?.(reason);
   }
 
   get selfId(): string {
@@ -140,6 +159,12 @@ export class Forwarder {
         if (tried.includes(node)) continue;
         tried.push(node);
         const kind: HopKind = reowned ? 'reowned' : hop.kind === 'local' ? 'local' : node === entry.primary ? 'to-primary' : 'to-backup';
+        if (hop.kind === 'local' && this.#claims !== null) {
+          // Only a flow without a backend that this node does not own waits (claims.ts); every
+          // other communication goes on synchronously (UDP keeps its datagrams in order).
+          const wait = this.#claims.before(entry);
+          if (wait !== null) await wait;
+        }
         const a: Attempt = { hop, node, kind, entry, index: tried.length - 1, onAbort: null };
         const r = hop.kind === 'local' ? await attempt(a) : await this.#peerAttempt(node, a, attempt);
         if (r.ok) return { ok: true, kind, node, entry, failovers: tried.length - 1 };
@@ -161,6 +186,7 @@ export class Forwarder {
     if (this.#closed) return;
     this.#closed = true;
     this.#dp.off?.('peer-state', this.#onPeerState);
+    this.#dp.off?.('peer-unreachable', this.#onUnreachable);
     this.#inflight.clear();
   }
 
