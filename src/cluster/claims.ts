@@ -85,6 +85,8 @@ export class FlowClaims {
    */
   before(entry: FlowEntry): Promise<void> | null {
     const d = this.#d;
+    // The common case — this node is the primary, or the flow has its backend — costs no lookup.
+    if (entry.primary === d.selfId || entry.backend !== null) return null;
     const current = d.get(entry.service, entry.key) ?? entry;
     if (current.backend !== null) return null;
     const target = current.primary;

@@ -1,7 +1,8 @@
 /**
  * The one forwarding loop of every protocol (docs/design.md §1, the routing rule, steps 3-6): given
  * a flow's entry, try its owners in the order `router.hops()` gives, skip a node already tried,
- * tell membership when a peer did not answer, cut an attempt short when its peer is declared dead,
+ * tell membership when a peer did not answer, cut an attempt short when its peer is declared dead
+ * or its link goes silent, ask a new flow's primary for its backend before serving it here (a claim),
  * and re-own the flow once when no owner could take it. A communication forwarded in by a peer is
  * served here and never forwarded again (`hops(entry, true)` is `[LOCAL]`, and it is never re-owned).
  *

@@ -194,8 +194,18 @@ export function judge(bytes: Buffer, state: StreamState, nowMs = Date.now()): Ve
 
 function handle(type: number, r: Reader, s: StreamState, apply: (e: ModelEntry[]) => void): void {
   switch (type) {
-    case 0x11: // HEARTBEAT: "empty payload"; only a sign of life, its payload is never read
+    case 0x11: {
+      // HEARTBEAT: empty (a build from before views), or the sender's view: "u8 count · count ×
+      // (str peer id · u32 milliseconds)"; "a malformed view drops the link".
+      if (r.b.length === 0) return;
+      const n = r.u8();
+      for (let i = 0; i < n; i++) {
+        r.str(255);
+        r.u32();
+      }
+      r.end();
       return;
+    }
     case 0x10: {
       // OPEN, 25 bytes. A different sender incarnation voids our position in its stream.
       r.need(8);
