@@ -87,31 +87,29 @@ export class Witnesses {
    * Infinity when none ever did.
    */
   silence(id: string, now: number): number {
-    let best = Infinity;
-    for (const [w, v] of this.#views) {
-      if (w === id) continue;
-      const s = v.silence.get(id);
-      if (s === undefined) continue;
-      const total = s + (now - v.at);
-      if (total < best) best = total;
-    }
-    return best;
+    return this.#freshest(id, now).ms;
   }
 
   /** A witness that heard `id` within `withinMs` as of `now` (the freshest), or null. */
   witness(id: string, now: number, withinMs: number): string | null {
-    let best: string | null = null;
-    let bestMs = withinMs;
+    const f = this.#freshest(id, now);
+    return f.ms <= withinMs ? f.witness : null;
+  }
+
+  /** The view that heard `id` most recently, and how long ago as of `now`. */
+  #freshest(id: string, now: number): { witness: string | null; ms: number } {
+    let witness: string | null = null;
+    let ms = Infinity;
     for (const [w, v] of this.#views) {
       if (w === id) continue;
       const s = v.silence.get(id);
       if (s === undefined) continue;
       const total = s + (now - v.at);
-      if (total <= bestMs) {
-        best = w;
-        bestMs = total;
+      if (total < ms) {
+        witness = w;
+        ms = total;
       }
     }
-    return best;
+    return { witness, ms };
   }
 }

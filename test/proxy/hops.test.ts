@@ -6,13 +6,11 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { EventEmitter } from 'node:events';
-import { FlowRouter, type RouterDeps } from '../../src/cluster/router.js';
-import { FlowTable } from '../../src/cluster/flow-table.js';
-import { Hlc } from '../../src/cluster/hlc.js';
 import { Rendezvous } from '../../src/cluster/rendezvous.js';
 import type { FlowEntry } from '../../src/cluster/flow-entry.js';
 import type { DataPlane, PeerState } from '../../src/proxy/context.js';
 import { Forwarder, SERVED, stop, tryNext, type Attempt } from '../../src/proxy/hops.js';
+import { testRouter } from '../helpers/router.js';
 
 const NODES = ['lb1', 'lb2', 'lb3', 'lb4'];
 
@@ -31,25 +29,9 @@ class FakeMembership extends EventEmitter {
 
 function makeNode(selfId: string) {
   const m = new FakeMembership();
-  const table = new FlowTable({ limits: () => ({ maxEntries: 10_000, idleTimeoutMs: 60_000 }) });
-  const hlc = new Hlc();
   const rv = new Rendezvous('hops-test-secret-0123456789');
-  const all = NODES.map((id) => ({ id, weight: 1 }));
   const state = (id: string): PeerState => (id === selfId ? 'alive' : m.state(id));
-  const deps: RouterDeps = {
-    selfId,
-    owners: (key, candidates) => rv.owners(key, all.filter((n) => candidates.includes(n.id))),
-    rank: (_s, key) => rv.rank(key, all),
-    candidates: () => NODES.filter((id) => state(id) !== 'dead'),
-    state,
-    publish: () => undefined,
-    merge: (e) => table.merge(e),
-    get: (s, k) => table.get(s, k),
-    getAny: (s, k) => table.getAny(s, k),
-    version: () => hlc.now(),
-    now: () => Date.now(),
-  };
-  const router = new FlowRouter(deps);
+  const { router } = testRouter({ selfId, nodes: NODES, rv, state });
   const dp: DataPlane = {
     selfId,
     stateOf: (id) => m.state(id),

@@ -12,9 +12,7 @@ import { EventEmitter } from 'node:events';
 import pino from 'pino';
 import { Registry } from 'prom-client';
 import { Agent, request } from 'undici';
-import { FlowRouter, type RouterDeps } from '../../../src/cluster/router.js';
-import { FlowTable } from '../../../src/cluster/flow-table.js';
-import { Hlc } from '../../../src/cluster/hlc.js';
+import type { FlowRouter } from '../../../src/cluster/router.js';
 import { Rendezvous } from '../../../src/cluster/rendezvous.js';
 import type { DataPlane, PeerState, ProxyContext } from '../../../src/proxy/context.js';
 import { Forwarder } from '../../../src/proxy/hops.js';
@@ -30,6 +28,7 @@ import { createSelector } from '../../../src/balancer/index.js';
 import { rawService } from './harness.js';
 import { validService } from '../../helpers/in-process-cluster.js';
 import { httpBackend, type Backend } from '../../helpers/backends.js';
+import { testRouter } from '../../helpers/router.js';
 
 const BASE = 20010;
 const NODES = ['lb1', 'lb2', 'lb3', 'lb4'];
@@ -167,22 +166,7 @@ beforeEach(async () => {
     o.seen.length = 0;
   }
   m = new Membership();
-  const table = new FlowTable({ limits: () => ({ maxEntries: 10_000, idleTimeoutMs: 60_000 }) });
-  const hlc = new Hlc();
-  const deps: RouterDeps = {
-    selfId: 'lb1',
-    owners: (key, candidates) => rv.owners(key, all.filter((n) => candidates.includes(n.id))),
-    rank: (_s, key) => rv.rank(key, all),
-    candidates: () => NODES.filter((id) => m.state(id) !== 'dead'),
-    state: (id) => m.state(id),
-    publish: () => undefined,
-    merge: (e) => table.merge(e),
-    get: (s, k) => table.get(s, k),
-    getAny: (s, k) => table.getAny(s, k),
-    version: () => hlc.now(),
-    now: () => Date.now(),
-  };
-  router = new FlowRouter(deps);
+  router = testRouter({ selfId: 'lb1', nodes: NODES, rv, state: (id) => m.state(id) }).router;
   const dp: DataPlane = {
     selfId: 'lb1',
     stateOf: (id) => m.state(id),
