@@ -32,7 +32,6 @@ import { FrameType, type Frame } from './frame.js';
 import { Witnesses, decodeView, encodeViewHeartbeat, type ViewItem } from './peer-view.js';
 import type { PeerTransport } from './peer-transport.js';
 
-
 export interface MembershipOptions {
   readonly settings: ClusterSettings;
   readonly selfId: string;
