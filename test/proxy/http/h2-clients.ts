@@ -109,8 +109,8 @@ export function getBlock(authority: string, extra: Buffer[] = []): Buffer {
 /** A raw TLS connection with ALPN h2 that has sent the preface and an empty SETTINGS; collects what the server sends. */
 export interface RawH2 {
   readonly socket: TLSSocket;
-  /** Frame types received, in order, with GOAWAY's error code. */
-  readonly frames: Array<{ type: number; flags: number; stream: number; code?: number }>;
+  /** Frames received, in order, with GOAWAY's error code and last stream id, RST_STREAM's code. */
+  readonly frames: Array<{ type: number; flags: number; stream: number; payload: Buffer; code?: number; last?: number }>;
   readonly closed: Promise<void>;
   goaway(): { code: number } | undefined;
 }
@@ -128,8 +128,11 @@ export function rawH2(servername: string, host: string, port: number): Promise<R
         const len = buf.readUIntBE(0, 3);
         if (buf.length < 9 + len) break;
         const type = buf[3];
-        const f: RawH2['frames'][number] = { type, flags: buf[4], stream: buf.readUInt32BE(5) & 0x7fffffff };
-        if (type === FRAME.GOAWAY) f.code = buf.readUInt32BE(13);
+        const f: RawH2['frames'][number] = { type, flags: buf[4], stream: buf.readUInt32BE(5) & 0x7fffffff, payload: Buffer.from(buf.subarray(9, 9 + len)) };
+        if (type === FRAME.GOAWAY) {
+          f.last = buf.readUInt32BE(9) & 0x7fffffff;
+          f.code = buf.readUInt32BE(13);
+        }
         if (type === FRAME.RST_STREAM) f.code = buf.readUInt32BE(9);
         // The server's SETTINGS are acknowledged, as any client must (RFC 9113 section 6.5.3).
         if (type === FRAME.SETTINGS && (f.flags & FLAG.ACK) === 0 && !socket.destroyed) socket.write(frame(FRAME.SETTINGS, FLAG.ACK, 0));
