@@ -11,9 +11,10 @@
  * primary: a CLAIM goes to it over the control link, or, when that link is down, to a witness
  * that relays it once. The primary answers with its entry, choosing the backend if the flow has
  * none (the same choice it makes for a request it serves); the answer comes back the same way and
- * is merged before the flow is served here with that backend. No answer within the failure
- * timeout, a relay that cannot reach the primary, or a primary declared dead meanwhile: the node
- * decides as before. One claim per flow is in flight at a time; datagrams and requests of the flow
+ * is merged before the flow is served here with that backend. A claim whose link goes silent or
+ * whose relay dies meanwhile is asked again through another witness. No answer within the failure
+ * timeout, no witness left, a relay that cannot reach the primary, or a primary declared dead
+ * meanwhile: the node decides as before. One claim per flow is in flight at a time; datagrams and requests of the flow
  * that arrive meanwhile wait for the same answer.
  *
  *   CLAIM       = u32 id, str origin, str target, str service, str key
@@ -57,7 +58,11 @@ export type ClaimOutcome = 'asked' | 'answered' | 'unanswered' | 'timeout' | 're
 interface Pending {
   readonly id: number;
   readonly flow: string;
+  readonly service: string;
+  readonly key: string;
   readonly target: string;
+  /** Where the claim went: the target, or the witness relaying it. */
+  hop: string;
   readonly done: Promise<void>;
   settle: () => void;
   timer: NodeJS.Timeout | null;
@@ -101,16 +106,32 @@ export class FlowClaims {
     d.count?.('asked');
     let settle!: () => void;
     const done = new Promise<void>((resolve) => (settle = resolve));
-    const p: Pending = { id, flow, target, done, settle, timer: null };
+    const p: Pending = { id, flow, service: entry.service, key: entry.key, target, hop, done, settle, timer: null };
     p.timer = setTimeout(() => this.#finish(p, 'timeout'), d.timeoutMs);
     this.#byId.set(id, p);
     this.#byFlow.set(flow, p);
     return done;
   }
 
-  /** A peer was declared dead: claims waiting on it are settled now (the caller decides). */
+  /**
+   * A peer was declared dead: claims for it are settled now (the caller decides); claims relayed
+   * through it go to another witness, or are settled when there is none.
+   */
   peerDead(id: string): void {
-    for (const p of [...this.#byId.values()]) if (p.target === id) this.#finish(p, 'unanswered');
+    for (const p of [...this.#byId.values()]) {
+      if (p.target === id) this.#finish(p, 'unanswered');
+      else if (p.hop === id) this.#reroute(p);
+    }
+  }
+
+  /**
+   * The control link to a peer went silent and was closed (the peer may still be witnessed): a
+   * claim that went over it, to that peer or relayed through it, will not come back that way, so
+   * it is asked again through a witness, or settled when there is none. This is the one-way cut
+   * that begins while a claim is in flight.
+   */
+  peerUnreachable(id: string): void {
+    for (const p of [...this.#byId.values()]) if (p.hop === id) this.#reroute(p);
   }
 
   /** Settles everything (the node is closing). */
@@ -148,6 +169,15 @@ export class FlowClaims {
     if (p === undefined) return; // timed out meanwhile
     if (r.entry !== null) d.accept(r.entry);
     this.#finish(p, r.entry !== null ? 'answered' : 'unanswered');
+  }
+
+  /** The claim again, through the next hop there is now; settled when there is none. */
+  #reroute(p: Pending): void {
+    const d = this.#d;
+    const lost = p.hop;
+    const hop = d.via(p.target);
+    if (hop === null || hop === lost || !d.send(hop, encodeClaim(p.id, d.selfId, p.target, p.service, p.key))) return this.#finish(p, 'unanswered');
+    p.hop = hop;
   }
 
   #finish(p: Pending, outcome: ClaimOutcome): void {

@@ -164,11 +164,16 @@ export class Membership {
   }
 
   /**
-   * A peer that heard `id` within 1.5 heartbeats and whose own link from here is up: the way to
-   * reach a node that this one cannot hear (claims.ts); null when there is none.
+   * A peer that heard `id` within failureTimeoutMs and whose own link from here is up: the way to
+   * reach a node that this one cannot hear (claims.ts); null when there is none. The window is the
+   * one that keeps `id` from being declared dead, not the 1.5 heartbeats of `alive`: a witness's
+   * report is up to a heartbeat old when it arrives and says up to a heartbeat of silence, so a
+   * tighter window loses the witness between two views, and a node that then decided a new flow
+   * itself would give it a second backend (found by test/reliability/link-faults.test.ts: 1 to 4
+   * of 60 sessions). A witness that cannot reach `id` after all refuses the relay at once.
    */
   witnessOf(id: string): string | null {
-    const w = this.#witnesses.witness(id, performance.now(), this.#suspectAfterMs);
+    const w = this.#witnesses.witness(id, performance.now(), this.#o.settings.failureTimeoutMs);
     return w !== null && this.linkUp(w) && this.#peers.get(w)?.state === 'alive' ? w : null;
   }
 

@@ -52,6 +52,10 @@ export function newClaims(w: ClaimsWiring): FlowClaims {
     timeoutMs: w.timeoutMs,
     count: (o) => handles.get(o)?.inc(),
   });
+  w.cluster.on('peer-state', (id, state) => {
+    if (state === 'dead') c.peerDead(id);
+  });
+  w.cluster.on('peer-unreachable', (id) => c.peerUnreachable(id));
   w.cluster.onControlFrame(FrameType.CLAIM, (peer, payload) => c.onClaim(peer, payload));
   w.cluster.onControlFrame(FrameType.CLAIM_REPLY, (peer, payload) => c.onReply(peer, payload));
   return c;

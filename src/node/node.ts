@@ -167,10 +167,7 @@ export class TandemNode implements NodeControl {
     this.cluster.on('peer-state', (id: string, state: PeerState, prev: PeerState) => {
       this.#onPeerState(id, state, prev);
       // After the death handling: a peer that left etcd (or the file) is dropped once dead.
-      if (state === 'dead') {
-        this.#claims.peerDead(id);
-        this.membership.peerDead(id);
-      }
+      if (state === 'dead') this.membership.peerDead(id);
     });
     this.cluster.on('remote-entries', (entries: readonly FlowEntry[]) => {
       for (const e of entries) if (isControl(e)) this.#drains.apply(e);

@@ -160,6 +160,33 @@ test('a claim nobody answers settles at the timeout, or when its primary is decl
   slow.forEach((n) => n.claims.close());
 });
 
+test('a claim whose relay dies is settled; one whose link goes silent is asked again through a witness', async () => {
+  const key = keyRanked(['lb1', 'lb2', 'lb3']);
+  // lb2 reaches lb1 only through lb3, and lb3 goes quiet: its death settles the claim at once.
+  const viaRelay = tier({ up: new Set(['lb2>lb3', 'lb3>lb2', 'lb3>lb1', 'lb1>lb3']), silent: new Set(['lb3']), timeoutMs: 3_600_000 });
+  const r2 = viaRelay.get('lb2')!;
+  const relayed = r2.claims.before(r2.router.lookup('web', key))!;
+  assert.equal(r2.claims.inflight, 1);
+  r2.claims.peerDead('lb3');
+  await relayed;
+  assert.deepEqual(r2.counts, ['asked', 'unanswered'], 'settled by the relay\'s death, not by a timeout');
+  // lb2 asks lb1 directly, and the link goes silent (lb1's frames stop) before the answer: asked
+  // again through lb3, lb1's choice arrives.
+  const up = new Set(FULL);
+  const silent = new Set(['lb1']);
+  const cut = tier({ up, silent, timeoutMs: 3_600_000 });
+  const c2 = cut.get('lb2')!;
+  const direct = c2.claims.before(c2.router.lookup('web', key))!;
+  up.delete('lb2>lb1');
+  up.delete('lb1>lb2');
+  silent.delete('lb1');
+  c2.claims.peerUnreachable('lb1');
+  await direct;
+  assert.deepEqual(c2.counts, ['asked', 'answered']);
+  assert.equal(c2.table.get('web', key)?.backend, 'lb1-backend:80');
+  assert.deepEqual(cut.get('lb3')!.counts, ['relayed']);
+});
+
 test('claim frames round-trip; bad bytes are FRAME_MALFORMED', () => {
   const c = encodeClaim(0xfffffffe, 'lb2', 'lb1', 'web', 'ключ');
   assert.equal(c[5], FrameType.CLAIM);
