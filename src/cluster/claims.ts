@@ -14,8 +14,8 @@
  * is merged before the flow is served here with that backend. A claim whose link goes silent or
  * whose relay dies meanwhile is asked again through another witness. No answer within the failure
  * timeout, no witness left, a relay that cannot reach the primary, or a primary declared dead
- * meanwhile: the node decides as before. One claim per flow is in flight at a time; datagrams and requests of the flow
- * that arrive meanwhile wait for the same answer.
+ * meanwhile: the node decides as before. One claim per flow is in flight at a time; datagrams and
+ * requests of the flow that arrive meanwhile wait for the same answer.
  *
  *   CLAIM       = u32 id, str origin, str target, str service, str key
  *   CLAIM_REPLY = u32 id, str origin, u8 answered (0 | 1), then, if 1, an entry batch of one entry
