@@ -13,7 +13,7 @@
 import net, { type Server, type Socket } from 'node:net';
 import { performance } from 'node:perf_hooks';
 import type { Logger } from 'pino';
-import type { AcmeFeed, ProxyContext, ServiceProxy } from '../context.js';
+import type { ProxyContext, ServiceProxy } from '../context.js';
 import { listenAddresses, listenStream } from '../listen-addresses.js';
 import type { ServiceConfig, ServiceTlsConfig } from '../../config/schema.js';
 import type { EpochSecretSource } from '../../cluster/ticket-key-share.js';
@@ -25,32 +25,25 @@ import type { FlowEntry } from '../../cluster/flow-entry.js';
 import type { PeerMux } from '../mux/peer-mux.js';
 import type { MuxHandler, MuxStream } from '../mux/stream.js';
 import { SERVED, stop, type Attempt, type AttemptResult } from '../hops.js';
-import { httpFlowKey, parseFlowKeySpec, normalizeAddress, connectionKey, type FlowKeySpec } from '../../flowkey/index.js';
-import { isTandemError, ErrorCodes } from '../../errors.js';
+import { normalizeAddress, connectionKey } from '../../flowkey/index.js';
 import { ensureParser, type HttpParser } from './parser.js';
-import { Body, isTargetAllowed, requestBody, scanRequest, viaEntry, writeRequestHead, parseClient, type RequestHead } from './head.js';
 import { Exchange } from './exchange.js';
 import { ClientConnection, type ClientHost, type ClientTimeouts } from './client.js';
 import { BackendPool, type BackendTimeouts } from './backend.js';
 import { PeerForward, type ForwardHost, type ForwardResult } from './forward.js';
-import { FLAG_CLOSE, FLAG_HTTP10, type PeerHead } from './peer-head.js';
+import type { PeerHead } from './peer-head.js';
 import type { OwnerHost } from './owner.js';
 import { Tunnels } from './tunnel.js';
 import { ServiceMetrics } from './metrics.js';
 import type { HttpErrorKind } from './errors.js';
-import { Routing, type Lane } from './routing.js';
+import { RequestPrep } from './prepare.js';
 import { RouteMetrics } from './route-metrics.js';
 import { H2Front } from './h2-front.js';
 import type { H2StreamHost } from './h2-stream.js';
 import type { H2RequestHead } from './h2-head.js';
-import { normalizeHost, normalizeTarget } from '../../routes/normalize.js';
-import type { MatchRequest } from '../../routes/matcher.js';
-import { applyHeaderRules, rawHeader, redirectLocation } from '../../routes/header-rules.js';
-import { limitKey } from '../../ratelimit/key.js';
 
 /** Extra wait for a peer's answer over requestMs, so that the serving node's own 504 arrives first. */
 const PEER_TIMEOUT_MARGIN_MS = 2000;
-const ACME_CHALLENGE_PREFIX = '/.well-known/acme-challenge/';
 
 type Result = AttemptResult<HttpErrorKind>;
 
@@ -58,16 +51,10 @@ export class HttpServiceProxy implements ServiceProxy, ClientHost, OwnerHost, Fo
   readonly name: string;
   readonly #ctx: ProxyContext;
   #cfg: ServiceConfig;
-  #spec: FlowKeySpec;
-  #flowHeader: string | null = null;
-  #flowCookie = false;
   readonly #metrics: ServiceMetrics;
   readonly #selfId: string;
-  /** This node's Via entry on responses, and per ingress node the pair an owner appends. */
-  readonly #via: string;
-  /** The node's ACME manager, which answers HTTP-01 challenges on every http service. */
-  readonly #acme: AcmeFeed | undefined;
-  readonly #peerVia = new Map<string, string>();
+  /** Checks, route, flow key and next-hop head of every request head (prepare.ts). */
+  readonly #prep: RequestPrep;
   #server: Server | null = null;
   /** TLS termination in front of the connection handler, when the service has `tls:`. */
   #tls: TlsListener | null = null;
@@ -75,8 +62,6 @@ export class HttpServiceProxy implements ServiceProxy, ClientHost, OwnerHost, Fo
   #h2: H2Front | null = null;
   /** The store the node's ACME manager feeds (detached on stop). */
   #acmeStore: CertificateStore | null = null;
-  /** The Forwarded/X-Forwarded-Proto value this listener's requests carry. */
-  #proto: 'http' | 'https' = 'http';
   readonly #conns = new Set<ClientConnection>();
   readonly #backends: BackendPool;
   readonly #forwards = new Set<PeerForward>();
@@ -88,24 +73,16 @@ export class HttpServiceProxy implements ServiceProxy, ClientHost, OwnerHost, Fo
   #draining = false;
   /** Exchanges not yet finished, client-facing and forwarded in by peers (drain waits for them). */
   #inflight = 0;
-  /** Reused for httpFlowKey, which is synchronous. */
-  readonly #src = { remoteAddress: '', remotePort: 0, headers: {} as Record<string, string | string[] | undefined> };
   /** Per lane, bound once per UpstreamPool instance (not once per request): its pool's functions (a route's pool is another UpstreamPool). */
   readonly #bound = new Map<string, Bound>();
-  #routing: Routing;
   readonly #routeMetrics: RouteMetrics;
-  /** Reused for each match: the request as the matcher sees it. */
-  readonly #req = new MatchReq();
 
   constructor(ctx: ProxyContext, cfg: ServiceConfig) {
     this.name = cfg.name;
     this.#ctx = ctx;
     this.#cfg = cfg;
     this.#selfId = ctx.self.id;
-    this.#via = viaEntry('1.1', ctx.self.id);
-    this.#acme = ctx.tls?.acme;
-    this.#spec = this.#applySpec(cfg);
-    this.#routing = new Routing(cfg);
+    this.#prep = new RequestPrep(ctx, cfg);
     this.#metrics = new ServiceMetrics(ctx.registry, cfg.name);
     this.#routeMetrics = new RouteMetrics(ctx.registry, cfg.name);
     this.#access = cfg.accessLog ? ctx.logger.child({ access: cfg.name }) : null;
@@ -170,7 +147,7 @@ export class HttpServiceProxy implements ServiceProxy, ClientHost, OwnerHost, Fo
         // ALPN as the config says (h2 first by default: the server's preference wins).
         onSecure: (socket, alpn) => (alpn === 'h2' ? h2.accept(socket) : this.accept(socket)),
       });
-      this.#proto = 'https';
+      this.#prep.proto = 'https';
     }
     const listener = this.#tls;
     const server = net.createServer({ noDelay: true }, listener === null ? this.#onConnection : (s: Socket) => listener.accept(s));
@@ -188,8 +165,7 @@ export class HttpServiceProxy implements ServiceProxy, ClientHost, OwnerHost, Fo
 
   update(cfg: ServiceConfig): void {
     this.#cfg = cfg;
-    this.#spec = this.#applySpec(cfg);
-    this.#routing = new Routing(cfg);
+    this.#prep.update(cfg);
     this.#bound.clear();
     this.#access = cfg.accessLog ? this.#ctx.logger.child({ access: cfg.name }) : null;
     this.#clientTimeouts = clientTimeouts(cfg);
@@ -288,7 +264,7 @@ export class HttpServiceProxy implements ServiceProxy, ClientHost, OwnerHost, Fo
    * tombstone for each (a no-op for a route this connection never used).
    */
   #opened(socket: Socket | TLSSocket, ip: string, port: number): void {
-    const ended = this.#routing.connectionKeyed;
+    const ended = this.#prep.routing.connectionKeyed;
     if (ended.length === 0) return;
     const key = connectionKey(ip, port);
     socket.once('close', () => {
@@ -300,97 +276,14 @@ export class HttpServiceProxy implements ServiceProxy, ClientHost, OwnerHost, Fo
     this.#conns.delete(conn);
   }
 
-  /** A client request head: validation (docs/http.md, "Errors"), flow key, the head for the next hop. */
+  /** A client request head: validation (docs/http.md, "Errors"), route, flow key, the head for the next hop (prepare.ts). */
   prepare(ex: Exchange, p: HttpParser, conn: ClientConnection): HttpErrorKind | null {
-    const minor = p.versionMinor;
-    ex.method = p.method;
-    ex.url = p.url;
-    ex.http10 = minor === 0;
-    ex.version = minor === 0 ? '1.0' : '1.1';
-    ex.closeWanted = !p.keepAlive;
-    ex.via = this.#via;
-    // RFC 9110 section 15.6.6: this is an HTTP/1.x listener.
-    if (p.versionMajor !== 1) return 'version-not-supported';
-    if (ex.method === 'CONNECT') return 'method-not-allowed';
-    if (ex.method === '' || !isTargetAllowed(ex.method, ex.url)) return 'bad-request';
-    const head = (ex.head = scanRequest(p.headers, this.#flowHeader, this.#flowCookie));
-    // RFC 9112 section 6.1: Transfer-Encoding in an HTTP/1.0 request is faulty framing.
-    if (minor === 0 && head.chunked) return 'bad-request';
-    // RFC 9112 section 3.2: exactly one Host in HTTP/1.1, at most one before.
-    if (head.hostCount > 1 || (head.hostCount === 0 && minor === 1)) return 'bad-request';
-    ex.upgrade = p.upgrade;
-    return this.#prepareRouted(ex, p.headers, head, conn.ip, conn.port);
+    return this.#prep.client(ex, p, conn.ip, conn.port);
   }
 
-  /**
-   * An HTTP/2 stream's head (h2-stream.ts): the same checks, route, key and head for the next hop
-   * as an HTTP/1.1 request's. The next hop speaks HTTP/1.1: a body of unknown length goes chunked.
-   */
+  /** An HTTP/2 stream's head: the same steps as an HTTP/1.1 request's (prepare.ts). */
   prepareH2(ex: Exchange, h: H2RequestHead, bodyUnknownLength: boolean): HttpErrorKind | null {
-    ex.method = h.method;
-    ex.url = h.path;
-    ex.version = '2';
-    ex.via = this.#via;
-    // RFC 9113 section 8.5: CONNECT opens a tunnel, which tandem does not do (as on HTTP/1.1).
-    if (ex.method === 'CONNECT') return 'method-not-allowed';
-    if (!isTargetAllowed(ex.method, ex.url)) return 'bad-request';
-    const head = (ex.head = scanRequest(h.fields, this.#flowHeader, this.#flowCookie));
-    if (head.contentLength < 0 && bodyUnknownLength) head.chunked = true;
-    return this.#prepareRouted(ex, h.fields, head, ex.clientIp, ex.clientPort);
-  }
-
-  /** Route, answers of this node, flow key and the head for the next hop (HTTP/1.1 and HTTP/2 alike). */
-  #prepareRouted(ex: Exchange, fields: readonly string[], head: RequestHead, ip: string, port: number): HttpErrorKind | null {
-    const lane = this.#routing.routed ? this.#route(ex, fields) : this.#routing.fallback;
-    ex.body = requestBody(head);
-    if (ex.upgrade && ex.body !== Body.NONE) return 'bad-request';
-    // HTTP-01 (RFC 8555 section 8.3): a token the tier's ACME order waits on is answered by
-    // whichever node the validator reaches; any other path under the prefix goes to the backend,
-    // which may run ACME of its own.
-    if (this.#acme !== undefined && ex.url.startsWith(ACME_CHALLENGE_PREFIX) && (ex.method === 'GET' || ex.method === 'HEAD')) {
-      ex.challenge = this.#acme.challengeResponse(ex.url);
-      if (ex.challenge !== null) return null;
-    }
-    // Answered by this node in the exchange's turn (serve): no route, over the limit, a redirect.
-    if (lane === null) return null;
-    ex.lane = lane;
-    if (lane.limitKey !== null && !this.#admit(ex, lane, ip, fields)) return null;
-    if (lane.redirect !== null) {
-      ex.location = redirectLocation(lane.redirect.to, rawHeader(fields, 'host') ?? '', ex.url);
-      return null;
-    }
-    const key = lane.sameKey ? this.#key(this.#spec, ip, port, head) : this.#key(lane.spec, ip, port, scanRequest(fields, lane.flowHeader, lane.flowCookie));
-    if (key === null) return 'bad-request';
-    ex.key = key;
-    let out = lane.requestHeaders === null ? fields : applyHeaderRules(fields, lane.requestHeaders);
-    // RFC 9112 section 3.2: the head goes on as HTTP/1.1, which needs a Host; an HTTP/1.0 client
-    // may have sent none — then it is empty, as for a target without an authority.
-    if (head.hostCount === 0) out = [...out, 'Host', ''];
-    ex.text = writeRequestHead(ex.method, ex.url, out, head, viaEntry(ex.version, this.#selfId), ip, this.#selfId, ex.upgrade, this.#proto);
-    return null;
-  }
-
-  /** The route of a client request: normalised host (an absolute-form target's authority wins) and path. */
-  #route(ex: Exchange, fields: readonly string[]): Lane | null {
-    const t = normalizeTarget(ex.url);
-    const req = this.#req;
-    req.raw = fields;
-    req.host = t.host ?? normalizeHost(rawHeader(fields, 'host'));
-    req.path = t.path;
-    req.method = ex.method;
-    const lane = this.#routing.choose(req);
-    req.raw = EMPTY_FIELDS;
-    return lane;
-  }
-
-  /** The lane's cluster-wide rate limit (docs/rate-limits.md); false when the request is over it. */
-  #admit(ex: Exchange, lane: Lane, ip: string, raw: readonly string[]): boolean {
-    const limiter = this.#ctx.limiter?.(lane.flowService);
-    if (limiter === undefined) return true;
-    const d = limiter.take(limitKey(lane.limitKey!, ip, raw), Date.now());
-    if (d.ok) return true;
-    ex.retryAfterS = d.retryAfterS;
-    return false;
+    return this.#prep.h2(ex, h, bodyUnknownLength);
   }
 
   /** Answers this node gives itself for a routed request; true when it did. */
@@ -416,7 +309,7 @@ export class HttpServiceProxy implements ServiceProxy, ClientHost, OwnerHost, Fo
       queueMicrotask(() => ex.redirect(status));
       return true;
     }
-    if (this.#routing.routed) this.#routeMetrics.outcome(lane.route, 'routed');
+    if (this.#prep.routing.routed) this.#routeMetrics.outcome(lane.route, 'routed');
     return false;
   }
 
@@ -495,37 +388,12 @@ export class HttpServiceProxy implements ServiceProxy, ClientHost, OwnerHost, Fo
   // ---- owner side (owner.ts) ---------------------------------------------------------------
 
   serves(flowService: string): boolean {
-    return this.#routing.byFlowService(flowService) !== undefined;
+    return this.#prep.routing.byFlowService(flowService) !== undefined;
   }
 
-  /** A forwarded head: the flow and client from the OPEN frame, the fields from the parsed head. */
+  /** A head a peer forwarded (prepare.ts). */
   prepareForwarded(ex: Exchange, p: HttpParser, h: PeerHead, peer: string): HttpErrorKind | null {
-    ex.method = p.method;
-    ex.url = p.url;
-    ex.http10 = (h.flags & FLAG_HTTP10) !== 0;
-    ex.version = '1.1';
-    ex.closeWanted = (h.flags & FLAG_CLOSE) !== 0;
-    ex.ingress = peer;
-    let via = this.#peerVia.get(peer);
-    if (via === undefined) this.#peerVia.set(peer, (via = `${this.#via}, ${viaEntry('1.1', peer)}`));
-    ex.via = via;
-    const client = parseClient(h.client);
-    if (ex.method === 'CONNECT') return 'method-not-allowed';
-    // A peer always writes HTTP/1.1 request lines (head.ts): anything else did not come from tandem.
-    if (client === undefined || h.key === '' || p.versionMajor !== 1 || p.versionMinor !== 1 || ex.method === '' || !isTargetAllowed(ex.method, ex.url)) return 'bad-request';
-    ex.clientIp = client.ip;
-    ex.clientPort = client.port;
-    ex.key = h.key;
-    // The ingress chose the route; this node serves from that route's pool.
-    const lane = this.#routing.byFlowService(h.service);
-    if (lane === undefined) return 'unknown-service';
-    ex.lane = lane;
-    const head = (ex.head = scanRequest(p.headers, null, false));
-    if (head.hostCount > 1) return 'bad-request';
-    ex.body = requestBody(head);
-    ex.upgrade = p.upgrade;
-    ex.text = writeRequestHead(ex.method, ex.url, p.headers, head, this.#via, null, this.#selfId, ex.upgrade);
-    return null;
+    return this.#prep.forwarded(ex, p, h, peer);
   }
 
   tunnelForwarded(ex: Exchange, stream: MuxStream): MuxHandler {
@@ -560,29 +428,6 @@ export class HttpServiceProxy implements ServiceProxy, ClientHost, OwnerHost, Fo
     if (this.#access !== null) this.#access.info(accessRecord(ex));
   }
 
-  /** Flow key of a client request, or null for a key that fails the hygiene rules (→ 400). */
-  #key(spec: FlowKeySpec, ip: string, port: number, head: RequestHead): string | null {
-    const src = this.#src;
-    src.remoteAddress = ip;
-    src.remotePort = port;
-    if (spec.kind === 'header') src.headers[spec.name] = head.flowValue;
-    else if (spec.kind === 'cookie') src.headers.cookie = head.cookie;
-    try {
-      return httpFlowKey(spec, src);
-    } catch (err) {
-      if (isTandemError(err, ErrorCodes.BAD_REQUEST)) return null;
-      throw err;
-    }
-  }
-
-  #applySpec(cfg: ServiceConfig): FlowKeySpec {
-    const spec = parseFlowKeySpec(cfg.flowKey);
-    this.#flowHeader = spec.kind === 'header' ? spec.name : null;
-    this.#flowCookie = spec.kind === 'cookie';
-    this.#src.headers = {};
-    return spec;
-  }
-
   /** One timer per service checks every limit (node:http's connectionsCheckingInterval does the same). */
   #startSweep(): void {
     if (this.#sweep) clearInterval(this.#sweep);
@@ -608,19 +453,6 @@ interface Bound {
   readonly pool: UpstreamPool;
   readonly usable: (address: string) => boolean;
   readonly choose: (key: string) => string | null;
-}
-
-const EMPTY_FIELDS: readonly string[] = [];
-
-/** The request as the matcher sees it; one per service, refilled per request. */
-class MatchReq implements MatchRequest {
-  host = '';
-  path = '';
-  method = '';
-  raw: readonly string[] = EMPTY_FIELDS;
-  header(name: string): string | undefined {
-    return rawHeader(this.raw, name);
-  }
 }
 
 function clientTimeouts(cfg: ServiceConfig): ClientTimeouts {
