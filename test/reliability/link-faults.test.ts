@@ -167,10 +167,11 @@ test('bad links: loss, delay and reordering, then an asymmetric partition; membe
     const parts: string[] = [];
     for (const i of [0, 1, 2]) {
       const text = String(await agent.call<{ status: number; body: string }>('get', { url: `http://${topo.nodeHosts[i]}:${ADMIN_PORT}/metrics`, timeoutMs: 10_000 }, 20_000).then((r) => r.body));
-      const sum = (name: string): number => text.split('\n').filter((l) => l.startsWith(name)).reduce((a, l) => a + Number(l.split(' ').pop()), 0);
+      const total = (keep: (line: string) => boolean): number => text.split('\n').filter(keep).reduce((a, l) => a + Number(l.split(' ').pop()), 0);
+      const sum = (name: string): number => total((l) => l.startsWith(name));
       const claims = ['asked', 'answered', 'relayed', 'served', 'unanswered', 'timeout'].map((o) => `${o} ${sum(`tandem_cluster_claims_total{outcome="${o}"}`)}`).join(' ');
       // A backend judged down on one node moves its flows there: a second backend that is not a second decision.
-      const downs = text.split('\n').filter((l) => l.startsWith('tandem_backend_state_changes_total{') && l.includes('service="web"') && !l.includes('to="up"')).reduce((a, l) => a + Number(l.split(' ').pop()), 0);
+      const downs = total((l) => l.startsWith('tandem_backend_state_changes_total{') && l.includes('service="web"') && !l.includes('to="up"'));
       const health = `backend moves ${sum('tandem_backend_moves_total')}, web backends judged down ${downs}`;
       parts.push(`${IDS[i]} http failovers ${sum('tandem_http_failovers_total')}, ${health}, claims: ${claims}`);
     }

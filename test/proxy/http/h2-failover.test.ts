@@ -104,6 +104,11 @@ test('kill -9 of the primary under h2load: no request without a response byte fa
   assert.equal((JSON.parse(again.body.toString()) as { id: string }).id, backendId);
 });
 
+/** Requests the backends have received, all together. */
+function servedTotal(): number {
+  return backends.reduce((a, b) => a + b.count(), 0);
+}
+
 async function ingressErrors(id: string): Promise<number> {
   return c.metric(id, 'tandem_http_errors_total', { service: 'web' });
 }
@@ -117,7 +122,7 @@ test('SIGTERM drains HTTP/2: the client gets GOAWAY, a stream in flight is answe
   s.on('goaway', (code: number) => (goaway = code));
   s.on('error', () => {});
   const body = Buffer.alloc(10, 0x62);
-  const served = backends.reduce((a, b) => a + b.count(), 0);
+  const served = servedTotal();
   const answered = new Promise<{ status: number; bytes: number }>((resolve, reject) => {
     const req = s.request({ ':method': 'POST', ':path': '/inflight', 'x-session': 'drain', 'content-length': String(body.length) }, { endStream: false });
     req.write(body.subarray(0, 5));
@@ -132,7 +137,7 @@ test('SIGTERM drains HTTP/2: the client gets GOAWAY, a stream in flight is answe
   });
   // SIGTERM only once the stream reached a backend: a stream whose HEADERS are still on the wire
   // when the GOAWAY leaves is refused, unprocessed (the next test), which is not what this one asks.
-  await waitUntil(() => backends.reduce((a, b) => a + b.count(), 0) > served, 20_000, 'the stream reached a backend');
+  await waitUntil(() => servedTotal() > served, 20_000, 'the stream reached a backend');
   const exited = new Promise<void>((resolve) => n.process!.once('exit', () => resolve()));
   n.process!.kill('SIGTERM');
   const r = await answered;
@@ -153,7 +158,7 @@ test('a stream that crosses the GOAWAY on the wire is not processed: no backend 
   const raw = await rawH2('a.test', n.host, PORT);
   await waitUntil(() => raw.frames.some((f) => f.type === FRAME.SETTINGS), 20_000, "the node's SETTINGS");
   const exited = new Promise<void>((resolve) => n.process!.once('exit', () => resolve()));
-  const served = backends.reduce((a, b) => a + b.count(), 0);
+  const served = servedTotal();
   n.process!.kill('SIGTERM');
   await waitUntil(() => raw.frames.some((f) => f.type === FRAME.GOAWAY), 20_000, 'the GOAWAY');
   const goaway = raw.frames.find((f) => f.type === FRAME.GOAWAY)!;
@@ -163,5 +168,5 @@ test('a stream that crosses the GOAWAY on the wire is not processed: no backend 
   await raw.closed;
   await exited;
   assert.ok(!raw.frames.some((f) => f.stream === 1), 'nothing answered on stream 1');
-  assert.equal(backends.reduce((a, b) => a + b.count(), 0), served, 'no backend saw the refused stream');
+  assert.equal(servedTotal(), served, 'no backend saw the refused stream');
 });
